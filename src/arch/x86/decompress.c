@@ -1,0 +1,526 @@
+#include "arch/x86/bzimage.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <bzlib.h>
+#include <lz4.h>
+#include <lzma.h>
+#include <zlib.h>
+#include <zstd.h>
+
+/* The kernel's "lz4 -l" legacy frame: a magic, then blocks of at most 8 MiB uncompressed,
+ * each preceded by its little-endian compressed size. */
+#define LZ4_LEGACY_MAGIC      0x184C2102u
+#define LZ4_LEGACY_BLOCK_SIZE (8u << 20)
+
+/* Kernel xz uses a 32 MiB dictionary and lzma -9 64 MiB; a hostile header could ask liblzma
+ * for up to 4 GiB. */
+#define LZMA_MEMLIMIT (256ull << 20)
+
+/* libzstd's default windowLogMax (ZSTD_WINDOWLOG_LIMIT_DEFAULT, a static-only symbol). */
+#define ZSTD_DEFAULT_WLOG_MAX 27
+
+static uint32_t le32_at(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int has_prefix(const uint8_t *p, size_t len, const char *magic, size_t mlen)
+{
+	return len >= mlen && memcmp(p, magic, mlen) == 0;
+}
+
+enum payload_format payload_detect(const uint8_t *p, size_t len)
+{
+	if (!p)
+		return PAYLOAD_UNKNOWN;
+	if (has_prefix(p, len, "\x1f\x8b", 2))
+		return PAYLOAD_GZIP;
+	if (has_prefix(p, len, "\xfd\x37\x7a\x58\x5a\x00", 6))
+		return PAYLOAD_XZ;
+	if (has_prefix(p, len, "\x28\xb5\x2f\xfd", 4))
+		return PAYLOAD_ZSTD;
+	if (has_prefix(p, len, "\x02\x21\x4c\x18", 4))
+		return PAYLOAD_LZ4;
+	if (has_prefix(p, len, "\x5d\x00\x00", 3))
+		return PAYLOAD_LZMA;
+	if (has_prefix(p, len, "BZh", 3) && len >= 4 && p[3] >= '1' && p[3] <= '9')
+		return PAYLOAD_BZIP2;
+	if (has_prefix(p, len, "\x89\x4c\x5a\x4f", 4))
+		return PAYLOAD_LZO;
+	if (has_prefix(p, len, "\x7f\x45\x4c\x46", 4))
+		return PAYLOAD_NONE;
+	return PAYLOAD_UNKNOWN;
+}
+
+const char *payload_format_name(enum payload_format f)
+{
+	switch (f) {
+	case PAYLOAD_GZIP:
+		return "gzip";
+	case PAYLOAD_BZIP2:
+		return "bzip2";
+	case PAYLOAD_LZMA:
+		return "lzma";
+	case PAYLOAD_XZ:
+		return "xz";
+	case PAYLOAD_LZO:
+		return "lzo";
+	case PAYLOAD_LZ4:
+		return "lz4";
+	case PAYLOAD_ZSTD:
+		return "zstd";
+	case PAYLOAD_NONE:
+		return "uncompressed ELF";
+	case PAYLOAD_UNKNOWN:
+		break;
+	}
+	return "unknown";
+}
+
+/* Output buffer that never grows past limit. limit is max_out + 1 so a stream that produces
+ * even one byte too many is caught without having to probe the decoder for more output. */
+struct dcbuf {
+	uint8_t *p;
+	size_t len, cap, limit, max_out;
+};
+
+static int dcbuf_init(struct dcbuf *b, const uint8_t *in, size_t in_len, size_t max_out,
+		      struct errbuf *e)
+{
+	memset(b, 0, sizeof(*b));
+	b->max_out = max_out;
+	b->limit = max_out == SIZE_MAX ? SIZE_MAX : max_out + 1;
+
+	/* The mkpiggy trailer (uncompressed size) makes the common case a single allocation;
+	 * a lying trailer only costs a realloc, and the limit still bounds it. */
+	size_t want = 0;
+	if (in_len >= 4)
+		want = (size_t)le32_at(in + in_len - 4) + 1;
+	if (want < 2 || want > b->limit) {
+		if (__builtin_mul_overflow(in_len, (size_t)4, &want))
+			want = b->limit;
+	}
+	if (want < 4096)
+		want = 4096;
+	if (want > b->limit)
+		want = b->limit;
+	b->p = malloc(want);
+	if (!b->p)
+		return errf(e, -ENOMEM, "out of memory allocating %zu bytes for the kernel", want);
+	b->cap = want;
+	return 0;
+}
+
+static int dcbuf_exceeded(const struct dcbuf *b, struct errbuf *e)
+{
+	return errf(e, -EFBIG, "decompressed kernel exceeds %zu bytes", b->max_out);
+}
+
+/* Makes at least `room` bytes available after len, or as many as the limit allows. */
+static int dcbuf_reserve(struct dcbuf *b, size_t room, struct errbuf *e)
+{
+	if (b->cap - b->len >= room)
+		return 0;
+	if (b->cap >= b->limit)
+		return dcbuf_exceeded(b, e);
+	size_t need;
+	if (__builtin_add_overflow(b->len, room, &need) || need > b->limit)
+		need = b->limit;
+	size_t ncap = b->cap;
+	while (ncap < need)
+		ncap = ncap > b->limit / 2 ? b->limit : ncap * 2;
+	uint8_t *np = realloc(b->p, ncap);
+	if (!np)
+		return errf(e, -ENOMEM, "out of memory growing the kernel buffer to %zu bytes",
+			    ncap);
+	b->p = np;
+	b->cap = ncap;
+	return 0;
+}
+
+static int dcbuf_finish(struct dcbuf *b, uint8_t **out, size_t *out_len, struct errbuf *e)
+{
+	if (b->len > b->max_out) {
+		free(b->p);
+		return dcbuf_exceeded(b, e);
+	}
+	*out = b->p;
+	*out_len = b->len;
+	return 0;
+}
+
+static int decompress_gzip(const uint8_t *in, size_t in_len, struct dcbuf *b, struct errbuf *e)
+{
+	z_stream zs;
+	memset(&zs, 0, sizeof(zs));
+	if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
+		return errf(e, -ENOMEM, "gzip: cannot initialise zlib");
+	size_t in_pos = 0;
+	int r = 0;
+	for (;;) {
+		if (zs.avail_in == 0 && in_pos < in_len) {
+			size_t n = in_len - in_pos < UINT_MAX ? in_len - in_pos : UINT_MAX;
+			zs.next_in = (Bytef *)(in + in_pos);
+			zs.avail_in = (uInt)n;
+			in_pos += n;
+		}
+		if ((r = dcbuf_reserve(b, 1, e)) < 0)
+			break;
+		size_t room = b->cap - b->len;
+		zs.next_out = b->p + b->len;
+		zs.avail_out = room < UINT_MAX ? (uInt)room : UINT_MAX;
+		uInt before = zs.avail_out;
+		int zr = inflate(&zs, Z_NO_FLUSH);
+		b->len += before - zs.avail_out;
+		if (zr == Z_STREAM_END)
+			break;
+		if (zr == Z_OK)
+			continue;
+		if (zr == Z_BUF_ERROR && zs.avail_out == 0)
+			continue;
+		if (zr == Z_BUF_ERROR) {
+			r = errf(e, -EINVAL,
+				 "gzip: compressed kernel is truncated after %zu input bytes",
+				 in_pos - zs.avail_in);
+			break;
+		}
+		r = errf(e, zr == Z_MEM_ERROR ? -ENOMEM : -EINVAL,
+			 "gzip: corrupt data at input byte %zu: %s", in_pos - zs.avail_in,
+			 zs.msg ? zs.msg : "inflate failed");
+		break;
+	}
+	inflateEnd(&zs);
+	return r;
+}
+
+static const char *lzma_ret_name(lzma_ret r)
+{
+	switch (r) {
+	case LZMA_MEM_ERROR:
+		return "out of memory";
+	case LZMA_MEMLIMIT_ERROR:
+		return "dictionary larger than the 256 MiB limit";
+	case LZMA_FORMAT_ERROR:
+		return "bad header";
+	case LZMA_OPTIONS_ERROR:
+		return "unsupported options";
+	case LZMA_DATA_ERROR:
+		return "corrupt data";
+	case LZMA_BUF_ERROR:
+		return "data is truncated";
+	case LZMA_UNSUPPORTED_CHECK:
+		return "unsupported integrity check";
+	default:
+		return "decoder error";
+	}
+}
+
+static int decompress_lzma(const uint8_t *in, size_t in_len, enum payload_format f, struct dcbuf *b,
+			   struct errbuf *e)
+{
+	lzma_stream ls = LZMA_STREAM_INIT;
+	const char *name = payload_format_name(f);
+	/* Without LZMA_CONCATENATED the decoder stops at the end of the first stream, leaving
+	 * the kernel's 4-byte size trailer unread instead of misparsing it as stream padding. */
+	lzma_ret lr = f == PAYLOAD_XZ ? lzma_stream_decoder(&ls, LZMA_MEMLIMIT, 0)
+				      : lzma_alone_decoder(&ls, LZMA_MEMLIMIT);
+	if (lr != LZMA_OK)
+		return errf(e, -ENOMEM, "%s: cannot initialise liblzma: %s", name,
+			    lzma_ret_name(lr));
+	ls.next_in = in;
+	ls.avail_in = in_len;
+	int r = 0;
+	for (;;) {
+		if ((r = dcbuf_reserve(b, 1, e)) < 0)
+			break;
+		ls.next_out = b->p + b->len;
+		ls.avail_out = b->cap - b->len;
+		size_t before = ls.avail_out;
+		lr = lzma_code(&ls, LZMA_FINISH);
+		b->len += before - ls.avail_out;
+		if (lr == LZMA_STREAM_END)
+			break;
+		if (lr == LZMA_OK)
+			continue;
+		if (lr == LZMA_BUF_ERROR && ls.avail_out == 0)
+			continue;
+		r = errf(e, lr == LZMA_MEM_ERROR || lr == LZMA_MEMLIMIT_ERROR ? -ENOMEM : -EINVAL,
+			 "%s: cannot decompress kernel at input byte %zu: %s", name,
+			 in_len - ls.avail_in, lzma_ret_name(lr));
+		break;
+	}
+	lzma_end(&ls);
+	return r;
+}
+
+static int decompress_zstd(const uint8_t *in, size_t in_len, struct dcbuf *b, struct errbuf *e)
+{
+	ZSTD_DCtx *dc = ZSTD_createDCtx();
+	if (!dc)
+		return errf(e, -ENOMEM, "zstd: cannot create a decompression context");
+
+	/* Kernels are compressed with --ultra -22 and a window beyond zstd's default 2^27
+	 * limit. A window larger than max_out is never needed, so cap it there rather than
+	 * letting a hostile frame header request 2 GiB. */
+	int wlog = ZSTD_DEFAULT_WLOG_MAX;
+	while (wlog < 31 && ((size_t)1 << wlog) < b->max_out)
+		wlog++;
+	size_t zr = ZSTD_DCtx_setParameter(dc, ZSTD_d_windowLogMax, wlog);
+	if (ZSTD_isError(zr)) {
+		ZSTD_freeDCtx(dc);
+		return errf(e, -EINVAL, "zstd: cannot set windowLogMax %d: %s", wlog,
+			    ZSTD_getErrorName(zr));
+	}
+
+	ZSTD_inBuffer ib = {in, in_len, 0};
+	int r = 0;
+	for (;;) {
+		if ((r = dcbuf_reserve(b, 1, e)) < 0)
+			break;
+		ZSTD_outBuffer ob = {b->p, b->cap, b->len};
+		size_t in_before = ib.pos;
+		zr = ZSTD_decompressStream(dc, &ob, &ib);
+		size_t produced = ob.pos - b->len;
+		b->len = ob.pos;
+		if (ZSTD_isError(zr)) {
+			r = errf(e, -EINVAL, "zstd: cannot decompress kernel at input byte %zu: %s",
+				 ib.pos, ZSTD_getErrorName(zr));
+			break;
+		}
+		if (zr == 0)
+			break;
+		if (b->len < b->cap && ib.pos == ib.size) {
+			r = errf(e, -EINVAL,
+				 "zstd: compressed kernel is truncated after %zu input bytes",
+				 ib.pos);
+			break;
+		}
+		if (!produced && ib.pos == in_before && b->len < b->cap) {
+			r = errf(e, -EINVAL, "zstd: decoder stalled at input byte %zu", ib.pos);
+			break;
+		}
+	}
+	ZSTD_freeDCtx(dc);
+	return r;
+}
+
+static int lz4_block(const uint8_t *src, uint32_t csize, size_t in_off, struct dcbuf *b,
+		     struct errbuf *e)
+{
+	size_t room = b->cap - b->len;
+	int n;
+
+	/* Try the space we already have: with an accurate size trailer the short last block
+	 * fits exactly and the buffer is never doubled just to hold its worst case. */
+	if (room > 0) {
+		int dcap = (int)(room < LZ4_LEGACY_BLOCK_SIZE ? room : LZ4_LEGACY_BLOCK_SIZE);
+		n = LZ4_decompress_safe((const char *)src, (char *)b->p + b->len, (int)csize, dcap);
+		if (n >= 0) {
+			b->len += (size_t)n;
+			return 0;
+		}
+		if (room >= LZ4_LEGACY_BLOCK_SIZE)
+			return errf(e, -EINVAL, "lz4: corrupt block at input byte %zu", in_off);
+	}
+	if (b->cap < b->limit) {
+		size_t left = b->limit - b->len;
+		int r = dcbuf_reserve(
+		    b, left < LZ4_LEGACY_BLOCK_SIZE ? left : LZ4_LEGACY_BLOCK_SIZE, e);
+		if (r < 0)
+			return r;
+		room = b->cap - b->len;
+		if (room >= LZ4_LEGACY_BLOCK_SIZE) {
+			n = LZ4_decompress_safe((const char *)src, (char *)b->p + b->len,
+						(int)csize, LZ4_LEGACY_BLOCK_SIZE);
+			if (n < 0)
+				return errf(e, -EINVAL, "lz4: corrupt block at input byte %zu",
+					    in_off);
+			b->len += (size_t)n;
+			return 0;
+		}
+	}
+	/* At max_out, LZ4_decompress_safe cannot tell "output too small" from corruption, so
+	 * decode into a full-size scratch block to report the right error. */
+	char *tmp = malloc(LZ4_LEGACY_BLOCK_SIZE);
+	if (!tmp)
+		return errf(e, -ENOMEM, "lz4: out of memory for a %u-byte block",
+			    LZ4_LEGACY_BLOCK_SIZE);
+	int r = 0;
+	n = LZ4_decompress_safe((const char *)src, tmp, (int)csize, LZ4_LEGACY_BLOCK_SIZE);
+	if (n < 0)
+		r = errf(e, -EINVAL, "lz4: corrupt block at input byte %zu", in_off);
+	else if ((size_t)n > room)
+		r = dcbuf_exceeded(b, e);
+	else {
+		memcpy(b->p + b->len, tmp, (size_t)n);
+		b->len += (size_t)n;
+	}
+	free(tmp);
+	return r;
+}
+
+static int decompress_lz4(const uint8_t *in, size_t in_len, struct dcbuf *b, struct errbuf *e)
+{
+	const uint32_t max_csize = (uint32_t)LZ4_compressBound(LZ4_LEGACY_BLOCK_SIZE);
+	size_t pos = 0, blocks = 0;
+
+	if (in_len < 4 || le32_at(in) != LZ4_LEGACY_MAGIC)
+		return errf(e, -EINVAL, "lz4: payload does not start with the legacy frame magic");
+	pos = 4;
+	while (pos < in_len) {
+		size_t left = in_len - pos;
+		if (left < 4)
+			return errf(e, -EINVAL,
+				    "lz4: %zu stray bytes at input byte %zu after the last block",
+				    left, pos);
+		uint32_t csize = le32_at(in + pos);
+		/* The kernel appends the uncompressed size after the frame. Four bytes left
+		 * cannot be a block (it would have no data), so they are the trailer if they
+		 * match; a mismatch means the frame was cut exactly at a block boundary. */
+		if (left == 4 && blocks > 0) {
+			if (csize != (uint32_t)b->len)
+				return errf(
+				    e, -EINVAL,
+				    "lz4: compressed kernel is truncated: size trailer says "
+				    "%u bytes but the blocks decompress to %zu",
+				    csize, b->len);
+			break;
+		}
+		pos += 4;
+		if (csize == LZ4_LEGACY_MAGIC)
+			continue; /* concatenated legacy frames */
+		if (csize == 0 || csize > max_csize)
+			return errf(e, -EINVAL,
+				    "lz4: block size %u at input byte %zu is outside 1..%u", csize,
+				    pos - 4, max_csize);
+		if (csize > in_len - pos)
+			return errf(e, -EINVAL,
+				    "lz4: compressed kernel is truncated: block at input byte %zu "
+				    "needs %u bytes, %zu remain",
+				    pos - 4, csize, in_len - pos);
+		int r = lz4_block(in + pos, csize, pos, b, e);
+		if (r < 0)
+			return r;
+		pos += csize;
+		blocks++;
+	}
+	if (!blocks)
+		return errf(e, -EINVAL, "lz4: legacy frame contains no blocks");
+	return 0;
+}
+
+static int decompress_bzip2(const uint8_t *in, size_t in_len, struct dcbuf *b, struct errbuf *e)
+{
+	bz_stream bs;
+	memset(&bs, 0, sizeof(bs));
+	int br = BZ2_bzDecompressInit(&bs, 0, 0);
+	if (br != BZ_OK)
+		return errf(e, -ENOMEM, "bzip2: cannot initialise libbz2 (error %d)", br);
+	size_t in_pos = 0;
+	int r = 0;
+	for (;;) {
+		if (bs.avail_in == 0 && in_pos < in_len) {
+			size_t n = in_len - in_pos < UINT_MAX ? in_len - in_pos : UINT_MAX;
+			bs.next_in = (char *)(in + in_pos);
+			bs.avail_in = (unsigned int)n;
+			in_pos += n;
+		}
+		if ((r = dcbuf_reserve(b, 1, e)) < 0)
+			break;
+		size_t room = b->cap - b->len;
+		bs.next_out = (char *)b->p + b->len;
+		bs.avail_out = room < UINT_MAX ? (unsigned int)room : UINT_MAX;
+		unsigned int before = bs.avail_out;
+		br = BZ2_bzDecompress(&bs);
+		b->len += before - bs.avail_out;
+		if (br == BZ_STREAM_END)
+			break;
+		if (br == BZ_OK) {
+			/* With space left in the output and no input, libbz2 has nothing more to
+			 * give: the stream ended early. */
+			if (bs.avail_in == 0 && in_pos == in_len && bs.avail_out > 0) {
+				r = errf(
+				    e, -EINVAL,
+				    "bzip2: compressed kernel is truncated after %zu input bytes",
+				    in_pos);
+				break;
+			}
+			continue;
+		}
+		r = errf(e, br == BZ_MEM_ERROR ? -ENOMEM : -EINVAL,
+			 "bzip2: cannot decompress kernel at input byte %zu: %s",
+			 in_pos - bs.avail_in,
+			 br == BZ_DATA_ERROR_MAGIC ? "bad stream magic"
+			 : br == BZ_MEM_ERROR	   ? "out of memory"
+						   : "corrupt data");
+		break;
+	}
+	BZ2_bzDecompressEnd(&bs);
+	return r;
+}
+
+static int copy_elf(const uint8_t *in, size_t in_len, struct dcbuf *b, struct errbuf *e)
+{
+	int r = dcbuf_reserve(b, in_len, e);
+	if (r < 0)
+		return r;
+	if (b->cap - b->len < in_len)
+		return dcbuf_exceeded(b, e);
+	memcpy(b->p + b->len, in, in_len);
+	b->len += in_len;
+	return 0;
+}
+
+int payload_decompress(const uint8_t *p, size_t len, enum payload_format f, size_t max_out,
+		       uint8_t **out, size_t *out_len, struct errbuf *e)
+{
+	*out = NULL;
+	*out_len = 0;
+	if (!p || !len)
+		return errf(e, -EINVAL, "kernel payload is empty");
+	if (f == PAYLOAD_LZO)
+		return errf(e, -ENOTSUP,
+			    "lzo-compressed kernels are not supported: rebuild the kernel with "
+			    "CONFIG_KERNEL_XZ, _GZIP, _ZSTD or _LZ4");
+	if (f == PAYLOAD_UNKNOWN || f > PAYLOAD_NONE)
+		return errf(
+		    e, -EINVAL,
+		    "kernel payload has an unknown compression format (first bytes %02x %02x "
+		    "%02x %02x)",
+		    p[0], len > 1 ? p[1] : 0, len > 2 ? p[2] : 0, len > 3 ? p[3] : 0);
+
+	struct dcbuf b;
+	int r = dcbuf_init(&b, p, len, max_out, e);
+	if (r < 0)
+		return r;
+	switch (f) {
+	case PAYLOAD_GZIP:
+		r = decompress_gzip(p, len, &b, e);
+		break;
+	case PAYLOAD_XZ:
+	case PAYLOAD_LZMA:
+		r = decompress_lzma(p, len, f, &b, e);
+		break;
+	case PAYLOAD_ZSTD:
+		r = decompress_zstd(p, len, &b, e);
+		break;
+	case PAYLOAD_LZ4:
+		r = decompress_lz4(p, len, &b, e);
+		break;
+	case PAYLOAD_BZIP2:
+		r = decompress_bzip2(p, len, &b, e);
+		break;
+	default:
+		r = copy_elf(p, len, &b, e);
+		break;
+	}
+	if (r < 0) {
+		free(b.p);
+		return r;
+	}
+	return dcbuf_finish(&b, out, out_len, e);
+}

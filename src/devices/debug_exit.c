@@ -1,0 +1,34 @@
+#include "devices/legacy.h"
+
+#include <string.h>
+
+#include "util/log.h"
+
+#define DEBUG_EXIT_WIDTH 4
+
+static void debug_exit_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
+{
+	struct vm_power *power = opaque;
+
+	if (!is_write) {
+		memset(data, 0, len);
+		return;
+	}
+	/* The register is one 32-bit value at 0xf4; writes that start inside it are not. */
+	if (offset != 0)
+		return;
+	uint32_t v = 0;
+	for (uint32_t i = 0; i < len && i < DEBUG_EXIT_WIDTH; i++)
+		v |= (uint32_t)data[i] << (8 * i);
+	/* Unsigned arithmetic wraps for huge v; clearing bit 31 keeps the status non-negative
+	 * without changing the low byte, which is all a process exit status keeps. */
+	uint32_t status = ((v << 1) | 1) & 0x7fffffffu;
+	log_info("debug-exit: guest wrote 0x%x, exit status %u", v, status);
+	power_request_stop(power, STOP_DEBUG_EXIT, (int)status);
+}
+
+int debug_exit_attach(struct vm_power *power, struct bus *pio)
+{
+	return bus_register(pio, DEBUG_EXIT_PORT, DEBUG_EXIT_WIDTH, debug_exit_io, power,
+			    "debug-exit");
+}

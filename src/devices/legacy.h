@@ -1,0 +1,74 @@
+/* The small legacy PC devices: i8042 (only the reset line), CMOS RTC, the debug-exit port
+ * and the boot-time marker port. Each knows its ports and, where it ends the VM, the
+ * struct vm_power; none knows struct vm. */
+#ifndef KVMINI_DEVICES_LEGACY_H
+#define KVMINI_DEVICES_LEGACY_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "vmm/bus.h"
+#include "vmm/power.h"
+
+/* i8042 keyboard controller at 0x60/0x64 with nothing attached: enough of the controller
+ * for Linux's probe (self-test, command byte) to finish at once; command 0xfe (pulse reset
+ * line) written to 0x64 stops the VM with STOP_RESET. Never raises an interrupt. */
+#define I8042_DATA_PORT	   0x60
+#define I8042_COMMAND_PORT 0x64
+struct i8042 {
+	pthread_mutex_t lock;
+	struct vm_power *power;
+	uint8_t last_command;
+	uint8_t command_byte; /* controller configuration byte (read by command 0x20) */
+	uint8_t out;	      /* pending output byte */
+	bool out_full;
+};
+int i8042_init(struct i8042 *k, struct vm_power *power);
+void i8042_destroy(struct i8042 *k);
+int i8042_attach(struct i8042 *k, struct bus *pio);
+
+/* MC146818 CMOS RTC at 0x70 (index, bit 7 = NMI mask) / 0x71 (data): the host's current
+ * UTC time in BCD, 24-hour mode, plus 128 bytes of CMOS RAM. */
+#define RTC_INDEX_PORT 0x70
+#define RTC_DATA_PORT  0x71
+struct rtc {
+	pthread_mutex_t lock;
+	uint8_t index;
+	uint8_t cmos[128];
+};
+int rtc_init(struct rtc *r);
+void rtc_destroy(struct rtc *r);
+int rtc_attach(struct rtc *r, struct bus *pio);
+
+/* QEMU's isa-debug-exit convention: a write of v to port 0xf4 (1, 2 or 4 bytes) stops the
+ * VM with exit status (v << 1) | 1. */
+#define DEBUG_EXIT_PORT 0xf4
+int debug_exit_attach(struct vm_power *power, struct bus *pio);
+
+/* Boot-time marker: the guest writes a progress code to port 0x80 (the POST-code port, as
+ * Cloud Hypervisor's debug port); codes 0x40-0x7f (Cloud Hypervisor's kernel and user-space
+ * ranges) are logged with the time since kvmini started; others (Linux's io_delay writes)
+ * are ignored. At most BOOT_MARKER_MAX lines are logged. */
+#define BOOT_MARKER_PORT 0x80
+#define BOOT_MARKER_MAX	 64
+struct boot_marker {
+	pthread_mutex_t lock;
+	struct timespec start; /* CLOCK_MONOTONIC when kvmini started */
+	unsigned count;
+	uint8_t last_code;
+	double last_ms;
+};
+int boot_marker_init(struct boot_marker *m, const struct timespec *start);
+void boot_marker_destroy(struct boot_marker *m);
+int boot_marker_attach(struct boot_marker *m, struct bus *pio);
+
+/* ACPI PM1a control register at QEMU q35's address: a write with SLP_EN (bit 13) set powers
+ * the VM off (STOP_POWEROFF), whatever the sleep type; reads return 0. A FADT that points
+ * PM1a_CNT_BLK here lets Linux's ACPI power-off reach it. */
+#define PM1A_CNT_PORT	0x604
+#define PM1A_CNT_SLP_EN 0x2000
+int pm_attach(struct vm_power *power, struct bus *pio);
+
+#endif

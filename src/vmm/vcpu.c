@@ -1,0 +1,247 @@
+#include "vmm/vcpu.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "arch/x86/emulate.h"
+#include "util/log.h"
+
+#define VCPU_KICK_SIGNAL SIGUSR1
+
+static void kick_handler(int sig)
+{
+	(void)sig;
+}
+
+int vcpu_signals_init(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = kick_handler;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+int vcpu_create(struct vcpu *v, int vm_fd, unsigned id, size_t run_size,
+		const struct vcpu_env *env, int host_cpu, struct errbuf *e)
+{
+	memset(v, 0, sizeof(*v));
+	v->id = id;
+	v->env = env;
+	v->host_cpu = host_cpu;
+	v->fd = ioctl(vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
+	if (v->fd < 0)
+		return errf(e, -errno, "KVM_CREATE_VCPU %u failed: %s", id, strerror(errno));
+	v->run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		int err = errno;
+		close(v->fd);
+		v->fd = -1;
+		v->run = NULL;
+		return errf(e, -err, "cannot map vCPU %u's kvm_run: %s", id, strerror(err));
+	}
+	v->run_size = run_size;
+	return 0;
+}
+
+static void vcpu_fail(struct vcpu *v, const char *what)
+{
+	char regs[2048];
+	x86_describe_vcpu(v->fd, v->env->mem, v->run, regs, sizeof(regs));
+	log_error("vCPU %u: %s\n%s", v->id, what, regs);
+	power_request_stop(v->env->power, STOP_ERROR, 1);
+}
+
+static void handle_io(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	uint32_t size = run->io.size, count = run->io.count;
+	uint64_t total;
+	/* KVM fills these, but the data offset and length are still checked against the
+	 * page before we touch it. */
+	if (size == 0 || size > 4 || __builtin_mul_overflow((uint64_t)size, count, &total) ||
+	    run->io.data_offset > v->run_size || total > v->run_size - run->io.data_offset) {
+		vcpu_fail(v, "malformed port I/O exit");
+		return;
+	}
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
+	for (uint32_t i = 0; i < count; i++) {
+		if (!bus_dispatch(v->env->pio, run->io.port, data + i * size, size, is_write))
+			log_debug("vCPU %u: unhandled port %s 0x%x (%u bytes)", v->id,
+				  is_write ? "write" : "read", run->io.port, size);
+	}
+}
+
+static void handle_mmio(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	uint32_t len = run->mmio.len;
+	if (len == 0 || len > sizeof(run->mmio.data)) {
+		vcpu_fail(v, "malformed MMIO exit");
+		return;
+	}
+	if (!bus_dispatch(v->env->mmio, run->mmio.phys_addr, run->mmio.data, len,
+			  run->mmio.is_write))
+		log_debug("vCPU %u: unhandled MMIO %s at 0x%llx (%u bytes)", v->id,
+			  run->mmio.is_write ? "write" : "read",
+			  (unsigned long long)run->mmio.phys_addr, len);
+}
+
+static void handle_internal_error(struct vcpu *v)
+{
+	if (v->run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION) {
+		enum x86_recovery r = x86_recover_emulation_failure(v->fd, v->env->mem);
+		if (r != X86_NOT_RECOVERED) {
+			atomic_fetch_add(&v->stats.recovered, 1);
+			return;
+		}
+		vcpu_fail(v, "KVM could not emulate an instruction (this host emulates guest ring 0; "
+			     "see `kvmini info`)");
+		return;
+	}
+	char what[64];
+	snprintf(what, sizeof(what), "KVM internal error, suberror %u", v->run->internal.suberror);
+	vcpu_fail(v, what);
+}
+
+/* Returns false when the thread should stop. */
+static bool handle_exit(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		atomic_fetch_add(&v->stats.exits_io, 1);
+		handle_io(v);
+		return true;
+	case KVM_EXIT_MMIO:
+		atomic_fetch_add(&v->stats.exits_mmio, 1);
+		handle_mmio(v);
+		return true;
+	case KVM_EXIT_INTR:
+		return true;
+	case KVM_EXIT_HLT:
+		/* With the in-kernel LAPIC, HLT waits in the kernel; an exit here means the
+		 * vCPU halted for good (interrupts off). */
+		log_warn("vCPU %u halted with interrupts disabled", v->id);
+		power_request_stop(v->env->power, STOP_POWEROFF, 0);
+		return false;
+	case KVM_EXIT_SHUTDOWN:
+		vcpu_fail(v, "triple fault (KVM_EXIT_SHUTDOWN): the guest reset itself through an "
+			     "unhandled exception");
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		switch (run->system_event.type) {
+		case KVM_SYSTEM_EVENT_SHUTDOWN:
+			power_request_stop(v->env->power, STOP_POWEROFF, 0);
+			break;
+		case KVM_SYSTEM_EVENT_RESET:
+			power_request_stop(v->env->power, STOP_RESET, 0);
+			break;
+		default:
+			vcpu_fail(v, "guest crashed (KVM_SYSTEM_EVENT_CRASH)");
+			break;
+		}
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		atomic_fetch_add(&v->stats.exits_other, 1);
+		handle_internal_error(v);
+		return true;
+	case KVM_EXIT_FAIL_ENTRY: {
+		char what[96];
+		snprintf(what, sizeof(what), "KVM could not enter the guest (hardware reason 0x%llx)",
+			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		vcpu_fail(v, what);
+		return false;
+	}
+	default: {
+		char what[64];
+		snprintf(what, sizeof(what), "unexpected KVM exit reason %u", run->exit_reason);
+		vcpu_fail(v, what);
+		return false;
+	}
+	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	char name[16];
+	snprintf(name, sizeof(name), "vcpu %u", v->id);
+	pthread_setname_np(pthread_self(), name);
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	while (!power_stop_requested(v->env->power)) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			/* EINTR: kicked (or immediate_exit). EAGAIN: an AP leaving
+			 * wait-for-SIPI on some hosts. Both: look at the stop flag, run again. */
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			char what[96];
+			snprintf(what, sizeof(what), "KVM_RUN failed: %s", strerror(errno));
+			vcpu_fail(v, what);
+			break;
+		}
+		if (!handle_exit(v))
+			break;
+	}
+	return NULL;
+}
+
+int vcpu_start(struct vcpu *v, struct errbuf *e)
+{
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	if (v->host_cpu >= 0) {
+		cpu_set_t cpus;
+		CPU_ZERO(&cpus);
+		CPU_SET(v->host_cpu, &cpus);
+		pthread_attr_setaffinity_np(&attr, sizeof(cpus), &cpus);
+	}
+	int ret = pthread_create(&v->thread, &attr, vcpu_thread, v);
+	pthread_attr_destroy(&attr);
+	if (ret != 0)
+		return errf(e, -ret, "cannot start vCPU %u%s: %s", v->id,
+			    v->host_cpu >= 0 ? " on its host CPU" : "", strerror(ret));
+	v->started = true;
+	return 0;
+}
+
+void vcpu_kick(struct vcpu *v)
+{
+	if (!v->started)
+		return;
+	/* immediate_exit covers the window between the thread's stop check and KVM_RUN; the
+	 * signal covers a KVM_RUN already in progress. */
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpu_join(struct vcpu *v)
+{
+	if (v->started)
+		pthread_join(v->thread, NULL);
+	v->started = false;
+}
+
+void vcpu_destroy(struct vcpu *v)
+{
+	if (v->run)
+		munmap(v->run, v->run_size);
+	if (v->fd >= 0)
+		close(v->fd);
+	v->run = NULL;
+	v->fd = -1;
+}

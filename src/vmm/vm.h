@@ -1,0 +1,66 @@
+/* A whole VM: the one place that assembles memory, the interrupt controllers, devices and
+ * vCPUs, and runs them. It sits above everything; nothing below calls into it. All state is
+ * here (no process-wide globals), so several VMs can live in one process. */
+#ifndef KVMINI_VMM_VM_H
+#define KVMINI_VMM_VM_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include <linux/kvm.h>
+
+#include "arch/x86/boot.h"
+#include "config.h"
+#include "devices/legacy.h"
+#include "devices/serial.h"
+#include "util/err.h"
+#include "util/guest_mem.h"
+#include "vmm/bus.h"
+#include "vmm/console.h"
+#include "vmm/irq.h"
+#include "vmm/kvm.h"
+#include "vmm/loop.h"
+#include "vmm/power.h"
+#include "vmm/vcpu.h"
+
+struct vm {
+	const struct vm_config *cfg;
+	struct timespec start; /* CLOCK_MONOTONIC when kvmini started */
+	struct kvm_host kvm;
+	int vm_fd;
+
+	uint8_t *ram;
+	size_t ram_size;
+	struct guest_mem mem;
+
+	struct bus pio, mmio;
+	struct vm_power power;
+	struct event_loop loop;
+	struct console console;
+
+	struct irq_line serial_irq;
+	struct serial serial;
+	struct i8042 i8042;
+	struct rtc rtc;
+	struct boot_marker boot_marker;
+
+	struct kvm_cpuid2 *supported_cpuid;
+	struct x86_boot_setup boot;
+	struct vcpu_env vcpu_env;
+	struct vcpu vcpus[KVMINI_MAX_VCPUS];
+	unsigned nvcpus;
+	int signal_fd;
+	unsigned init_done; /* how far vm_create got, for vm_destroy */
+};
+
+/* Builds the VM described by cfg: memory, irqchip, devices, kernel, vCPUs. kernel/initrd
+ * are the file contents (kernel may be the built-in demo). Returns 0 or -errno with e set. */
+int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec *start,
+	      const uint8_t *kernel, size_t kernel_size, const char *kernel_name,
+	      const uint8_t *initrd, size_t initrd_size, struct errbuf *e);
+/* Runs until the guest or the user stops it; *exit_status is what kvmini should exit with.
+ * Returns 0, or -errno if the VM could not run (with e set). */
+int vm_run(struct vm *vm, int *exit_status, struct errbuf *e);
+void vm_destroy(struct vm *vm);
+
+#endif

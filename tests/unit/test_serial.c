@@ -1,0 +1,347 @@
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "devices/serial.h"
+#include "vmm/bus.h"
+#include "vmm/irq.h"
+
+#define COM1 SERIAL_COM1_BASE
+
+enum { THR = 0, RBR = 0, DLL = 0, IER = 1, DLM = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4 };
+enum { LSR = 5, MSR = 6, SCR = 7 };
+
+static struct bus ser_bus;
+static struct irq_line ser_irq;
+static struct serial ser;
+static int ser_pipe[2];
+static unsigned ser_notified;
+
+static void ser_setup(void)
+{
+	cr_assert_eq(bus_init(&ser_bus, "pio"), 0);
+	irq_line_init(&ser_irq, -1, SERIAL_COM1_IRQ);
+	cr_assert_eq(pipe2(ser_pipe, O_CLOEXEC), 0);
+	/* Only the read end is non-blocking, so the test can see "nothing was sent". */
+	cr_assert_eq(fcntl(ser_pipe[0], F_SETFL, O_NONBLOCK), 0);
+	cr_assert_eq(serial_init(&ser, &ser_irq, ser_pipe[1]), 0);
+	cr_assert_eq(serial_attach(&ser, &ser_bus, COM1), 0);
+	ser_notified = 0;
+}
+
+static void ser_teardown(void)
+{
+	serial_destroy(&ser);
+	bus_destroy(&ser_bus);
+	close(ser_pipe[0]);
+	close(ser_pipe[1]);
+}
+
+TestSuite(serial, .init = ser_setup, .fini = ser_teardown);
+
+static void ser_out(unsigned reg, uint8_t v)
+{
+	cr_assert(bus_dispatch(&ser_bus, COM1 + reg, &v, 1, true));
+}
+
+static uint8_t ser_in(unsigned reg)
+{
+	uint8_t v = 0xaa;
+	cr_assert(bus_dispatch(&ser_bus, COM1 + reg, &v, 1, false));
+	return v;
+}
+
+/* Reads what the UART transmitted so far; returns the byte count. */
+static size_t ser_drain(uint8_t *buf, size_t cap)
+{
+	ssize_t n = read(ser_pipe[0], buf, cap);
+	if (n < 0) {
+		cr_assert(errno == EAGAIN, "read: %s", strerror(errno));
+		return 0;
+	}
+	return (size_t)n;
+}
+
+static void ser_count_notify(void *opaque)
+{
+	unsigned *count = opaque;
+	(*count)++;
+}
+
+Test(serial, thr_bytes_reach_fd_in_order)
+{
+	const char *msg = "hello, kvmini\r\n";
+	for (const char *p = msg; *p; p++)
+		ser_out(THR, (uint8_t)*p);
+	uint8_t buf[64];
+	size_t n = ser_drain(buf, sizeof(buf));
+	cr_assert_eq(n, strlen(msg));
+	cr_assert_arr_eq(buf, msg, n);
+}
+
+Test(serial, lsr_reports_transmitter_empty)
+{
+	cr_assert_eq(ser_in(LSR) & 0x61, 0x60);
+	ser_out(THR, 'x');
+	cr_assert_eq(ser_in(LSR) & 0x61, 0x60);
+}
+
+Test(serial, iir_idle_and_line_low)
+{
+	cr_assert_eq(ser_in(IIR), 0x01);
+	cr_assert_not(ser_irq.level);
+}
+
+Test(serial, thre_interrupt_on_ier_enable_cleared_by_iir_read)
+{
+	ser_out(MCR, 0x0b); /* DTR | RTS | OUT2 */
+	ser_out(IER, 0x02);
+	cr_assert(ser_irq.level);
+	cr_assert_eq(ser_irq.edges, 1);
+	cr_assert_eq(ser_in(IIR), 0x02);
+	cr_assert_not(ser_irq.level);
+	cr_assert_eq(ser_in(IIR), 0x01);
+
+	ser_out(THR, 'a');
+	cr_assert(ser_irq.level);
+	cr_assert_eq(ser_irq.edges, 2);
+	cr_assert_eq(ser_in(IIR), 0x02);
+	cr_assert_not(ser_irq.level);
+}
+
+Test(serial, thre_reenabled_raises_again)
+{
+	ser_out(MCR, 0x08);
+	ser_out(IER, 0x02);
+	cr_assert_eq(ser_in(IIR), 0x02);
+	ser_out(IER, 0x00);
+	ser_out(IER, 0x02);
+	cr_assert(ser_irq.level);
+	cr_assert_eq(ser_in(IIR), 0x02);
+}
+
+Test(serial, line_gated_by_out2)
+{
+	ser_out(IER, 0x02);
+	cr_assert_eq(ser_in(IIR), 0x02, "IIR reports the interrupt regardless of OUT2");
+	ser_out(IER, 0x00);
+	ser_out(IER, 0x02);
+	cr_assert_not(ser_irq.level);
+	ser_out(MCR, 0x08);
+	cr_assert(ser_irq.level);
+	ser_out(MCR, 0x00);
+	cr_assert_not(ser_irq.level);
+}
+
+Test(serial, receive_sets_dr_and_interrupt)
+{
+	ser_out(MCR, 0x08);
+	ser_out(IER, 0x01);
+	cr_assert_not(ser_irq.level);
+	cr_assert_eq(serial_receive(&ser, (const uint8_t *)"abc", 3), 3);
+	cr_assert_eq(ser_in(LSR) & 0x01, 0x01);
+	cr_assert_eq(ser_in(IIR), 0x04);
+	cr_assert(ser_irq.level);
+	cr_assert_eq(ser_in(RBR), 'a');
+	cr_assert_eq(ser_in(RBR), 'b');
+	cr_assert(ser_irq.level);
+	cr_assert_eq(ser_in(RBR), 'c');
+	cr_assert_not(ser_irq.level);
+	cr_assert_eq(ser_in(LSR) & 0x01, 0x00);
+	cr_assert_eq(ser_in(IIR), 0x01);
+}
+
+Test(serial, rx_has_priority_over_thre)
+{
+	ser_out(MCR, 0x08);
+	ser_out(IER, 0x03);
+	cr_assert_eq(serial_receive(&ser, (const uint8_t *)"z", 1), 1);
+	cr_assert_eq(ser_in(IIR), 0x04);
+	cr_assert_eq(ser_in(IIR), 0x04, "an RDA report must not consume the THRE interrupt");
+	cr_assert_eq(ser_in(RBR), 'z');
+	cr_assert(ser_irq.level, "THRE still pending");
+	cr_assert_eq(ser_in(IIR), 0x02);
+	cr_assert_eq(ser_in(IIR), 0x01);
+	cr_assert_not(ser_irq.level);
+}
+
+Test(serial, rx_without_erbfi_sets_dr_only)
+{
+	ser_out(MCR, 0x08);
+	cr_assert_eq(serial_receive(&ser, (const uint8_t *)"q", 1), 1);
+	cr_assert_eq(ser_in(LSR) & 0x01, 0x01);
+	cr_assert_eq(ser_in(IIR), 0x01);
+	cr_assert_not(ser_irq.level);
+}
+
+Test(serial, dlab_selects_divisor_latch)
+{
+	ser_out(IER, 0x05);
+	ser_out(LCR, 0x83);
+	ser_out(DLL, 0x01);
+	ser_out(DLM, 0x00);
+	cr_assert_eq(ser_in(DLL), 0x01);
+	cr_assert_eq(ser_in(DLM), 0x00);
+	uint8_t buf[8];
+	cr_assert_eq(ser_drain(buf, sizeof(buf)), 0, "a DLL write must not transmit");
+	ser_out(LCR, 0x03);
+	cr_assert_eq(ser_in(LCR), 0x03);
+	cr_assert_eq(ser_in(IER), 0x05, "a DLM write must not change IER");
+	ser_out(THR, 'k');
+	cr_assert_eq(ser_drain(buf, sizeof(buf)), 1);
+	cr_assert_eq(buf[0], 'k');
+}
+
+Test(serial, ier_keeps_low_nibble)
+{
+	ser_out(IER, 0x00);
+	cr_assert_eq(ser_in(IER), 0x00);
+	ser_out(IER, 0xff);
+	cr_assert_eq(ser_in(IER), 0x0f);
+}
+
+Test(serial, loopback_as_linux_probes)
+{
+	cr_assert_eq(ser_in(MSR) & 0xf0, 0xb0);
+	ser_out(MCR, 0x1a); /* LOOP | OUT2 | RTS */
+	cr_assert_eq(ser_in(MSR) & 0xf0, 0x90);
+	ser_out(MCR, 0x1f);
+	cr_assert_eq(ser_in(MSR) & 0xf0, 0xf0);
+	ser_out(MCR, 0x10);
+	cr_assert_eq(ser_in(MSR) & 0xf0, 0x00);
+	ser_out(MCR, 0x00);
+	cr_assert_eq(ser_in(MSR) & 0xf0, 0xb0);
+}
+
+Test(serial, loopback_routes_thr_to_rbr)
+{
+	ser_out(MCR, 0x1b);
+	ser_out(IER, 0x01);
+	ser_out(THR, 0x55);
+	uint8_t buf[8];
+	cr_assert_eq(ser_drain(buf, sizeof(buf)), 0);
+	cr_assert_eq(ser_in(LSR) & 0x01, 0x01);
+	cr_assert_eq(ser_in(IIR), 0x04);
+	cr_assert_not(ser_irq.level, "loopback disconnects OUT2 from the IRQ");
+	cr_assert_eq(ser_in(RBR), 0x55);
+	cr_assert_eq(ser_in(LSR) & 0x01, 0x00);
+}
+
+Test(serial, fifo_identification)
+{
+	cr_assert_eq(ser_in(IIR) & 0xc0, 0x00);
+	ser_out(FCR, 0xe7);
+	cr_assert_eq(ser_in(IIR) & 0xc0, 0xc0);
+	ser_out(FCR, 0x00);
+	cr_assert_eq(ser_in(IIR) & 0xc0, 0x00);
+}
+
+Test(serial, fcr_clears_rx)
+{
+	ser_out(FCR, 0x01);
+	cr_assert_eq(serial_receive(&ser, (const uint8_t *)"abc", 3), 3);
+	ser_out(FCR, 0x03);
+	cr_assert_eq(ser_in(LSR) & 0x01, 0x00);
+	cr_assert_eq(serial_rx_space(&ser), SERIAL_RX_BUF);
+	cr_assert_eq(ser_in(IIR) & 0xc0, 0xc0, "clearing keeps the FIFOs enabled");
+}
+
+Test(serial, full_rx_buffer_short_count_and_space_callback)
+{
+	static uint8_t big[SERIAL_RX_BUF + 100];
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)i;
+	serial_set_rx_space_notify(&ser, ser_count_notify, &ser_notified);
+
+	cr_assert_eq(serial_receive(&ser, big, sizeof(big)), SERIAL_RX_BUF);
+	cr_assert_eq(serial_rx_space(&ser), 0);
+	cr_assert_eq(serial_receive(&ser, big, 10), 0);
+	cr_assert_eq(ser_notified, 0);
+
+	cr_assert_eq(ser_in(RBR), 0);
+	cr_assert_eq(ser_notified, 1);
+	cr_assert_eq(serial_rx_space(&ser), 1);
+	cr_assert_eq(ser_in(RBR), 1);
+	cr_assert_eq(ser_notified, 1, "only the read that ends the full state notifies");
+
+	/* The ring wraps correctly. */
+	cr_assert_eq(serial_receive(&ser, (const uint8_t *)"\xf0\xf1", 2), 2);
+	for (size_t i = 2; i < SERIAL_RX_BUF; i++)
+		cr_assert_eq(ser_in(RBR), (uint8_t)i);
+	cr_assert_eq(ser_in(RBR), 0xf0);
+	cr_assert_eq(ser_in(RBR), 0xf1);
+	cr_assert_eq(ser_in(LSR) & 0x01, 0x00);
+	cr_assert_eq(serial_rx_space(&ser), SERIAL_RX_BUF);
+}
+
+Test(serial, partial_fit_after_room_made)
+{
+	static uint8_t big[SERIAL_RX_BUF];
+	memset(big, 'x', sizeof(big));
+	cr_assert_eq(serial_receive(&ser, big, SERIAL_RX_BUF - 2), SERIAL_RX_BUF - 2);
+	cr_assert_eq(serial_receive(&ser, (const uint8_t *)"abcd", 4), 2);
+	serial_set_rx_space_notify(&ser, ser_count_notify, &ser_notified);
+	ser_out(FCR, 0x02);
+	cr_assert_eq(ser_notified, 1, "clearing the rx FIFO also makes space");
+}
+
+Test(serial, scratch_register)
+{
+	ser_out(SCR, 0x5a);
+	cr_assert_eq(ser_in(SCR), 0x5a);
+	ser_out(SCR, 0xa5);
+	cr_assert_eq(ser_in(SCR), 0xa5);
+}
+
+Test(serial, rbr_read_when_empty)
+{
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(ser_in(RBR), 0);
+	cr_assert_eq(ser_in(LSR) & 0x01, 0x00);
+	cr_assert_eq(serial_rx_space(&ser), SERIAL_RX_BUF);
+	cr_assert_eq(serial_receive(&ser, (const uint8_t *)"m", 1), 1);
+	cr_assert_eq(ser_in(RBR), 'm');
+}
+
+Test(serial, wide_access_is_bytewise_and_bounded)
+{
+	uint8_t v[2] = {0x11, 0x22};
+	ser_out(LCR, 0x03);
+	/* A 16-bit write at MSR is MSR (ignored) then SCR. */
+	cr_assert(bus_dispatch(&ser_bus, COM1 + MSR, v, 2, true));
+	cr_assert_eq(ser_in(SCR), 0x22);
+	uint8_t r[2];
+	cr_assert(bus_dispatch(&ser_bus, COM1 + MSR, r, 2, false));
+	cr_assert_eq(r[0], 0xb0);
+	cr_assert_eq(r[1], 0x22);
+	/* Runs off the end of the 8 ports: not ours. */
+	cr_assert_not(bus_dispatch(&ser_bus, COM1 + SCR, r, 2, false));
+}
+
+Test(serial, discards_output_without_fd)
+{
+	struct serial quiet;
+	struct irq_line line;
+	irq_line_init(&line, -1, 3);
+	cr_assert_eq(serial_init(&quiet, &line, -1), 0);
+	cr_assert_eq(serial_attach(&quiet, &ser_bus, 0x2f8), 0);
+	uint8_t v = 'x';
+	cr_assert(bus_dispatch(&ser_bus, 0x2f8, &v, 1, true));
+	cr_assert(bus_dispatch(&ser_bus, 0x2f8 + LSR, &v, 1, false));
+	cr_assert_eq(v & 0x60, 0x60);
+	serial_destroy(&quiet);
+}
+
+Test(serial, closed_reader_drops_output_quietly)
+{
+	signal(SIGPIPE, SIG_IGN);
+	close(ser_pipe[0]);
+	ser_pipe[0] = open("/dev/null", O_RDONLY);
+	ser_out(THR, 'a');
+	ser_out(THR, 'b');
+	cr_assert_eq(ser_in(LSR) & 0x60, 0x60);
+}
