@@ -12,9 +12,9 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "ACPI tables need a li
 
 #define ACPI_MAX_CPUS 64
 
-#define ACPI_OEM_ID       "KVMINI"
+#define ACPI_OEM_ID	  "KVMINI"
 #define ACPI_OEM_TABLE_ID "KVMINIVM"
-#define ACPI_CREATOR_ID   "KVMI"
+#define ACPI_CREATOR_ID	  "KVMI"
 
 /* ACPI 6.x section 5.2.5.3. */
 struct acpi_rsdp {
@@ -146,13 +146,13 @@ _Static_assert(offsetof(struct acpi_fadt, x_pm1a_cnt_blk) == 172, "FADT X_PM1a_C
 _Static_assert(offsetof(struct acpi_fadt, hypervisor_vendor_id) == 268, "FADT vendor offset");
 
 /* FADT fixed feature flags (ACPI 6.x table 5.10). */
-#define FADT_F_WBINVD         (1u << 0)
-#define FADT_F_PROC_C1        (1u << 2)
-#define FADT_F_PWR_BUTTON     (1u << 4)
-#define FADT_F_SLP_BUTTON     (1u << 5)
+#define FADT_F_WBINVD	  (1u << 0)
+#define FADT_F_PROC_C1	  (1u << 2)
+#define FADT_F_PWR_BUTTON (1u << 4)
+#define FADT_F_SLP_BUTTON (1u << 5)
 /* IA-PC boot architecture flags (ACPI 6.x table 5.11). */
-#define FADT_IAPC_8042        (1u << 1)
-#define FADT_IAPC_VGA_ABSENT  (1u << 2)
+#define FADT_IAPC_8042	     (1u << 1)
+#define FADT_IAPC_VGA_ABSENT (1u << 2)
 
 /* A C2/C3 latency above 100/1000 us is how the FADT says the state is not supported. */
 #define FADT_LATENCY_NO_CSTATE 0x0fff
@@ -200,7 +200,7 @@ _Static_assert(sizeof(struct madt_iso) == 10, "MADT interrupt source override si
 
 /* MPS INTI flags: polarity in bits 1:0 (1 = active high), trigger mode in bits 3:2 (3 = level). */
 #define MADT_INTI_ACTIVE_HIGH 0x1
-#define MADT_INTI_LEVEL       0xc
+#define MADT_INTI_LEVEL	      0xc
 
 struct madt_lapic_nmi {
 	uint8_t type; /* 4 */
@@ -216,17 +216,20 @@ _Static_assert(sizeof(struct madt_lapic_nmi) == 6, "MADT local APIC NMI size");
 /* The whole DSDT body: Name (_S5, Package (0x04) { 0x05, 0x05, Zero, Zero }). Nothing else
  * is needed because Linux only evaluates \_S5 to learn SLP_TYP for power-off; the optional
  * \_PTS and \_SST it also tries may be absent. */
+/* clang-format off */
 static const uint8_t acpi_dsdt_aml[] = {
-	0x08,                /* NameOp */
-	'_',  'S', '5', '_', /* NameSeg; the DSDT is loaded at the root, so this is \_S5 */
-	0x12,                /* PackageOp */
-	0x08,                /* PkgLength, one-byte form (bits 7:6 = 0): itself + the 7 bytes below */
-	0x04,                /* NumElements */
+	0x08,                  /* NameOp */
+	'_', 'S', '5', '_',    /* NameSeg; the DSDT is loaded at the root, so this is \_S5 */
+	0x12,                  /* PackageOp */
+	0x08,                  /* PkgLength, one-byte form (bits 7:6 = 0): itself + 7 bytes after */
+	0x04,                  /* NumElements */
 	0x0a, ACPI_S5_SLP_TYP, /* BytePrefix: SLP_TYPa, written to PM1a_CNT bits 10-12 */
 	0x0a, ACPI_S5_SLP_TYP, /* BytePrefix: SLP_TYPb, unused as there is no PM1b block */
 	0x00,                  /* ZeroOp: reserved */
 	0x00,                  /* ZeroOp: reserved */
 };
+/* clang-format on */
+/* clang-format on */
 _Static_assert(sizeof(acpi_dsdt_aml) == 14, "_S5 AML size");
 
 /* Largest image (64 CPUs) is about 1.2 KiB; the buffer bounds the layout, and the layout
@@ -330,8 +333,7 @@ static struct acpi_fadt acpi_fadt(uint64_t facs, uint64_t dsdt)
 static uint32_t acpi_madt_size(unsigned ncpus)
 {
 	return sizeof(struct acpi_madt) + ncpus * sizeof(struct madt_lapic) +
-	       sizeof(struct madt_ioapic) + sizeof(struct madt_iso) +
-	       sizeof(struct madt_lapic_nmi);
+	       sizeof(struct madt_ioapic) + sizeof(struct madt_iso) + sizeof(struct madt_lapic_nmi);
 }
 
 static void acpi_image_put(struct acpi_image *img, size_t *at, const void *src, size_t len)
@@ -362,8 +364,8 @@ static void acpi_write_madt(struct acpi_image *img, long off, unsigned ncpus)
 	}
 
 	/* ID ncpus, as in the MP table, so it collides with no local APIC ID. */
-	struct madt_ioapic ioapic = {1, sizeof(ioapic), (uint8_t)ncpus, 0, (uint32_t)IOAPIC_ADDR,
-				     0};
+	struct madt_ioapic ioapic = {1, sizeof(ioapic),	       (uint8_t)ncpus,
+				     0, (uint32_t)IOAPIC_ADDR, 0};
 	acpi_image_put(img, &at, &ioapic, sizeof(ioapic));
 
 	/* Without an override Linux programs the SCI level-triggered, active-low (the ACPI
@@ -371,8 +373,8 @@ static void acpi_write_madt(struct acpi_image *img, long off, unsigned ncpus)
 	 * asks userspace not to present active-low lines, so declare IRQ 9 active-high, level,
 	 * as QEMU does. No other override: KVM's default routing wires ISA IRQ n to IOAPIC pin
 	 * n, including the PIT on IRQ 0, which the ACPI default (identity) already describes. */
-	struct madt_iso iso = {2, sizeof(iso), 0, ACPI_SCI_IRQ, ACPI_SCI_IRQ,
-			       MADT_INTI_ACTIVE_HIGH | MADT_INTI_LEVEL};
+	struct madt_iso iso = {
+	    2, sizeof(iso), 0, ACPI_SCI_IRQ, ACPI_SCI_IRQ, MADT_INTI_ACTIVE_HIGH | MADT_INTI_LEVEL};
 	acpi_image_put(img, &at, &iso, sizeof(iso));
 
 	/* LINT1 of every CPU is the NMI input, the PC wiring KVM's local APIC models. */
@@ -423,9 +425,8 @@ int acpi_write_tables(const struct guest_mem *mem, unsigned ncpus)
 	acpi_image_put(&img, &at, entries, sizeof(entries));
 	acpi_image_checksum(&img, (size_t)xsdt, xsdt_size);
 
-	struct acpi_facs fc = {.signature = {'F', 'A', 'C', 'S'},
-			       .length = sizeof(struct acpi_facs),
-			       .version = 2};
+	struct acpi_facs fc = {
+	    .signature = {'F', 'A', 'C', 'S'}, .length = sizeof(struct acpi_facs), .version = 2};
 	memcpy(img.bytes + facs, &fc, sizeof(fc));
 
 	struct acpi_fadt f = acpi_fadt(acpi_gpa(facs), acpi_gpa(dsdt));

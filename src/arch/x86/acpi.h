@@ -13,14 +13,14 @@
  * boot_params.acpi_rsdp_addr and hvm_start_info.rsdp_paddr. */
 #define ACPI_TABLES_START 0xe0000ull
 #define ACPI_TABLES_SIZE  0x10000ull
-#define ACPI_RSDP_ADDR    ACPI_TABLES_START
+#define ACPI_RSDP_ADDR	  ACPI_TABLES_START
 
 /* The fixed-hardware registers the FADT describes; the devices behind them are in
  * src/devices (pm at 0x600-0x605). */
 #define ACPI_PM1A_EVT_PORT 0x600 /* PM1a status (2 bytes) + enable (2 bytes) */
 #define ACPI_PM1A_CNT_PORT 0x604 /* PM1a control (2 bytes): SLP_TYP bits 10-12, SLP_EN bit 13 */
-#define ACPI_SCI_IRQ       9
-#define ACPI_S5_SLP_TYP    5
+#define ACPI_SCI_IRQ	   9
+#define ACPI_S5_SLP_TYP	   5
 
 /* Writes RSDP (rev 2, XSDT only), XSDT (FADT, MADT), FACS, FADT (rev 6: PM1a event/control
  * blocks above, SCI 9, no SMI command port, so the OS finds the machine already in ACPI mode),

@@ -13,8 +13,8 @@
 #include "arch/x86/mptable.h"
 #include "util/log.h"
 
-#define PAGE_SIZE         4096ull
-#define HDRS_MAGIC        0x53726448u /* "HdrS" */
+#define PAGE_SIZE	  4096ull
+#define HDRS_MAGIC	  0x53726448u /* "HdrS" */
 #define LOADER_TYPE_OTHER 0xff
 /* Linux's COMMAND_LINE_SIZE on x86, less the terminating NUL: what a kernel without a
  * setup header (a bare ELF) is assumed to accept. */
@@ -26,7 +26,7 @@
 
 /* Xen's PVH boot ABI (xen/include/public/arch-x86/hvm/start_info.h); no uapi header. */
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
-#define HVM_START_MAGIC          0x336ec578u
+#define HVM_START_MAGIC		 0x336ec578u
 struct hvm_start_info {
 	uint32_t magic;
 	uint32_t version;
@@ -55,8 +55,8 @@ _Static_assert(sizeof(struct hvm_start_info) == 56, "hvm_start_info layout");
 _Static_assert(sizeof(struct hvm_memmap_entry) == 24, "hvm_memmap_entry layout");
 
 #define PVH_MODLIST_ADDR (X86_PVH_INFO_ADDR + 0x40)
-#define PVH_MEMMAP_ADDR  (X86_PVH_INFO_ADDR + 0x100)
-#define PVH_MEMMAP_MAX   ((X86_ZERO_PAGE_ADDR - PVH_MEMMAP_ADDR) / sizeof(struct hvm_memmap_entry))
+#define PVH_MEMMAP_ADDR	 (X86_PVH_INFO_ADDR + 0x100)
+#define PVH_MEMMAP_MAX	 ((X86_ZERO_PAGE_ADDR - PVH_MEMMAP_ADDR) / sizeof(struct hvm_memmap_entry))
 
 static uint64_t align_up(uint64_t v, uint64_t a)
 {
@@ -66,10 +66,11 @@ static uint64_t align_up(uint64_t v, uint64_t a)
 unsigned x86_build_e820(const struct guest_mem *mem, struct boot_e820_entry *out, unsigned max)
 {
 	unsigned n = 0;
-#define E820_ADD(a, s, t)                                                                          \
-	do {                                                                                       \
-		if (n < max)                                                                       \
-			out[n++] = (struct boot_e820_entry){.addr = (a), .size = (s), .type = (t)}; \
+#define E820_ADD(a, s, t)                                                                    \
+	do {                                                                                 \
+		if (n < max)                                                                 \
+			out[n++] =                                                           \
+			    (struct boot_e820_entry){.addr = (a), .size = (s), .type = (t)}; \
 	} while (0)
 	for (unsigned i = 0; i < mem->nregions; i++) {
 		const struct guest_region *r = &mem->regions[i];
@@ -124,7 +125,7 @@ static void write_gdt(const struct guest_mem *mem, enum x86_entry_mode mode)
 	uint64_t *gdt = gpa_to_hva(mem, X86_GDT_ADDR, 6 * sizeof(uint64_t));
 	memset(gdt, 0, 6 * sizeof(uint64_t));
 	gdt[X86_GDT_CODE_SEL / 8] =
-		gdt_entry(mode == X86_ENTRY_LINUX64 ? GDT_CODE64 : GDT_CODE32, 0, 0xfffff);
+	    gdt_entry(mode == X86_ENTRY_LINUX64 ? GDT_CODE64 : GDT_CODE32, 0, 0xfffff);
 	gdt[X86_GDT_DATA_SEL / 8] = gdt_entry(GDT_DATA, 0, 0xfffff);
 	gdt[X86_GDT_TSS_SEL / 8] = gdt_entry(GDT_TSS, 0, 0x67);
 }
@@ -190,8 +191,8 @@ static uint64_t elf_find_pvh_entry(const uint8_t *img, size_t len, const Elf64_P
 	return 0;
 }
 
-static int elf_load(const struct guest_mem *mem, const uint8_t *img, size_t len,
-		    const char *name, struct elf_image *out, struct errbuf *e)
+static int elf_load(const struct guest_mem *mem, const uint8_t *img, size_t len, const char *name,
+		    struct elf_image *out, struct errbuf *e)
 {
 	if (len < EI_NIDENT || memcmp(img, ELFMAG, SELFMAG) != 0)
 		return errf(e, -ENOEXEC, "kernel '%s' is not an ELF file", name);
@@ -236,8 +237,8 @@ static int elf_load(const struct guest_mem *mem, const uint8_t *img, size_t len,
 	for (unsigned i = 0; i < phnum; i++) {
 		Elf64_Phdr ph;
 		if (elf_phdr(img, len, is64, phoff, i, &ph) < 0)
-			return errf(e, -ENOEXEC, "kernel '%s': program header %u is outside the file",
-				    name, i);
+			return errf(e, -ENOEXEC,
+				    "kernel '%s': program header %u is outside the file", name, i);
 		if (ph.p_type == PT_NOTE && !out->pvh_entry)
 			out->pvh_entry = elf_find_pvh_entry(img, len, &ph);
 		if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
@@ -245,18 +246,20 @@ static int elf_load(const struct guest_mem *mem, const uint8_t *img, size_t len,
 		uint64_t file_end;
 		if (ph.p_filesz > ph.p_memsz ||
 		    __builtin_add_overflow(ph.p_offset, ph.p_filesz, &file_end) || file_end > len)
-			return errf(e, -ENOEXEC,
-				    "kernel '%s': segment %u (offset 0x%llx, %llu bytes) is outside "
-				    "the file",
-				    name, i, (unsigned long long)ph.p_offset,
-				    (unsigned long long)ph.p_filesz);
+			return errf(
+			    e, -ENOEXEC,
+			    "kernel '%s': segment %u (offset 0x%llx, %llu bytes) is outside "
+			    "the file",
+			    name, i, (unsigned long long)ph.p_offset,
+			    (unsigned long long)ph.p_filesz);
 		uint8_t *dst = gpa_to_hva(mem, ph.p_paddr, ph.p_memsz);
 		if (!dst || ph.p_paddr < X86_HIMEM_START)
-			return errf(e, -ENOMEM,
-				    "kernel '%s': segment %u at 0x%llx (%llu bytes) does not fit in "
-				    "guest RAM above 1 MiB; try a larger --mem",
-				    name, i, (unsigned long long)ph.p_paddr,
-				    (unsigned long long)ph.p_memsz);
+			return errf(
+			    e, -ENOMEM,
+			    "kernel '%s': segment %u at 0x%llx (%llu bytes) does not fit in "
+			    "guest RAM above 1 MiB; try a larger --mem",
+			    name, i, (unsigned long long)ph.p_paddr,
+			    (unsigned long long)ph.p_memsz);
 		memcpy(dst, img + ph.p_offset, ph.p_filesz);
 		memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
 		if (ph.p_paddr < out->low)
@@ -322,14 +325,14 @@ static int write_pvh_start_info(const struct guest_mem *mem, const struct x86_bo
 	struct boot_e820_entry e820[PVH_MEMMAP_MAX];
 	unsigned n = x86_build_e820(mem, e820, PVH_MEMMAP_MAX);
 	struct hvm_start_info si = {
-		.magic = HVM_START_MAGIC,
-		.version = 1,
-		.nr_modules = s->initrd_size ? 1 : 0,
-		.modlist_paddr = s->initrd_size ? PVH_MODLIST_ADDR : 0,
-		.cmdline_paddr = X86_CMDLINE_ADDR,
-		.rsdp_paddr = ACPI_RSDP_ADDR,
-		.memmap_paddr = PVH_MEMMAP_ADDR,
-		.memmap_entries = n,
+	    .magic = HVM_START_MAGIC,
+	    .version = 1,
+	    .nr_modules = s->initrd_size ? 1 : 0,
+	    .modlist_paddr = s->initrd_size ? PVH_MODLIST_ADDR : 0,
+	    .cmdline_paddr = X86_CMDLINE_ADDR,
+	    .rsdp_paddr = ACPI_RSDP_ADDR,
+	    .memmap_paddr = PVH_MEMMAP_ADDR,
+	    .memmap_entries = n,
 	};
 	struct hvm_modlist_entry mod = {.paddr = s->initrd_addr, .size = s->initrd_size};
 	for (unsigned i = 0; i < n; i++) {
@@ -457,8 +460,8 @@ int x86_boot_load(const struct guest_mem *mem, const struct x86_boot_args *a,
 		if (ret < 0) {
 			/* Only claim "not a kernel" when it does not look like a bzImage at
 			 * all; a broken bzImage gets the parser's precise reason. */
-			bool looks_bz = a->kernel_size >= 0x206 &&
-					memcmp(a->kernel + 0x202, "HdrS", 4) == 0;
+			bool looks_bz =
+			    a->kernel_size >= 0x206 && memcmp(a->kernel + 0x202, "HdrS", 4) == 0;
 			if (looks_bz)
 				return errf(e, ret, "kernel '%s': %s", a->kernel_name, bz_err.msg);
 			return errf(e, -ENOEXEC,
@@ -469,9 +472,10 @@ int x86_boot_load(const struct guest_mem *mem, const struct x86_boot_args *a,
 		bool host_ok = bz.payload && bz.payload_format != PAYLOAD_UNKNOWN &&
 			       bz.payload_format != PAYLOAD_LZO;
 		if (a->decompress == BOOT_DECOMPRESS_HOST && !host_ok)
-			return errf(e, -ENOTSUP,
-				    "kernel '%s': --boot-decompress=host cannot unpack a %s payload",
-				    a->kernel_name, payload_format_name(bz.payload_format));
+			return errf(
+			    e, -ENOTSUP,
+			    "kernel '%s': --boot-decompress=host cannot unpack a %s payload",
+			    a->kernel_name, payload_format_name(bz.payload_format));
 		ret = -ENOTSUP;
 		if (a->decompress != BOOT_DECOMPRESS_GUEST && host_ok) {
 			struct errbuf host_err;

@@ -27,14 +27,14 @@ enum payload_format {
 
 struct bzimage_info {
 	struct setup_header hdr; /* copy of the image's setup header (host byte order) */
-	uint16_t protocol;       /* hdr.version */
-	size_t setup_size;       /* bytes of real-mode code incl. boot sector: (setup_sects+1)*512 */
-	const uint8_t *kernel;   /* protected-mode kernel (points into the image buffer) */
+	uint16_t protocol;	 /* hdr.version */
+	size_t setup_size;     /* bytes of real-mode code incl. boot sector: (setup_sects+1)*512 */
+	const uint8_t *kernel; /* protected-mode kernel (points into the image buffer) */
 	size_t kernel_size;
 	const uint8_t *payload; /* compressed vmlinux inside the kernel, or NULL if unknown */
 	size_t payload_size;
 	enum payload_format payload_format;
-	uint64_t pref_address; /* hdr.pref_address, or 0x100000 for protocol < 2.10 */
+	uint64_t pref_address; /* hdr.pref_address (XLF_KERNEL_64 implies protocol >= 2.12) */
 	uint32_t init_size;    /* memory the kernel needs from its load address */
 };
 
