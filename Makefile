@@ -45,7 +45,7 @@ $(BUILD)/tests/%.o: CFLAGS += -Itests
 
 tests: $(BUILD)/kvmini $(BUILD)/unit-tests $(BUILD)/integration-tests $(BUILD)/linux-tests
 
-$(BUILD)/unit-tests: $(UNIT_OBJS) $(LIB_OBJS) $(BUILD)/src/demo_blob.o
+$(BUILD)/unit-tests: $(UNIT_OBJS) $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
 $(BUILD)/integration-tests: $(INTEG_OBJS) $(BUILD)/tests/harness.o

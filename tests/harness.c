@@ -118,6 +118,16 @@ int harness_run(const char *const argv[], const struct harness_opts *o, struct h
 				in[1] = -1;
 			}
 		}
+		if (o->stop_when && !term_sent) {
+			bool all = true;
+			for (unsigned i = 0; o->stop_when[i] && all; i++)
+				all = strstr(r->out, o->stop_when[i]) != NULL;
+			if (all) {
+				kill(pid, SIGTERM);
+				term_sent = true;
+				deadline = now_s() + 3;
+			}
+		}
 		if (!out_open && !err_open) {
 			if (waitpid(pid, &status, WNOHANG) == pid)
 				break;

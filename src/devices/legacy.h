@@ -64,11 +64,21 @@ int boot_marker_init(struct boot_marker *m, const struct timespec *start);
 void boot_marker_destroy(struct boot_marker *m);
 int boot_marker_attach(struct boot_marker *m, struct bus *pio);
 
-/* ACPI PM1a control register at QEMU q35's address: a write with SLP_EN (bit 13) set powers
- * the VM off (STOP_POWEROFF), whatever the sleep type; reads return 0. A FADT that points
- * PM1a_CNT_BLK here lets Linux's ACPI power-off reach it. */
+/* The ACPI PM1a fixed registers the FADT points at (src/arch/x86/acpi.h): status at 0x600
+ * (write 1 to clear), enable at 0x602, control at 0x604. Control reads with SCI_EN set (the
+ * machine is always in ACPI mode); a write with SLP_EN (bit 13) powers the VM off
+ * (STOP_POWEROFF), whatever the sleep type. */
+#define PM1A_EVT_PORT	0x600
 #define PM1A_CNT_PORT	0x604
+#define PM1A_CNT_SCI_EN 0x0001
 #define PM1A_CNT_SLP_EN 0x2000
-int pm_attach(struct vm_power *power, struct bus *pio);
+struct pm {
+	pthread_mutex_t lock;
+	struct vm_power *power;
+	uint16_t regs[3]; /* PM1_STS, PM1_EN, PM1_CNT */
+};
+int pm_init(struct pm *pm, struct vm_power *power);
+void pm_destroy(struct pm *pm);
+int pm_attach(struct pm *pm, struct bus *pio);
 
 #endif

@@ -1,30 +1,65 @@
 #include "devices/legacy.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "util/log.h"
 
-#define PM1A_CNT_WIDTH 2
+enum { PM1_STS, PM1_EN, PM1_CNT, PM1_NREGS };
 
 static void pm_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
 {
-	struct vm_power *power = opaque;
+	struct pm *pm = opaque;
+	bool power_off = false;
+	uint16_t cnt = 0;
 
+	pthread_mutex_lock(&pm->lock);
 	if (!is_write) {
-		memset(data, 0, len); /* SCI_EN clear: the guest sees legacy (non-ACPI) mode */
+		for (uint32_t i = 0; i < len; i++) {
+			uint64_t at = offset + i;
+			uint16_t reg = at < 2 * PM1_NREGS ? pm->regs[at / 2] : 0;
+			if (at / 2 == PM1_CNT)
+				reg |= PM1A_CNT_SCI_EN;
+			data[i] = (uint8_t)(reg >> (8 * (at % 2)));
+		}
+		pthread_mutex_unlock(&pm->lock);
 		return;
 	}
-	/* A byte write to the high half (0x605) can set SLP_EN on its own. */
-	uint32_t v = 0;
-	for (uint32_t i = 0; i < len && offset + i < PM1A_CNT_WIDTH; i++)
-		v |= (uint32_t)data[i] << (8 * (offset + i));
-	if (v & PM1A_CNT_SLP_EN) {
-		log_info("pm: guest set SLP_EN (PM1a_CNT 0x%04x): powering off", v);
-		power_request_stop(power, STOP_POWEROFF, 0);
+	/* Merge the written bytes into each 16-bit register; a byte write to 0x605 alone can
+	 * set SLP_EN. */
+	uint16_t val[PM1_NREGS] = {0}, mask[PM1_NREGS] = {0};
+	for (uint32_t i = 0; i < len && offset + i < 2 * PM1_NREGS; i++) {
+		uint64_t at = offset + i;
+		val[at / 2] |= (uint16_t)(data[i] << (8 * (at % 2)));
+		mask[at / 2] |= (uint16_t)(0xff << (8 * (at % 2)));
+	}
+	pm->regs[PM1_STS] &= (uint16_t)~(val[PM1_STS] & mask[PM1_STS]);
+	pm->regs[PM1_EN] = (uint16_t)((pm->regs[PM1_EN] & ~mask[PM1_EN]) | val[PM1_EN]);
+	if (mask[PM1_CNT]) {
+		cnt = (uint16_t)((pm->regs[PM1_CNT] & ~mask[PM1_CNT]) | val[PM1_CNT]);
+		power_off = cnt & PM1A_CNT_SLP_EN;
+		pm->regs[PM1_CNT] = cnt & (uint16_t)~PM1A_CNT_SLP_EN; /* SLP_EN is write-only */
+	}
+	pthread_mutex_unlock(&pm->lock);
+	if (power_off) {
+		log_info("pm: guest set SLP_EN (PM1a_CNT 0x%04x): powering off", cnt);
+		power_request_stop(pm->power, STOP_POWEROFF, 0);
 	}
 }
 
-int pm_attach(struct vm_power *power, struct bus *pio)
+int pm_init(struct pm *pm, struct vm_power *power)
 {
-	return bus_register(pio, PM1A_CNT_PORT, PM1A_CNT_WIDTH, pm_io, power, "pm1a-cnt");
+	memset(pm->regs, 0, sizeof(pm->regs));
+	pm->power = power;
+	return -pthread_mutex_init(&pm->lock, NULL);
+}
+
+void pm_destroy(struct pm *pm)
+{
+	pthread_mutex_destroy(&pm->lock);
+}
+
+int pm_attach(struct pm *pm, struct bus *pio)
+{
+	return bus_register(pio, PM1A_EVT_PORT, 2 * PM1_NREGS, pm_io, pm, "acpi-pm1a");
 }

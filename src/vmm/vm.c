@@ -128,7 +128,8 @@ static int vm_create_devices(struct vm *vm, struct errbuf *e)
 	irq_line_init(&vm->serial_irq, vm->vm_fd, SERIAL_COM1_IRQ);
 	if ((ret = serial_init(&vm->serial, &vm->serial_irq, vm->console.out_fd)) < 0 ||
 	    (ret = i8042_init(&vm->i8042, &vm->power)) < 0 || (ret = rtc_init(&vm->rtc)) < 0 ||
-	    (ret = boot_marker_init(&vm->boot_marker, &vm->start)) < 0)
+	    (ret = boot_marker_init(&vm->boot_marker, &vm->start)) < 0 ||
+	    (ret = pm_init(&vm->pm, &vm->power)) < 0)
 		return errf(e, ret, "cannot create the legacy devices: %s", strerror(-ret));
 	vm->init_done = INIT_DEVICES;
 	if ((ret = serial_attach(&vm->serial, &vm->pio, SERIAL_COM1_BASE)) < 0 ||
@@ -136,7 +137,7 @@ static int vm_create_devices(struct vm *vm, struct errbuf *e)
 	    (ret = rtc_attach(&vm->rtc, &vm->pio)) < 0 ||
 	    (ret = debug_exit_attach(&vm->power, &vm->pio)) < 0 ||
 	    (ret = boot_marker_attach(&vm->boot_marker, &vm->pio)) < 0 ||
-	    (ret = pm_attach(&vm->power, &vm->pio)) < 0)
+	    (ret = pm_attach(&vm->pm, &vm->pio)) < 0)
 		return errf(e, ret, "cannot place the legacy devices on the I/O bus: %s",
 			    strerror(-ret));
 	return 0;
@@ -316,6 +317,7 @@ void vm_destroy(struct vm *vm)
 		i8042_destroy(&vm->i8042);
 		rtc_destroy(&vm->rtc);
 		boot_marker_destroy(&vm->boot_marker);
+		pm_destroy(&vm->pm);
 		/* fall through */
 	case INIT_CONSOLE:
 		console_close(&vm->console);

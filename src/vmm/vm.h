@@ -43,6 +43,7 @@ struct vm {
 	struct i8042 i8042;
 	struct rtc rtc;
 	struct boot_marker boot_marker;
+	struct pm pm;
 
 	struct kvm_cpuid2 *supported_cpuid;
 	struct x86_boot_setup boot;

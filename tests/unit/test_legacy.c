@@ -13,6 +13,7 @@ static struct vm_power leg_power;
 static struct i8042 leg_kbd;
 static struct rtc leg_rtc;
 static struct boot_marker leg_marker;
+static struct pm leg_pm;
 
 static void leg_setup(void)
 {
@@ -23,7 +24,8 @@ static void leg_setup(void)
 	cr_assert_eq(rtc_init(&leg_rtc), 0);
 	cr_assert_eq(rtc_attach(&leg_rtc, &leg_bus), 0);
 	cr_assert_eq(debug_exit_attach(&leg_power, &leg_bus), 0);
-	cr_assert_eq(pm_attach(&leg_power, &leg_bus), 0);
+	cr_assert_eq(pm_init(&leg_pm, &leg_power), 0);
+	cr_assert_eq(pm_attach(&leg_pm, &leg_bus), 0);
 	/* Started 10 ms ago, so a marker's time is measurably positive. */
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
@@ -349,9 +351,27 @@ Test(legacy, pm_without_slp_en_does_nothing)
 	leg_outn(PM1A_CNT_PORT, 0x1c01, 2);
 	leg_outn(PM1A_CNT_PORT, 0xff, 1);
 	cr_assert_eq(leg_stop(&status), STOP_NONE);
-	uint8_t b[2] = {0xff, 0xff};
+	/* The last 16-bit value written stays (SCI_EN always reads set, SLP_EN never). */
+	uint8_t b[2] = {0, 0};
 	cr_assert(bus_dispatch(&leg_bus, PM1A_CNT_PORT, b, 2, false));
+	cr_assert_eq(b[0] | (b[1] << 8), 0x1cff);
+}
+
+Test(legacy, pm_reads_acpi_mode_and_keeps_enable_and_status)
+{
+	uint8_t b[2] = {0, 0};
+	cr_assert(bus_dispatch(&leg_bus, PM1A_CNT_PORT, b, 2, false));
+	cr_assert_eq(b[0] & 1, 1, "SCI_EN must read 1: the machine is always in ACPI mode");
+	/* PM1_EN is read/write (ACPICA's global-lock probe writes and reads it back). */
+	leg_outn(PM1A_EVT_PORT + 2, 0x0120, 2);
+	cr_assert(bus_dispatch(&leg_bus, PM1A_EVT_PORT + 2, b, 2, false));
+	cr_assert_eq(b[0] | (b[1] << 8), 0x0120);
+	/* PM1_STS is write-one-to-clear and nothing sets it: it stays 0. */
+	leg_outn(PM1A_EVT_PORT, 0xffff, 2);
+	cr_assert(bus_dispatch(&leg_bus, PM1A_EVT_PORT, b, 2, false));
 	cr_assert_eq(b[0] | b[1], 0);
+	int status;
+	cr_assert_eq(leg_stop(&status), STOP_NONE);
 }
 
 /* ---- boot marker ---- */

@@ -168,7 +168,7 @@ _Static_assert(sizeof(struct acpi_madt) == 44, "MADT fixed part size");
 #define MADT_PCAT_COMPAT 1u
 
 struct madt_lapic {
-	uint8_t type; /* 0 */
+	uint8_t type;
 	uint8_t length;
 	uint8_t processor_uid;
 	uint8_t apic_id;
@@ -179,7 +179,7 @@ _Static_assert(sizeof(struct madt_lapic) == 8, "MADT local APIC size");
 #define MADT_LAPIC_ENABLED 1u
 
 struct madt_ioapic {
-	uint8_t type; /* 1 */
+	uint8_t type;
 	uint8_t length;
 	uint8_t ioapic_id;
 	uint8_t reserved;
@@ -189,7 +189,7 @@ struct madt_ioapic {
 _Static_assert(sizeof(struct madt_ioapic) == 12, "MADT IOAPIC size");
 
 struct madt_iso {
-	uint8_t type; /* 2 */
+	uint8_t type;
 	uint8_t length;
 	uint8_t bus;
 	uint8_t source;
@@ -203,7 +203,7 @@ _Static_assert(sizeof(struct madt_iso) == 10, "MADT interrupt source override si
 #define MADT_INTI_LEVEL	      0xc
 
 struct madt_lapic_nmi {
-	uint8_t type; /* 4 */
+	uint8_t type;
 	uint8_t length;
 	uint8_t processor_uid;
 	uint16_t flags;
@@ -356,16 +356,26 @@ static void acpi_write_madt(struct acpi_image *img, long off, unsigned ncpus)
 	};
 	acpi_image_put(img, &at, &madt, sizeof(madt));
 
-	/* CPU 0 first: Linux numbers CPUs in table order and the BSP has APIC ID 0. */
+	/* In APIC ID order, the BSP (APIC ID 0) first: Linux numbers the CPUs in table order. */
 	for (unsigned i = 0; i < ncpus; i++) {
-		struct madt_lapic lapic = {0, sizeof(lapic), (uint8_t)i, (uint8_t)i,
-					   MADT_LAPIC_ENABLED};
+		struct madt_lapic lapic = {
+		    .type = 0,
+		    .length = sizeof(lapic),
+		    .processor_uid = (uint8_t)i,
+		    .apic_id = (uint8_t)i,
+		    .flags = MADT_LAPIC_ENABLED,
+		};
 		acpi_image_put(img, &at, &lapic, sizeof(lapic));
 	}
 
 	/* ID ncpus, as in the MP table, so it collides with no local APIC ID. */
-	struct madt_ioapic ioapic = {1, sizeof(ioapic),	       (uint8_t)ncpus,
-				     0, (uint32_t)IOAPIC_ADDR, 0};
+	struct madt_ioapic ioapic = {
+	    .type = 1,
+	    .length = sizeof(ioapic),
+	    .ioapic_id = (uint8_t)ncpus,
+	    .address = (uint32_t)IOAPIC_ADDR,
+	    .gsi_base = 0,
+	};
 	acpi_image_put(img, &at, &ioapic, sizeof(ioapic));
 
 	/* Without an override Linux programs the SCI level-triggered, active-low (the ACPI
@@ -374,11 +384,23 @@ static void acpi_write_madt(struct acpi_image *img, long off, unsigned ncpus)
 	 * as QEMU does. No other override: KVM's default routing wires ISA IRQ n to IOAPIC pin
 	 * n, including the PIT on IRQ 0, which the ACPI default (identity) already describes. */
 	struct madt_iso iso = {
-	    2, sizeof(iso), 0, ACPI_SCI_IRQ, ACPI_SCI_IRQ, MADT_INTI_ACTIVE_HIGH | MADT_INTI_LEVEL};
+	    .type = 2,
+	    .length = sizeof(iso),
+	    .bus = 0,
+	    .source = ACPI_SCI_IRQ,
+	    .gsi = ACPI_SCI_IRQ,
+	    .flags = MADT_INTI_ACTIVE_HIGH | MADT_INTI_LEVEL,
+	};
 	acpi_image_put(img, &at, &iso, sizeof(iso));
 
 	/* LINT1 of every CPU is the NMI input, the PC wiring KVM's local APIC models. */
-	struct madt_lapic_nmi nmi = {4, sizeof(nmi), MADT_ALL_PROCESSORS, 0, 1};
+	struct madt_lapic_nmi nmi = {
+	    .type = 4,
+	    .length = sizeof(nmi),
+	    .processor_uid = MADT_ALL_PROCESSORS,
+	    .flags = 0,
+	    .lint = 1,
+	};
 	acpi_image_put(img, &at, &nmi, sizeof(nmi));
 
 	acpi_image_checksum(img, (size_t)off, size);
