@@ -202,11 +202,10 @@ static void serial_write_reg(struct serial *s, unsigned reg, uint8_t v, uint8_t 
 		s->ier = v & IER_MASK;
 		break;
 	case UART_IIR: /* FCR */
-		/* Toggling FIFO mode resets the FIFOs on a 16550. */
-		if ((v & FCR_CLEAR_RX) || ((v ^ s->fcr) & FCR_ENABLE)) {
-			s->rx_head = s->rx_count = 0;
-			serial_rx_freed(s, notify);
-		}
+		/* A FIFO reset (FCR bit 1, or toggling FIFO mode) does not discard the receive
+		 * queue: it holds what the user typed that has not reached the guest, bytes
+		 * still "on the wire", and guests reset the FIFO during their own start-up
+		 * (Linux does), which would silently eat type-ahead input. */
 		s->fcr = v & FCR_KEEP;
 		break;
 	case UART_LCR:

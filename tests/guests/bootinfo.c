@@ -133,8 +133,9 @@ int guest_main(const struct boot_params *bp)
 	uint64_t v;
 	if (cmdline_get_u64(cmdline, "expect_mem_mb", &v)) {
 		if (ram > v * MiB || ram + MiB < v * MiB)
-			fail("usable RAM %lu KiB is not within [%lu, %lu] KiB for expect_mem_mb=%lu",
-			     ram >> 10, (v * MiB - MiB) >> 10, (v * MiB) >> 10, v);
+			fail(
+			    "usable RAM %lu KiB is not within [%lu, %lu] KiB for expect_mem_mb=%lu",
+			    ram >> 10, (v * MiB - MiB) >> 10, (v * MiB) >> 10, v);
 	}
 	if (cmdline_get_u64(cmdline, "expect_initrd_size", &v) && irs != v)
 		fail("initrd size %lu, expected %lu", irs, v);

@@ -1,17 +1,18 @@
 /* demo: the guest kvmini boots when no --kernel is given (embedded in the kvmini binary).
  *
  * Expected output (with --mem 128M --cpus 2 --append "hello"), lines ending in "\r\n"
- * because the user's terminal may be in raw mode:
+ * because the user's terminal may be in raw mode; e820 ranges here are inclusive:
  *
+ *   (an empty line)
  *   kvmini demo guest
  *   =================
  *   A 64-bit guest booted by kvmini through the Linux boot protocol.
  *
  *   Memory map (e820)
- *     0x0000000000000000-0x000000000009ffff   640 KiB  RAM
- *     0x00000000000f0000-0x00000000000fffff    64 KiB  reserved
- *     0x0000000000100000-0x0000000007ffffff   127 MiB  RAM
- *   Usable RAM: 127 MiB
+ *     0x0000000000000000-0x000000000009ffff    640 KiB  RAM
+ *     0x00000000000e0000-0x00000000000fffff    128 KiB  reserved
+ *     0x0000000000100000-0x0000000007ffffff    127 MiB  RAM
+ *   Usable RAM: 127.6 MiB
  *
  *   CPUs: 2 (MP table), IOAPIC at 0xfec00000
  *     cpu 0: hello from the boot processor

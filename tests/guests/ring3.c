@@ -9,6 +9,9 @@
  * Expected output (numbers vary):
  *   ring3: ring0 iterations=100000 cycles/iter=1150.00
  *   ring3: cpl=3 iterations=1000000000 cycles/iter=1.00
+ *   ring3: port I/O from ring 3 runs directly (IOPL 3)
+ *     (or, on PVM hosts: "ring3: port I/O from ring 3 trapped (#GP, ...): N accesses done
+ *     by the kit's #GP handler")
  *   ring3: OK
  * Exit: power-off from ring 3 (kvmini exits 0) if ring-3 cycles/iter < 20; otherwise
  * "ring3: FAIL <why>" and debug-exit 6 (kvmini exits 13). */
@@ -55,6 +58,14 @@ static uint64_t user_main(uint64_t arg)
 		       centi / 100, centi % 100, LIMIT_CENTI / 100, LIMIT_CENTI % 100);
 		debug_exit(6);
 	}
+	uint64_t emulated = user_io_emulated();
+	if (emulated)
+		printf(
+		    "ring3: port I/O from ring 3 trapped (#GP, IOPL 3 not honoured by the host): "
+		    "%lu accesses done by the kit's #GP handler\n",
+		    emulated);
+	else
+		puts("ring3: port I/O from ring 3 runs directly (IOPL 3)");
 	puts("ring3: OK");
 	poweroff();
 }

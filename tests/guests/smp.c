@@ -17,9 +17,9 @@
 #define SMP_INCS 2000 /* per CPU; ring 0 is emulated on PVM hosts, keep it small */
 
 static volatile uint32_t online;  /* APs that reached their function (lock xadd) */
-static volatile uint32_t go;      /* set by the BSP once every AP is up */
+static volatile uint32_t go;	  /* set by the BSP once every AP is up */
 static volatile uint32_t counter; /* the contended counter (lock incl) */
-static volatile uint32_t done;    /* CPUs that finished their increments */
+static volatile uint32_t done;	  /* CPUs that finished their increments */
 
 static void hammer(void)
 {
@@ -61,8 +61,8 @@ int guest_main(const struct boot_params *bp)
 	uint32_t self = lapic_id();
 	printf("smp: %u cpus in the MP table, bsp apic id %u\n", mp.ncpus, self);
 	if (self != mp.bsp_apic_id) {
-		printf("smp: FAIL running on apic id %u but the MP table says the BSP is %u\n", self,
-		       mp.bsp_apic_id);
+		printf("smp: FAIL running on apic id %u but the MP table says the BSP is %u\n",
+		       self, mp.bsp_apic_id);
 		return 3;
 	}
 
@@ -74,8 +74,9 @@ int guest_main(const struct boot_params *bp)
 		int rc = ap_start(id, ap_main, 2 * TSC_HZ_MAX);
 		if (rc) {
 			printf("smp: FAIL cpu %u did not start (%s)\n", id,
-			       rc == -1 ? "no check-in within the timeout" :
-			       rc == -2 ? "apic id out of range" : "IPI not delivered");
+			       rc == -1	  ? "no check-in within the timeout"
+			       : rc == -2 ? "apic id out of range"
+					  : "IPI not delivered");
 			return 3;
 		}
 		aps++;

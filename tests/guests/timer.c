@@ -19,12 +19,12 @@
  * (kvmini exits 9). */
 #include "kit.h"
 
-#define PIT_DIVISOR     1193
-#define PIT_VECTOR      (PIC_VECTOR_BASE + 0)
-#define LAPIC_VECTOR    0x40
-#define EXPECTED_HZ     1000
-#define MEASURE_TICKS   200
-#define LAPIC_DIV_16    0x3
+#define PIT_DIVISOR   1193
+#define PIT_VECTOR    (PIC_VECTOR_BASE + 0)
+#define LAPIC_VECTOR  0x40
+#define EXPECTED_HZ   1000
+#define MEASURE_TICKS 200
+#define LAPIC_DIV_16  0x3
 
 static volatile uint32_t pit_ticks, lapic_ticks;
 
@@ -121,8 +121,9 @@ int guest_main(const struct boot_params *bp)
 				}
 			}
 			if (now - start_ticks > 3 * EXPECTED_HZ * 12 / 10) {
-				puts("timer: FAIL the RTC seconds did not advance twice in 3.6 s of "
-				     "PIT ticks (or the PIT runs fast)");
+				puts(
+				    "timer: FAIL the RTC seconds did not advance twice in 3.6 s of "
+				    "PIT ticks (or the PIT runs fast)");
 				return 4;
 			}
 		}
@@ -145,7 +146,8 @@ int guest_main(const struct boot_params *bp)
 	uint32_t c1 = lapic_timer_current();
 	uint64_t b = rdtsc();
 	if (c1 >= c0) {
-		printf("timer: FAIL the LAPIC timer does not count down (0x%x then 0x%x)\n", c0, c1);
+		printf("timer: FAIL the LAPIC timer does not count down (0x%x then 0x%x)\n", c0,
+		       c1);
 		return 4;
 	}
 	uint64_t lapic_clock = (uint64_t)(c0 - c1) * tsc_hz / (b - a);

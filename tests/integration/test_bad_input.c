@@ -2,6 +2,7 @@
  * never a VM that starts anyway. Each case runs the real binary. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

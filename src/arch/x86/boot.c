@@ -480,7 +480,9 @@ int x86_boot_load(const struct guest_mem *mem, const struct x86_boot_args *a,
 		if (a->decompress != BOOT_DECOMPRESS_GUEST && host_ok) {
 			struct errbuf host_err;
 			ret = load_bzimage_host(mem, &bz, a->kernel_name, s, &host_err);
-			if (ret < 0 && a->decompress == BOOT_DECOMPRESS_HOST)
+			/* Falling back helps only when the payload could not be unpacked; a
+			 * kernel that does not fit in memory will not fit either way. */
+			if (ret < 0 && (a->decompress == BOOT_DECOMPRESS_HOST || ret == -ENOMEM))
 				return errf(e, ret, "%s", host_err.msg);
 			if (ret < 0)
 				log_warn("%s; falling back to the guest's own decompressor",

@@ -9,8 +9,8 @@
 #include <stdint.h>
 
 #define AP_TRAMPOLINE_ADDR 0x8000
-#define AP_MAX_APIC_ID     63
-#define AP_STACK_SIZE      8192
+#define AP_MAX_APIC_ID	   63
+#define AP_STACK_SIZE	   8192
 
 typedef void (*ap_fn_t)(unsigned apic_id);
 

@@ -51,7 +51,7 @@ void lapic_timer_start(uint8_t vector, bool periodic, bool masked, uint32_t div_
 {
 	lapic_write(LAPIC_TIMER_DIV, div_code);
 	lapic_write(LAPIC_LVT_TIMER, vector | (periodic ? LAPIC_TIMER_PERIODIC : 0) |
-					     (masked ? LAPIC_LVT_MASKED : 0));
+					 (masked ? LAPIC_LVT_MASKED : 0));
 	lapic_write(LAPIC_TIMER_INIT, initial);
 }
 
@@ -115,7 +115,7 @@ void pic_remap(uint8_t base)
 void pic_set_mask(uint16_t mask)
 {
 	if ((mask & 0xff00) != 0xff00)
-		mask &= (uint16_t)~(1u << 2);
+		mask &= (uint16_t) ~(1u << 2);
 	outb(PIC1_DATA, (uint8_t)mask);
 	outb(PIC2_DATA, (uint8_t)(mask >> 8));
 }

@@ -10,29 +10,29 @@
 #define IOAPIC_BASE 0xfec00000ull
 
 /* LAPIC registers */
-#define LAPIC_ID        0x020
-#define LAPIC_VERSION   0x030
-#define LAPIC_TPR       0x080
-#define LAPIC_EOI       0x0b0
-#define LAPIC_SVR       0x0f0
-#define LAPIC_ICR_LOW   0x300
-#define LAPIC_ICR_HIGH  0x310
-#define LAPIC_LVT_TIMER 0x320
-#define LAPIC_LVT_LINT0 0x350
-#define LAPIC_LVT_LINT1 0x360
-#define LAPIC_TIMER_INIT  0x380
-#define LAPIC_TIMER_CUR   0x390
-#define LAPIC_TIMER_DIV   0x3e0
+#define LAPIC_ID	 0x020
+#define LAPIC_VERSION	 0x030
+#define LAPIC_TPR	 0x080
+#define LAPIC_EOI	 0x0b0
+#define LAPIC_SVR	 0x0f0
+#define LAPIC_ICR_LOW	 0x300
+#define LAPIC_ICR_HIGH	 0x310
+#define LAPIC_LVT_TIMER	 0x320
+#define LAPIC_LVT_LINT0	 0x350
+#define LAPIC_LVT_LINT1	 0x360
+#define LAPIC_TIMER_INIT 0x380
+#define LAPIC_TIMER_CUR	 0x390
+#define LAPIC_TIMER_DIV	 0x3e0
 
-#define LAPIC_LVT_MASKED   (1u << 16)
-#define LAPIC_TIMER_PERIODIC (1u << 17)
+#define LAPIC_LVT_MASKED      (1u << 16)
+#define LAPIC_TIMER_PERIODIC  (1u << 17)
 #define LAPIC_DELIVERY_EXTINT (7u << 8)
 #define LAPIC_DELIVERY_NMI    (4u << 8)
 
-#define ICR_INIT          0x00004500u /* INIT, level assert */
-#define ICR_STARTUP       0x00004600u /* STARTUP (| vector = start page) */
-#define ICR_FIXED         0x00004000u /* fixed (| vector) */
-#define ICR_SEND_PENDING  (1u << 12)
+#define ICR_INIT	 0x00004500u /* INIT, level assert */
+#define ICR_STARTUP	 0x00004600u /* STARTUP (| vector = start page) */
+#define ICR_FIXED	 0x00004000u /* fixed (| vector) */
+#define ICR_SEND_PENDING (1u << 12)
 
 uint32_t lapic_read(uint32_t reg);
 void lapic_write(uint32_t reg, uint32_t v);

@@ -52,12 +52,17 @@ static inline void spin_unlock(struct spinlock *l)
 	atomic_write32(&l->locked, 0);
 }
 
-/* Saves RFLAGS.IF and disables interrupts, then takes the lock (CLI is allowed in ring 3
- * with IOPL 3, which the kit's ring 3 has). */
+/* Saves RFLAGS.IF and disables interrupts, then takes the lock. Only in ring 0: on a PVM
+ * host ring 3 runs natively with the host's flags (PUSHF shows IF 1, IOPL 0, whatever the
+ * guest's IRET set), so CLI there raises #GP; ring-3 code runs with interrupts off anyway. */
 static inline uint64_t spin_lock_irqsave(struct spinlock *l)
 {
-	uint64_t flags = read_rflags();
-	cli();
+	uint64_t flags = 0;
+	if (cpl() == 0) {
+		flags = read_rflags();
+		if (flags & RFLAGS_IF)
+			cli();
+	}
 	spin_lock(l);
 	return flags;
 }

@@ -32,9 +32,9 @@ struct e820_entry bp_e820_entry(const struct boot_params *bp, unsigned i)
 {
 	unsigned off = BP_E820_TABLE + 20 * i;
 	struct e820_entry e = {
-		.addr = rd64(bp, off),
-		.size = rd64(bp, off + 8),
-		.type = rd32(bp, off + 16),
+	    .addr = rd64(bp, off),
+	    .size = rd64(bp, off + 8),
+	    .type = rd32(bp, off + 16),
 	};
 	return e;
 }

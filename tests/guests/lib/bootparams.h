@@ -11,12 +11,12 @@ struct boot_params; /* opaque: read it with the functions below */
 #define BP_EXT_RAMDISK_IMAGE 0x0c0 /* u32 */
 #define BP_EXT_RAMDISK_SIZE  0x0c4 /* u32 */
 #define BP_EXT_CMD_LINE_PTR  0x0c8 /* u32 */
-#define BP_E820_ENTRIES      0x1e8 /* u8 */
+#define BP_E820_ENTRIES	     0x1e8 /* u8 */
 #define BP_RAMDISK_IMAGE     0x218 /* u32, hdr.ramdisk_image */
-#define BP_RAMDISK_SIZE      0x21c /* u32, hdr.ramdisk_size */
-#define BP_CMD_LINE_PTR      0x228 /* u32, hdr.cmd_line_ptr */
-#define BP_E820_TABLE        0x2d0 /* struct boot_e820_entry[128], 20 bytes each */
-#define BP_E820_MAX          128
+#define BP_RAMDISK_SIZE	     0x21c /* u32, hdr.ramdisk_size */
+#define BP_CMD_LINE_PTR	     0x228 /* u32, hdr.cmd_line_ptr */
+#define BP_E820_TABLE	     0x2d0 /* struct boot_e820_entry[128], 20 bytes each */
+#define BP_E820_MAX	     128
 
 #define E820_RAM      1
 #define E820_RESERVED 2

@@ -160,8 +160,8 @@ int vsnprintf(char *buf, size_t len, const char *fmt, va_list ap)
 		case 'p':
 			out_char(&o, '0');
 			out_char(&o, 'x');
-			out_number(&o, (uint64_t)(uintptr_t)va_arg(ap, void *), 16, false, false, 16,
-				   true, false);
+			out_number(&o, (uint64_t)(uintptr_t)va_arg(ap, void *), 16, false, false,
+				   16, true, false);
 			break;
 		case 'c':
 			out_char(&o, (char)va_arg(ap, int));

@@ -15,14 +15,14 @@
 #define COM1_BASE 0x3f8
 #define COM1_IRQ  4
 /* UART registers (offsets from the base) */
-#define UART_RBR 0 /* receive buffer (read, DLAB 0) */
-#define UART_THR 0 /* transmit holding (write, DLAB 0) */
-#define UART_IER 1 /* interrupt enable: bit 0 received data, bit 1 THR empty */
-#define UART_IIR 2 /* interrupt identification (read) */
-#define UART_FCR 2 /* FIFO control (write) */
-#define UART_LCR 3
-#define UART_MCR 4
-#define UART_LSR 5 /* line status: bit 0 data ready, bit 5 THR empty */
+#define UART_RBR      0 /* receive buffer (read, DLAB 0) */
+#define UART_THR      0 /* transmit holding (write, DLAB 0) */
+#define UART_IER      1 /* interrupt enable: bit 0 received data, bit 1 THR empty */
+#define UART_IIR      2 /* interrupt identification (read) */
+#define UART_FCR      2 /* FIFO control (write) */
+#define UART_LCR      3
+#define UART_MCR      4
+#define UART_LSR      5 /* line status: bit 0 data ready, bit 5 THR empty */
 #define UART_LSR_DR   0x01
 #define UART_LSR_THRE 0x20
 

@@ -32,14 +32,14 @@ struct dtr {
 } __attribute__((packed));
 
 static uint64_t gdt[8] __attribute__((aligned(16))) = {
-	0,
-	0,
-	0x00af9b000000ffffull, /* 0x10 kernel code: 64-bit, DPL 0 */
-	0x00cf93000000ffffull, /* 0x18 kernel data */
-	0x00cff3000000ffffull, /* 0x20 user data: DPL 3 */
-	0x00affb000000ffffull, /* 0x28 user code: 64-bit, DPL 3 */
-	0,		       /* 0x30 TSS, filled in by cpu_init_bsp */
-	0,
+    0,
+    0,
+    0x00af9b000000ffffull, /* 0x10 kernel code: 64-bit, DPL 0 */
+    0x00cf93000000ffffull, /* 0x18 kernel data */
+    0x00cff3000000ffffull, /* 0x20 user data: DPL 3 */
+    0x00affb000000ffffull, /* 0x28 user code: 64-bit, DPL 3 */
+    0,			   /* 0x30 TSS, filled in by cpu_init_bsp */
+    0,
 };
 
 static struct tss tss __attribute__((aligned(16)));
@@ -132,17 +132,55 @@ void cpu_set_rsp0(uint64_t rsp0)
 const char *exception_name(unsigned vec)
 {
 	static const char *const names[32] = {
-		"#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
-		"#BR bound range", "#UD invalid opcode", "#NM device not available",
-		"#DF double fault", "coprocessor segment overrun", "#TS invalid TSS",
-		"#NP segment not present", "#SS stack fault", "#GP general protection",
-		"#PF page fault", "reserved 15", "#MF x87 error", "#AC alignment check",
-		"#MC machine check", "#XM SIMD error", "#VE virtualization",
-		"#CP control protection", "reserved 22", "reserved 23", "reserved 24",
-		"reserved 25", "reserved 26", "reserved 27", "#HV hypervisor injection",
-		"#VC VMM communication", "#SX security", "reserved 31",
+	    "#DE divide error",
+	    "#DB debug",
+	    "NMI",
+	    "#BP breakpoint",
+	    "#OF overflow",
+	    "#BR bound range",
+	    "#UD invalid opcode",
+	    "#NM device not available",
+	    "#DF double fault",
+	    "coprocessor segment overrun",
+	    "#TS invalid TSS",
+	    "#NP segment not present",
+	    "#SS stack fault",
+	    "#GP general protection",
+	    "#PF page fault",
+	    "reserved 15",
+	    "#MF x87 error",
+	    "#AC alignment check",
+	    "#MC machine check",
+	    "#XM SIMD error",
+	    "#VE virtualization",
+	    "#CP control protection",
+	    "reserved 22",
+	    "reserved 23",
+	    "reserved 24",
+	    "reserved 25",
+	    "reserved 26",
+	    "reserved 27",
+	    "#HV hypervisor injection",
+	    "#VC VMM communication",
+	    "#SX security",
+	    "reserved 31",
 	};
 	return vec < 32 ? names[vec] : "interrupt";
+}
+
+void intr_report_and_exit(struct intr_frame *f)
+{
+	unsigned v = (unsigned)(f->vector & 0xff);
+	if (v < 32)
+		printf_unlocked("EXCEPTION %u at 0x%lx err 0x%lx\n", v, f->rip, f->error);
+	else
+		printf_unlocked("INTERRUPT %u unexpected at 0x%lx\n", v, f->rip);
+	printf_unlocked("  %s: cpu %u cpl %lu rsp 0x%lx rflags 0x%lx", exception_name(v),
+			lapic_id(), f->cs & 3, f->rsp, f->rflags);
+	if (v == 14)
+		printf_unlocked(" cr2 0x%lx", read_cr2());
+	printf_unlocked("\n");
+	debug_exit(KIT_EXIT_EXCEPTION);
 }
 
 /* Called by isr_common (isr.S) with interrupts off. */
@@ -156,14 +194,5 @@ void intr_dispatch(struct intr_frame *f)
 	}
 	if (v == LAPIC_SPURIOUS_VECTOR)
 		return;
-	if (v < 32)
-		printf_unlocked("EXCEPTION %u at 0x%lx err 0x%lx\n", v, f->rip, f->error);
-	else
-		printf_unlocked("INTERRUPT %u unexpected at 0x%lx\n", v, f->rip);
-	printf_unlocked("  %s: cpu %u cpl %lu rsp 0x%lx rflags 0x%lx", exception_name(v),
-			lapic_id(), f->cs & 3, f->rsp, f->rflags);
-	if (v == 14)
-		printf_unlocked(" cr2 0x%lx", read_cr2());
-	printf_unlocked("\n");
-	debug_exit(KIT_EXIT_EXCEPTION);
+	intr_report_and_exit(f);
 }

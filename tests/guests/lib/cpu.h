@@ -16,9 +16,8 @@
 #define SEL_KDATA 0x18
 #define SEL_UDATA 0x23 /* 0x20 | RPL 3 */
 #define SEL_UCODE 0x2b /* 0x28 | RPL 3 */
-#define SEL_TSS   0x30
+#define SEL_TSS	  0x30
 
-#define USER_RETURN_VECTOR    0x80 /* int $0x80 from ring 3 ends a user_call */
 #define LAPIC_SPURIOUS_VECTOR 0xff
 
 /* What the stubs push, lowest address first. */
@@ -42,17 +41,30 @@ void idt_set_entry(unsigned vec, void (*entry)(void), unsigned dpl);
 void idt_load_empty(void);
 /* The TSS's RSP0: the stack interrupts from ring 3 land on. */
 void cpu_set_rsp0(uint64_t rsp0);
-/* "#GP" etc. for vectors 0-31, "IRQ" above. */
+/* "#GP general protection" etc. for vectors 0-31, "interrupt" above. */
 const char *exception_name(unsigned vec);
+/* What happens to a vector without a handler: prints "EXCEPTION <vec> at <rip> err <code>"
+ * (or "INTERRUPT <vec> unexpected at <rip>") and a line of detail, then debug-exits 0x7f.
+ * Handlers that only deal with some cases call it for the rest. */
+__attribute__((noreturn)) void intr_report_and_exit(struct intr_frame *f);
 
 /* Ring 3. user_init() builds page tables identity-mapping the first 4 GiB with 2 MiB pages
  * and the U bit set (3-4 GiB uncached), loads them into CR3, sets TSS.RSP0 to a dedicated
- * ring-0 stack and installs the int $0x80 return gate. Idempotent; BSP only.
- * user_call() runs fn(arg) in ring 3 (CS 0x2b, SS 0x23, RFLAGS.IOPL 3 so port I/O, cli and
- * sti still work, IF as the caller had it) on a 64 KiB user stack, and returns fn's result
- * in ring 0 once fn returns. fn may also never return (e.g. call poweroff()). Not
- * reentrant. */
+ * ring-0 stack, and installs its #UD entry (ring 3 ends a user_call with a ud2 at a known
+ * address: on PVM hosts `int $n` from ring 3 raises #UD, only exceptions are reliable) and
+ * a #GP handler that performs port I/O (in/out) for ring 3. Idempotent; BSP only.
+ * user_call() runs fn(arg) in ring 3 (CS 0x2b, SS 0x23, RFLAGS.IOPL 3, IF as the caller had
+ * it) on a 64 KiB user stack, and returns fn's result in ring 0 once fn returns. fn may also
+ * never return (e.g. call poweroff()). Not reentrant.
+ * Port I/O from ring 3 works in two ways: natively through IOPL 3 where the hypervisor
+ * honours it, and otherwise (PVM hosts run guest ring 3 natively with IOPL 0, so `out`
+ * raises #GP) by the #GP handler, which decodes in/out at the faulting RIP, does the access
+ * in ring 0 and steps over the instruction. CLI/STI/HLT are not emulated: do not use them
+ * in ring 3 (the console lock does not). */
 void user_init(void);
 uint64_t user_call(uint64_t (*fn)(uint64_t arg), uint64_t arg);
+/* How many ring-3 in/out instructions the #GP handler has performed so far (0 where the
+ * host honours IOPL 3). */
+uint64_t user_io_emulated(void);
 
 #endif

@@ -90,16 +90,16 @@ static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t *a, uint32_t *b, 
 	__asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(sub));
 }
 
-#define DEFINE_CR(n)                                                                       \
-	static inline uint64_t read_cr##n(void)                                            \
-	{                                                                                  \
-		uint64_t v;                                                                \
-		__asm__ volatile("mov %%cr" #n ", %0" : "=r"(v));                          \
-		return v;                                                                  \
-	}                                                                                  \
-	static inline void write_cr##n(uint64_t v)                                         \
-	{                                                                                  \
-		__asm__ volatile("mov %0, %%cr" #n : : "r"(v) : "memory");                 \
+#define DEFINE_CR(n)                                                       \
+	static inline uint64_t read_cr##n(void)                            \
+	{                                                                  \
+		uint64_t v;                                                \
+		__asm__ volatile("mov %%cr" #n ", %0" : "=r"(v));          \
+		return v;                                                  \
+	}                                                                  \
+	static inline void write_cr##n(uint64_t v)                         \
+	{                                                                  \
+		__asm__ volatile("mov %0, %%cr" #n : : "r"(v) : "memory"); \
 	}
 DEFINE_CR(0)
 DEFINE_CR(2)
@@ -162,8 +162,8 @@ static inline void barrier(void)
 #define RFLAGS_IF   (1ull << 9)
 #define RFLAGS_IOPL (3ull << 12)
 
-#define CR0_PE  (1ull << 0)
-#define CR0_PG  (1ull << 31)
+#define CR0_PE	(1ull << 0)
+#define CR0_PG	(1ull << 31)
 #define CR4_PAE (1ull << 5)
 #define CR4_PGE (1ull << 7)
 

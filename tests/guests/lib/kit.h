@@ -26,9 +26,9 @@
 #define KIT_EXIT_EXCEPTION    0x7f /* unexpected exception or interrupt */
 #define KIT_EXIT_POWEROFF_BAD 0x7d /* the power-off write did not stop the VM */
 
-#define DEBUG_EXIT_PORT  0xf4
-#define PM1A_CNT_PORT    0x604
-#define PM1A_CNT_SLP_EN  0x2000
+#define DEBUG_EXIT_PORT	 0xf4
+#define PM1A_CNT_PORT	 0x604
+#define PM1A_CNT_SLP_EN	 0x2000
 #define BOOT_MARKER_PORT 0x80
 
 struct boot_params;

@@ -42,7 +42,7 @@ bool mp_read(struct mp_info *mp, const char **why)
 
 	uint64_t fps = scan(0xf0000, 0x10000);
 	if (!fps) {
-		uint64_t ebda = (uint64_t)*(const uint16_t *)phys(0x40e) << 4;
+		uint64_t ebda = (uint64_t) * (const uint16_t *)phys(0x40e) << 4;
 		if (ebda >= 0x80000 && ebda < 0xa0000)
 			fps = scan(ebda, 1024);
 	}

@@ -18,7 +18,7 @@ struct mp_info {
 	uint8_t bsp_apic_id;
 	unsigned nioapics;
 	uint8_t ioapic_id;
-	uint32_t ioapic_addr;  /* of the first IOAPIC */
+	uint32_t ioapic_addr;	 /* of the first IOAPIC */
 	uint8_t isa_irq_pin[16]; /* IOAPIC pin of ISA IRQ n (0xff: no entry) */
 	char oem[9], product[13];
 };

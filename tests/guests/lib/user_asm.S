@@ -2,9 +2,14 @@
  *
  * uint64_t user_call_asm(fn %rdi, arg %rsi, user_rsp %rdx, user_rflags %rcx):
  * saves the callee-saved registers and RFLAGS on the ring-0 stack, remembers that stack,
- * and iretq's to user_thunk at CPL 3, which calls fn(arg) and hands the result back with
- * int $0x80; user_return_entry (the DPL-3 gate for vector 0x80) drops the interrupt frame,
- * returns to the saved stack and to user_call_asm's caller with the result in %rax. */
+ * and iretq's to user_thunk at CPL 3, which calls fn(arg) and hands the result back by
+ * executing the ud2 at user_return_ud2. The #UD entry (user_ud_entry, installed by
+ * user_init) recognises that one instruction from CPL 3, drops the exception frame, returns
+ * to the saved stack and to user_call_asm's caller with the result in %rax; any other #UD
+ * goes to the kit's normal stub (and reporter).
+ *
+ * Why not `int $0x80`: on PVM hosts a software interrupt other than int3 from guest ring 3
+ * raises #UD instead of going through the IDT gate; exceptions are always delivered. */
 	.text
 	.code64
 
@@ -31,11 +36,21 @@ user_call_asm:
 user_thunk:			/* CPL 3 from here */
 	call *%rax
 	movq %rax, %rdi
-	int $0x80
+user_return_ud2:
 	ud2
 
-	.globl user_return_entry
-user_return_entry:		/* CPL 0 again, interrupts off (interrupt gate) */
+	.globl user_ud_entry
+user_ud_entry:			/* #UD: frame RIP, CS, RFLAGS, RSP, SS (no error code) */
+	testb $3, 8(%rsp)
+	jz 1f			/* from ring 0: a real #UD */
+	pushq %rax
+	leaq user_return_ud2(%rip), %rax
+	cmpq %rax, 8(%rsp)
+	popq %rax
+	je user_return		/* user_thunk is done */
+1:	jmp isr_stubs + 16 * 6
+
+user_return:			/* CPL 0 again, interrupts off (interrupt gate) */
 	movq user_kernel_rsp(%rip), %rsp
 	movq %rdi, %rax
 	movl $0x18, %ecx

@@ -1,0 +1,338 @@
+/* The real kvmini binary against the project's test guests (tests/guests): each guest checks
+ * one thing a user depends on from inside the VM and reports through the serial console and
+ * kvmini's exit status. */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static void guests_run(const char *const argv[], const struct harness_opts *o,
+		       struct harness_result *r)
+{
+	cr_assert_eq(harness_run(argv, o, r), 0, "cannot run %s", harness_kvmini());
+	cr_assert_not(r->timed_out, "the guest did not finish:\nstdout:\n%s\nstderr:\n%s", r->out,
+		      r->err);
+	cr_assert(r->exited, "kvmini died of signal %d:\n%s", r->term_signal, r->err);
+}
+
+static void guests_expect_ok(const struct harness_result *r)
+{
+	cr_assert_eq(r->exit_status, 0, "exit %d\nstdout:\n%s\nstderr:\n%s", r->exit_status, r->out,
+		     r->err);
+	cr_assert_null(strstr(r->err, "vCPU"), "kvmini reported a vCPU problem:\n%s", r->err);
+}
+
+TestSuite(guests, .timeout = 60);
+
+Test(guests, hello_prints_and_powers_off)
+{
+	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("hello"), NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	cr_assert(strstr(r.out, "Hello from the kvmini test guest"), "%s", r.out);
+	harness_result_free(&r);
+}
+
+Test(guests, qemu_spelling_runs_the_same_guest)
+{
+	const char *argv[] = {"kvmini", "-enable-kvm", "-m", "64", "-smp", "1", "-cpu", "host",
+			      "-kernel", harness_guest("hello"), "-nographic", "-no-reboot", NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	cr_assert(strstr(r.out, "Hello from the kvmini test guest"), "%s", r.out);
+	harness_result_free(&r);
+}
+
+Test(guests, demo_guest_is_built_in)
+{
+	const char *argv[] = {"kvmini", "run", "--cpus", "2", "--append", "demo-cmdline-check",
+			      NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	cr_assert(strstr(r.out, "kvmini demo guest"), "%s", r.out);
+	cr_assert(strstr(r.out, "demo-cmdline-check"), "%s", r.out);
+	cr_assert(strstr(r.out, "CPUs: 2"), "%s", r.out);
+	harness_result_free(&r);
+}
+
+/* A file of `size` bytes with a known pattern, and its 32-bit FNV-1a hash. */
+static const char *guests_make_initrd(size_t size, uint32_t *fnv)
+{
+	static char path[] = "/tmp/kvmini-initrd-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	uint8_t *buf = malloc(size);
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < size; i++) {
+		buf[i] = (uint8_t)((i * 131) ^ (i >> 9));
+		h = (h ^ buf[i]) * 16777619u;
+	}
+	cr_assert_eq(write(fd, buf, size), (ssize_t)size);
+	close(fd);
+	free(buf);
+	*fnv = h;
+	return path;
+}
+
+static void guests_bootinfo(const char *mem, unsigned mem_mb, size_t initrd_size)
+{
+	uint32_t fnv;
+	const char *initrd = guests_make_initrd(initrd_size, &fnv);
+	char cmdline[256];
+	snprintf(cmdline, sizeof(cmdline),
+		 "console=ttyS0 marker=bootinfo-test expect_initrd_size=%zu "
+		 "expect_initrd_sum=%08x expect_mem_mb=%u",
+		 initrd_size, fnv, mem_mb);
+	const char *argv[] = {"kvmini", "run",    "--kernel", harness_guest("bootinfo"),
+			      "--mem",  mem,      "--initrd", initrd,
+			      "--append", cmdline, NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	cr_assert(strstr(r.out, "bootinfo: OK"), "%s", r.out);
+	char want[300];
+	snprintf(want, sizeof(want), "cmdline: %s", cmdline);
+	cr_assert(strstr(r.out, want), "%s", r.out);
+	harness_result_free(&r);
+	unlink(initrd);
+}
+
+Test(guests, bootinfo_sees_e820_cmdline_and_initrd)
+{
+	guests_bootinfo("128M", 128, 123457);
+}
+
+Test(guests, bootinfo_memory_above_the_4g_hole)
+{
+	/* 5 GiB: 3 GiB below the hole, 2 GiB above 4 GiB, both in e820. */
+	guests_bootinfo("5G", 5120, 4096);
+}
+
+Test(guests, bootinfo_detects_a_wrong_initrd)
+{
+	uint32_t fnv;
+	const char *initrd = guests_make_initrd(5000, &fnv);
+	char cmdline[200];
+	snprintf(cmdline, sizeof(cmdline), "expect_initrd_size=5000 expect_initrd_sum=%08x",
+		 fnv ^ 1);
+	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("bootinfo"), "--initrd",
+			      initrd,   "--append", cmdline, NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	/* The guest's own check must be able to fail: debug-exit 2 -> status 5. */
+	cr_assert_eq(r.exit_status, 5, "exit %d\n%s", r.exit_status, r.out);
+	cr_assert(strstr(r.out, "bootinfo: FAIL"), "%s", r.out);
+	harness_result_free(&r);
+	unlink(initrd);
+}
+
+static void guests_smp(const char *ncpus, unsigned n)
+{
+	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("smp"), "--cpus", ncpus,
+			      NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	char want[64];
+	snprintf(want, sizeof(want), "smp: %u cpus OK", n);
+	cr_assert(strstr(r.out, want), "%s", r.out);
+	cr_assert_eq(harness_count(r.out, " online"), n - 1, "%s", r.out);
+	harness_result_free(&r);
+}
+
+Test(guests, smp_two_cpus_check_in)
+{
+	guests_smp("2", 2);
+}
+
+Test(guests, smp_four_cpus_check_in)
+{
+	guests_smp("4", 4);
+}
+
+Test(guests, smp_with_cpu_affinity)
+{
+	const char *argv[] = {"kvmini", "run",          "--kernel", harness_guest("smp"), "--cpus",
+			      "2",      "--cpu-affinity", "0=0,1=1",  NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	cr_assert(strstr(r.out, "smp: 2 cpus OK"), "%s", r.out);
+	harness_result_free(&r);
+}
+
+Test(guests, timer_interrupts_arrive_at_the_programmed_rate)
+{
+	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("timer"), NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	cr_assert(strstr(r.out, "timer: pit"), "%s", r.out);
+	cr_assert(strstr(r.out, " OK"), "%s", r.out);
+	harness_result_free(&r);
+}
+
+Test(guests, serial_echo_reads_stdin_through_uart_interrupts)
+{
+	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("serial-echo"), NULL};
+	struct harness_opts o = {
+		.timeout_s = 30,
+		.input = "hello kvmini\nsecond line\nquit\n",
+		.input_after = "serial-echo: ready",
+	};
+	struct harness_result r;
+	guests_run(argv, &o, &r);
+	guests_expect_ok(&r);
+	cr_assert(strstr(r.out, "echo: hello kvmini"), "%s", r.out);
+	cr_assert(strstr(r.out, "echo: second line"), "%s", r.out);
+	cr_assert(strstr(r.out, "serial-echo: bye"), "%s", r.out);
+	harness_result_free(&r);
+}
+
+Test(guests, serial_echo_large_input_loses_nothing)
+{
+	/* More than the UART's receive queue: kvmini must stop reading stdin while it is
+	 * full rather than drop bytes. */
+	enum { LINES = 200 };
+	static char input[LINES * 40 + 16];
+	size_t off = 0;
+	for (unsigned i = 0; i < LINES; i++)
+		off += (size_t)snprintf(input + off, sizeof(input) - off,
+					"line %03u abcdefghijklmnopqrstuvwxyz\n", i);
+	snprintf(input + off, sizeof(input) - off, "quit\n");
+	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("serial-echo"), NULL};
+	struct harness_opts o = {.timeout_s = 50, .input = input,
+				 .input_after = "serial-echo: ready"};
+	struct harness_result r;
+	guests_run(argv, &o, &r);
+	guests_expect_ok(&r);
+	for (unsigned i = 0; i < LINES; i++) {
+		char want[64];
+		snprintf(want, sizeof(want), "echo: line %03u abcdefghijklmnopqrstuvwxyz\n", i);
+		cr_assert(strstr(r.out, want), "line %u lost:\n%s", i, r.out);
+	}
+	harness_result_free(&r);
+}
+
+Test(guests, ctrl_a_x_quits)
+{
+	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("serial-echo"), NULL};
+	struct harness_opts o = {.timeout_s = 30, .input = "\x01x", .input_after = "ready",
+				 .keep_stdin_open = true};
+	struct harness_result r;
+	guests_run(argv, &o, &r);
+	cr_assert_eq(r.exit_status, 0, "exit %d %s", r.exit_status, r.err);
+	cr_assert(strstr(r.err, "Ctrl-A x"), "%s", r.err);
+	cr_assert_null(strstr(r.out, "\necho:"), "the escape must not reach the guest: %s", r.out);
+	harness_result_free(&r);
+}
+
+Test(guests, sigterm_stops_the_vm_in_order)
+{
+	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("serial-echo"), NULL};
+	const char *stop[] = {"serial-echo: ready", NULL};
+	struct harness_opts o = {.timeout_s = 30, .stop_when = stop};
+	struct harness_result r;
+	cr_assert_eq(harness_run(argv, &o, &r), 0);
+	cr_assert(r.exited, "signal %d", r.term_signal);
+	cr_assert_eq(r.exit_status, 128 + 15, "%d %s", r.exit_status, r.err);
+	cr_assert(strstr(r.err, "terminating on signal 15"), "%s", r.err);
+	harness_result_free(&r);
+}
+
+Test(guests, ring3_runs_at_native_speed)
+{
+	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("ring3"), NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	cr_assert(strstr(r.out, "ring3: cpl=3"), "%s", r.out);
+	cr_assert(strstr(r.out, "ring3: OK"), "%s", r.out);
+	harness_result_free(&r);
+}
+
+Test(guests, triple_fault_is_reported)
+{
+	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("fault"), NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	cr_assert(strstr(r.out, "fault: about to triple fault"), "%s", r.out);
+	cr_assert_neq(r.exit_status, 0);
+	cr_assert(strstr(r.err, "triple fault"), "%s", r.err);
+	cr_assert(strstr(r.err, "rip "), "the registers are printed: %s", r.err);
+	harness_result_free(&r);
+}
+
+Test(guests, int3_is_recovered_and_handled_by_the_guest)
+{
+	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("int3"), NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	cr_assert(strstr(r.out, "int3: breakpoint handled at"), "%s", r.out);
+	cr_assert(strstr(r.out, "int3: resumed"), "%s", r.out);
+	harness_result_free(&r);
+}
+
+Test(guests, console_file_and_none)
+{
+	char path[] = "/tmp/kvmini-console-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	char opt[64];
+	snprintf(opt, sizeof(opt), "file:%s", path);
+	const char *argv[] = {"kvmini", "run", "--console", opt, "--kernel", harness_guest("hello"),
+			      NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	cr_assert_eq(r.out_len, 0, "console output went to the file, not stdout: %s", r.out);
+	FILE *f = fopen(path, "r");
+	char buf[256] = {0};
+	cr_assert_not_null(f);
+	cr_assert_gt(fread(buf, 1, sizeof(buf) - 1, f), 0);
+	fclose(f);
+	cr_assert(strstr(buf, "Hello from the kvmini test guest"), "%s", buf);
+	unlink(path);
+	harness_result_free(&r);
+
+	const char *argv2[] = {"kvmini", "run", "--console", "none", "--kernel",
+			       harness_guest("hello"), NULL};
+	guests_run(argv2, NULL, &r);
+	guests_expect_ok(&r);
+	cr_assert_eq(r.out_len, 0, "%s", r.out);
+	harness_result_free(&r);
+}
+
+Test(guests, memory_options_boot)
+{
+	const char *argv[] = {"kvmini", "run", "--mem", "64M", "--mem-prealloc", "--ksm",
+			      "--kernel", harness_guest("hello"), NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	cr_assert(strstr(r.out, "Hello from the kvmini test guest"), "%s", r.out);
+	harness_result_free(&r);
+}
+
+Test(guests, info_lists_capabilities)
+{
+	const char *argv[] = {"kvmini", "info", NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	cr_assert_eq(r.exit_status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "KVM API version: 12"), "%s", r.out);
+	cr_assert(strstr(r.out, "KVM_CAP_IRQCHIP"), "%s", r.out);
+	cr_assert(strstr(r.out, "Host kind:"), "%s", r.out);
+	if (access("/sys/module/kvm_pvm", F_OK) == 0)
+		cr_assert(strstr(r.out, "ring 0 is emulated"), "%s", r.out);
+	harness_result_free(&r);
+}
