@@ -120,8 +120,11 @@ int harness_run(const char *const argv[], const struct harness_opts *o, struct h
 		}
 		if (o->stop_when && !term_sent) {
 			bool all = true;
-			for (unsigned i = 0; o->stop_when[i] && all; i++)
-				all = strstr(r->out, o->stop_when[i]) != NULL;
+			/* Only whole lines count: serial output arrives a byte at a time. */
+			for (unsigned i = 0; o->stop_when[i] && all; i++) {
+				const char *m = strstr(r->out, o->stop_when[i]);
+				all = m && strchr(m, '\n');
+			}
 			if (all) {
 				kill(pid, SIGTERM);
 				term_sent = true;

@@ -12,7 +12,7 @@ struct harness_opts {
 	double timeout_s;        /* SIGTERM at the limit, SIGKILL 3 s later */
 	bool keep_stdin_open;    /* do not close stdin after input (the VM sees no EOF) */
 	const char *run_as_user; /* setuid to this uid/gid (numeric, e.g. "65534") before exec */
-	/* NULL-terminated; once stdout holds all of these, kvmini gets SIGTERM (the run still
+	/* NULL-terminated; once stdout holds all of these (each on a complete line), kvmini gets SIGTERM (the run still
 	 * counts as not timed out). */
 	const char *const *stop_when;
 };

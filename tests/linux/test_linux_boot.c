@@ -67,7 +67,7 @@ Test(linux_early, cloud_kernel_host_decompressed_reports_what_kvmini_gave_it)
 	char *k = linux_kernel("cloud-amd64");
 	const size_t initrd_size = 300000;
 	const char *initrd = linux_make_initrd(initrd_size);
-	const char *cmdline = "earlyprintk=ttyS0 console=ttyS0 kvmini.test=e2e-42 quiet=0";
+	const char *cmdline = "earlyprintk=ttyS0 console=ttyS0 kvmini.test=e2e-42 loglevel=8";
 	const char *argv[] = {"kvmini", "run",  "-v",       "--kernel", k,   "--initrd", initrd,
 			      "--append", cmdline, "--mem", "512M",   "--cpus", "2",    NULL};
 	const char *stop[] = {"smpboot: Allowing", "RAMDISK:", NULL};
