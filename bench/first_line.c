@@ -226,7 +226,6 @@ int main(int argc, char **argv)
 
 	struct scanner sc = {0};
 	double t_found = 0;
-	bool eof = false;
 	while (!sc.found || mode == MODE_EXIT) {
 		double left = timeout_ms - (now_ms() - t0);
 		if (left <= 0) {
@@ -238,10 +237,8 @@ int main(int argc, char **argv)
 		struct pollfd p = {.fd = out, .events = POLLIN};
 		if (poll(&p, 1, (int)left + 1) < 0 && errno != EINTR)
 			break;
-		if (p.revents && !drain(out, &sc)) {
-			eof = true;
-			break;
-		}
+		if (p.revents && !drain(out, &sc))
+			break; /* EOF */
 		if (sc.found && t_found == 0)
 			t_found = now_ms();
 	}
@@ -273,7 +270,6 @@ int main(int argc, char **argv)
 
 	/* MODE_EXIT: EOF came when CMD closed its files on the way out; wait4 returns when
 	 * the kernel is done with it, which includes the VM's teardown. */
-	(void)eof;
 	int status;
 	struct rusage ru;
 	while (wait4(pid, &status, 0, &ru) < 0) {

@@ -1,0 +1,338 @@
+/* The x86 boot loader on fake guest memory, without /dev/kvm: the zero page and e820 a
+ * kernel receives, initrd placement, the ELF and PVH paths, and per-vCPU CPUID. The bzImage
+ * cases use Debian's real cloud kernel (scripts/fetch-kernels.sh). */
+#include <criterion/criterion.h>
+#include <elf.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "arch/x86/acpi.h"
+#include "arch/x86/boot.h"
+#include "arch/x86/cpu.h"
+#include "arch/x86/layout.h"
+#include "kernels.h"
+#include "util/file.h"
+
+static struct guest_mem bt_mem;
+static uint8_t *bt_ram;
+static size_t bt_ram_size;
+
+/* RAM laid out as kvmini lays it out: [0, min(size, 3G)) and the rest from 4 GiB. */
+static void bt_make_memory(uint64_t size)
+{
+	memset(&bt_mem, 0, sizeof(bt_mem));
+	bt_ram = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	cr_assert_neq(bt_ram, MAP_FAILED);
+	bt_ram_size = size;
+	uint64_t low = size < X86_MMIO_HOLE_START ? size : X86_MMIO_HOLE_START;
+	cr_assert_eq(guest_mem_add_region(&bt_mem, 0, low, bt_ram), 0);
+	if (size > low)
+		cr_assert_eq(guest_mem_add_region(&bt_mem, X86_MMIO_HOLE_END, size - low,
+						  bt_ram + low),
+			     0);
+}
+
+static void bt_free_memory(void)
+{
+	if (bt_ram)
+		munmap(bt_ram, bt_ram_size);
+	bt_ram = NULL;
+}
+
+TestSuite(boot, .fini = bt_free_memory);
+
+static uint8_t *bt_read_kernel(size_t *len)
+{
+	char *path = test_kernel_path("cloud-amd64");
+	cr_assert_not_null(path, "no Debian cloud kernel in kernels/: run scripts/fetch-kernels.sh");
+	uint8_t *img;
+	struct errbuf e;
+	cr_assert_eq(read_whole_file(path, "kernel", &img, len, &e), 0, "%s", e.msg);
+	free(path);
+	return img;
+}
+
+static const struct boot_params *bt_zero_page(void)
+{
+	return gpa_to_hva(&bt_mem, X86_ZERO_PAGE_ADDR, sizeof(struct boot_params));
+}
+
+Test(boot, e820_for_small_memory)
+{
+	bt_make_memory(64 << 20);
+	struct boot_e820_entry e[8];
+	unsigned n = x86_build_e820(&bt_mem, e, 8);
+	cr_assert_eq(n, 3);
+	cr_assert(e[0].addr == 0 && e[0].size == 0xa0000 && e[0].type == 1);
+	cr_assert(e[1].addr == ACPI_TABLES_START && e[1].addr + e[1].size == 0x100000 &&
+		  e[1].type == 2);
+	cr_assert(e[2].addr == 0x100000 && e[2].addr + e[2].size == 64 << 20 && e[2].type == 1);
+}
+
+Test(boot, e820_splits_around_the_32bit_hole)
+{
+	bt_make_memory(5ull << 30);
+	struct boot_e820_entry e[8];
+	unsigned n = x86_build_e820(&bt_mem, e, 8);
+	cr_assert_eq(n, 4);
+	cr_assert_eq(e[2].addr + e[2].size, X86_MMIO_HOLE_START, "RAM below the hole ends at 3G");
+	cr_assert_eq(e[3].addr, 1ull << 32);
+	cr_assert_eq(e[3].size, 2ull << 30, "the 2 GiB above 3 GiB move above 4 GiB");
+	uint64_t ram = 0;
+	for (unsigned i = 0; i < n; i++)
+		if (e[i].type == 1)
+			ram += e[i].size;
+	cr_assert_eq(ram, (5ull << 30) - (0x100000 - 0xa0000), "only the BIOS area is missing");
+}
+
+Test(boot, initrd_goes_high_page_aligned_and_below_the_limit)
+{
+	bt_make_memory(256 << 20);
+	uint64_t a;
+	cr_assert_eq(x86_place_initrd(&bt_mem, 12345, 0x2000000, 0x7fffffff, &a), 0);
+	cr_assert_eq(a % 4096, 0);
+	cr_assert_leq(a + 12345, 256 << 20);
+	cr_assert_gt(a + 12345 + 4096, 256 << 20, "as high as possible");
+	/* initrd_addr_max below the end of RAM wins. */
+	cr_assert_eq(x86_place_initrd(&bt_mem, 4096, 0x2000000, 0x8000000 - 1, &a), 0);
+	cr_assert_eq(a, 0x8000000 - 4096);
+	/* It may not go below the kernel's end. */
+	cr_assert_eq(x86_place_initrd(&bt_mem, 200 << 20, 0x6000000, 0x7fffffff, &a), -ENOSPC);
+	cr_assert_eq(x86_place_initrd(&bt_mem, 0, 0, 0x7fffffff, &a), -ENOSPC);
+}
+
+Test(boot, initrd_stays_below_4g_with_large_memory)
+{
+	bt_make_memory(6ull << 30);
+	uint64_t a;
+	cr_assert_eq(x86_place_initrd(&bt_mem, 1 << 20, 0x2000000, UINT64_MAX, &a), 0);
+	cr_assert_eq(a, X86_MMIO_HOLE_START - (1 << 20));
+}
+
+Test(boot, bzimage_host_decompressed_zero_page)
+{
+	size_t len;
+	uint8_t *img = bt_read_kernel(&len);
+	bt_make_memory(512 << 20);
+	static const uint8_t initrd[] = "fake initrd contents";
+	const char *cmdline = "console=ttyS0 root=/dev/vda";
+	struct x86_boot_args a = {.kernel = img, .kernel_size = len, .kernel_name = "cloud",
+				  .initrd = initrd, .initrd_size = sizeof(initrd),
+				  .cmdline = cmdline, .decompress = BOOT_DECOMPRESS_AUTO, .ncpus = 2};
+	struct x86_boot_setup s;
+	struct errbuf e;
+	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), 0, "%s", e.msg);
+	cr_assert_eq(s.mode, X86_ENTRY_LINUX64);
+	cr_assert_eq(s.entry, 0x1000000, "startup_64 of the unpacked vmlinux");
+	cr_assert(strstr(s.description, "decompressed on the host"), "%s", s.description);
+
+	const struct boot_params *bp = bt_zero_page();
+	struct setup_header orig;
+	memcpy(&orig, img + 0x1f1, sizeof(orig));
+	cr_assert_eq(bp->hdr.header, 0x53726448);
+	cr_assert_eq(bp->hdr.version, orig.version, "the image's own setup header is passed on");
+	cr_assert_eq(bp->hdr.boot_flag, 0xaa55);
+	cr_assert_eq(bp->hdr.type_of_loader, 0xff);
+	cr_assert(bp->hdr.loadflags & LOADED_HIGH);
+	cr_assert_eq(bp->hdr.cmd_line_ptr, X86_CMDLINE_ADDR);
+	cr_assert_str_eq((const char *)gpa_to_hva(&bt_mem, bp->hdr.cmd_line_ptr, 1), cmdline);
+	uint64_t rd = bp->hdr.ramdisk_image | ((uint64_t)bp->ext_ramdisk_image << 32);
+	cr_assert_eq(rd, s.initrd_addr);
+	cr_assert_eq(bp->hdr.ramdisk_size, sizeof(initrd));
+	cr_assert_eq(rd % 4096, 0);
+	cr_assert_geq(rd, s.kernel_end, "the initrd does not overlap the kernel");
+	cr_assert_leq(rd + sizeof(initrd) - 1, orig.initrd_addr_max);
+	cr_assert_eq(memcmp(gpa_to_hva(&bt_mem, rd, sizeof(initrd)), initrd, sizeof(initrd)), 0);
+	cr_assert_eq(bp->acpi_rsdp_addr, ACPI_RSDP_ADDR);
+	cr_assert_eq(bp->e820_entries, 3);
+	cr_assert_eq(bp->e820_table[2].addr + bp->e820_table[2].size, 512 << 20);
+	/* The vmlinux sits at its link address with its ELF header gone: the first bytes of
+	 * startup_64 are code, and the page tables identity-map it. */
+	const uint64_t *pd = gpa_to_hva(&bt_mem, X86_PD_ADDR, 4096);
+	cr_assert_eq(pd[0x1000000 >> 21], 0x1000000 | 0x83);
+	free(img);
+}
+
+Test(boot, bzimage_guest_decompressor_entry)
+{
+	size_t len;
+	uint8_t *img = bt_read_kernel(&len);
+	bt_make_memory(512 << 20);
+	struct x86_boot_args a = {.kernel = img, .kernel_size = len, .kernel_name = "cloud",
+				  .cmdline = "", .decompress = BOOT_DECOMPRESS_GUEST, .ncpus = 1};
+	struct x86_boot_setup s;
+	struct errbuf e;
+	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), 0, "%s", e.msg);
+	cr_assert_eq(s.entry, 0x100200, "64-bit entry: protected-mode kernel + 0x200");
+	size_t setup = ((size_t)(img[0x1f1] ? img[0x1f1] : 4) + 1) * 512;
+	cr_assert_eq(memcmp(gpa_to_hva(&bt_mem, 0x100000, 4096), img + setup, 4096), 0);
+	cr_assert_eq(bt_zero_page()->hdr.ramdisk_size, 0);
+	free(img);
+}
+
+Test(boot, command_line_longer_than_the_kernel_accepts)
+{
+	size_t len;
+	uint8_t *img = bt_read_kernel(&len);
+	bt_make_memory(256 << 20);
+	char *cmd = malloc(4000);
+	memset(cmd, 'x', 3999);
+	cmd[3999] = '\0';
+	struct x86_boot_args a = {.kernel = img, .kernel_size = len, .kernel_name = "cloud",
+				  .cmdline = cmd, .decompress = BOOT_DECOMPRESS_GUEST, .ncpus = 1};
+	struct x86_boot_setup s;
+	struct errbuf e;
+	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), -E2BIG);
+	cr_assert(strstr(e.msg, "2047"), "names the kernel's limit: %s", e.msg);
+	free(cmd);
+	free(img);
+}
+
+/* A minimal ELF: one PT_LOAD of code at 1 MiB, and optionally a PVH note. 32- or 64-bit. */
+struct bt_elf {
+	uint8_t bytes[8192];
+	size_t len;
+};
+
+static void bt_build_elf64(struct bt_elf *out, bool pvh_note)
+{
+	memset(out, 0, sizeof(*out));
+	Elf64_Ehdr *eh = (Elf64_Ehdr *)out->bytes;
+	memcpy(eh->e_ident, ELFMAG, SELFMAG);
+	eh->e_ident[EI_CLASS] = ELFCLASS64;
+	eh->e_ident[EI_DATA] = ELFDATA2LSB;
+	eh->e_ident[EI_VERSION] = EV_CURRENT;
+	eh->e_type = ET_EXEC;
+	eh->e_machine = EM_X86_64;
+	eh->e_version = EV_CURRENT;
+	eh->e_entry = 0x100010;
+	eh->e_phoff = sizeof(*eh);
+	eh->e_ehsize = sizeof(*eh);
+	eh->e_phentsize = sizeof(Elf64_Phdr);
+	eh->e_phnum = pvh_note ? 2 : 1;
+	Elf64_Phdr *ph = (Elf64_Phdr *)(out->bytes + sizeof(*eh));
+	ph[0] = (Elf64_Phdr){.p_type = PT_LOAD, .p_offset = 4096, .p_vaddr = 0x100000,
+			     .p_paddr = 0x100000, .p_filesz = 64, .p_memsz = 8192,
+			     .p_flags = PF_R | PF_X};
+	memset(out->bytes + 4096, 0x90, 64);
+	if (pvh_note) {
+		uint8_t *n = out->bytes + 2048;
+		uint32_t hdr[3] = {4, 4, 18}; /* namesz, descsz, XEN_ELFNOTE_PHYS32_ENTRY */
+		uint32_t entry = 0x100020;
+		memcpy(n, hdr, 12);
+		memcpy(n + 12, "Xen", 4);
+		memcpy(n + 16, &entry, 4);
+		ph[1] = (Elf64_Phdr){.p_type = PT_NOTE, .p_offset = 2048, .p_filesz = 20};
+	}
+	out->len = 4096 + 64;
+}
+
+Test(boot, elf64_gets_the_linux_64bit_entry)
+{
+	struct bt_elf elf;
+	bt_build_elf64(&elf, false);
+	bt_make_memory(64 << 20);
+	memset(bt_ram + 0x100000 + 64, 0xee, 128); /* stale bytes where .bss goes */
+	struct x86_boot_args a = {.kernel = elf.bytes, .kernel_size = elf.len, .kernel_name = "t",
+				  .cmdline = "a b c", .ncpus = 4};
+	struct x86_boot_setup s;
+	struct errbuf e;
+	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), 0, "%s", e.msg);
+	cr_assert_eq(s.mode, X86_ENTRY_LINUX64);
+	cr_assert_eq(s.entry, 0x100010);
+	cr_assert_eq(s.boot_params, X86_ZERO_PAGE_ADDR);
+	cr_assert_eq(bt_ram[0x100000], 0x90);
+	cr_assert_eq(bt_ram[0x100000 + 64], 0, "p_memsz beyond p_filesz is zeroed");
+	cr_assert_eq(bt_zero_page()->hdr.cmdline_size, 2047);
+}
+
+Test(boot, pvh_note_selects_the_pvh_entry_and_start_info)
+{
+	struct bt_elf elf;
+	bt_build_elf64(&elf, true);
+	bt_make_memory(64 << 20);
+	static const uint8_t initrd[5000] = {1, 2, 3};
+	struct x86_boot_args a = {.kernel = elf.bytes, .kernel_size = elf.len, .kernel_name = "t",
+				  .cmdline = "pvh cmdline", .initrd = initrd,
+				  .initrd_size = sizeof(initrd), .ncpus = 1};
+	struct x86_boot_setup s;
+	struct errbuf e;
+	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), 0, "%s", e.msg);
+	cr_assert_eq(s.mode, X86_ENTRY_PVH32);
+	cr_assert_eq(s.entry, 0x100020);
+	/* struct hvm_start_info, Xen's public ABI, read at its documented offsets. */
+	const uint8_t *si = gpa_to_hva(&bt_mem, s.start_info, 56);
+	uint32_t magic, version, nr_modules, memmap_entries;
+	uint64_t modlist, cmdline, rsdp, memmap;
+	memcpy(&magic, si, 4);
+	memcpy(&version, si + 4, 4);
+	memcpy(&nr_modules, si + 12, 4);
+	memcpy(&modlist, si + 16, 8);
+	memcpy(&cmdline, si + 24, 8);
+	memcpy(&rsdp, si + 32, 8);
+	memcpy(&memmap, si + 40, 8);
+	memcpy(&memmap_entries, si + 48, 4);
+	cr_assert_eq(magic, 0x336ec578);
+	cr_assert_eq(version, 1);
+	cr_assert_str_eq((const char *)gpa_to_hva(&bt_mem, cmdline, 1), "pvh cmdline");
+	cr_assert_eq(rsdp, ACPI_RSDP_ADDR);
+	cr_assert_eq(nr_modules, 1);
+	uint64_t mod[2];
+	memcpy(mod, gpa_to_hva(&bt_mem, modlist, 16), 16);
+	cr_assert_eq(mod[0], s.initrd_addr);
+	cr_assert_eq(mod[1], sizeof(initrd));
+	cr_assert_eq(memcmp(gpa_to_hva(&bt_mem, mod[0], 3), initrd, 3), 0);
+	cr_assert_eq(memmap_entries, 3);
+	uint64_t last[2];
+	memcpy(last, gpa_to_hva(&bt_mem, memmap + 2 * 24, 16), 16);
+	cr_assert_eq(last[0] + last[1], 64 << 20);
+}
+
+Test(boot, elf_segment_outside_memory_is_refused)
+{
+	struct bt_elf elf;
+	bt_build_elf64(&elf, false);
+	Elf64_Phdr *ph = (Elf64_Phdr *)(elf.bytes + sizeof(Elf64_Ehdr));
+	ph[0].p_paddr = 0x10000000 - 16; /* straddles the end of 256 MiB */
+	ph[0].p_memsz = 4096;
+	bt_make_memory(256 << 20);
+	struct x86_boot_args a = {.kernel = elf.bytes, .kernel_size = elf.len, .kernel_name = "t",
+				  .cmdline = "", .ncpus = 1};
+	struct x86_boot_setup s;
+	struct errbuf e;
+	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), -ENOMEM);
+	cr_assert(strstr(e.msg, "--mem"), "%s", e.msg);
+	ph[0].p_paddr = 0x100000;
+	ph[0].p_offset = UINT64_MAX - 8; /* offset + size overflows */
+	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), -ENOEXEC, "%s", e.msg);
+}
+
+Test(boot, cpuid_is_patched_per_vcpu)
+{
+	size_t size = sizeof(struct kvm_cpuid2) + 3 * sizeof(struct kvm_cpuid_entry2);
+	struct kvm_cpuid2 *sup = calloc(1, size);
+	sup->nent = 3;
+	sup->entries[0] = (struct kvm_cpuid_entry2){.function = 1, .ebx = 0xff00aaaa};
+	sup->entries[1] = (struct kvm_cpuid_entry2){.function = 0xb, .index = 0};
+	sup->entries[2] = (struct kvm_cpuid_entry2){.function = 0xb, .index = 1};
+	struct kvm_cpuid2 *c = x86_cpuid_for_vcpu(sup, 5, 8);
+	cr_assert_not_null(c);
+	cr_assert_eq(c->entries[0].ebx >> 24, 5, "initial APIC ID");
+	cr_assert_eq((c->entries[0].ebx >> 16) & 0xff, 8, "logical processor count");
+	cr_assert_eq(c->entries[0].ebx & 0xffff, 0xaaaa, "other EBX bits kept");
+	cr_assert(c->entries[0].edx & (1u << 28), "HTT");
+	cr_assert(c->entries[0].ecx & (1u << 31), "hypervisor bit");
+	cr_assert_eq(c->entries[1].edx, 5, "x2APIC ID in leaf 0xb");
+	cr_assert_eq(c->entries[2].ebx, 8, "8 logical CPUs at the core level");
+	cr_assert_eq(c->entries[2].eax, 3, "APIC ID shift for 8 cores");
+	cr_assert_eq(c->nent, 4, "KVM signature leaf added");
+	cr_assert_eq(c->entries[3].function, 0x40000000);
+	cr_assert_eq(memcmp(&c->entries[3].ebx, "KVMK", 4), 0);
+	free(c);
+	free(sup);
+}
