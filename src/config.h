@@ -8,10 +8,10 @@
 
 #include "util/err.h"
 
-#define KVMINI_MAX_VCPUS     64
-#define KVMINI_DEFAULT_MEM   (256ull << 20)
-#define KVMINI_MIN_MEM       (2ull << 20)
-#define KVMINI_MAX_MEM       (1ull << 40) /* 1 TiB: beyond this is a typo, not a VM */
+#define KVMINI_MAX_VCPUS   64
+#define KVMINI_DEFAULT_MEM (256ull << 20)
+#define KVMINI_MIN_MEM	   (2ull << 20)
+#define KVMINI_MAX_MEM	   (1ull << 40) /* 1 TiB: beyond this is a typo, not a VM */
 
 enum console_mode { CONSOLE_STDIO = 0, CONSOLE_NONE, CONSOLE_FILE };
 enum boot_decompress { BOOT_DECOMPRESS_AUTO = 0, BOOT_DECOMPRESS_HOST, BOOT_DECOMPRESS_GUEST };
@@ -19,9 +19,9 @@ enum boot_decompress { BOOT_DECOMPRESS_AUTO = 0, BOOT_DECOMPRESS_HOST, BOOT_DECO
 struct vm_config {
 	const char *kernel_path; /* NULL: boot the built-in demo guest */
 	const char *initrd_path; /* NULL: none */
-	const char *cmdline;     /* never NULL after parsing ("" if not given) */
-	const char *name;        /* never NULL after parsing ("kvmini" if not given) */
-	uint64_t mem_size;       /* bytes, a multiple of 2 MiB? no: of 4 KiB */
+	const char *cmdline;	 /* never NULL after parsing ("" if not given) */
+	const char *name;	 /* never NULL after parsing ("kvmini" if not given) */
+	uint64_t mem_size;	 /* bytes, a multiple of 2 MiB? no: of 4 KiB */
 	unsigned ncpus;
 	enum console_mode console;
 	const char *console_path; /* for CONSOLE_FILE */
@@ -31,7 +31,7 @@ struct vm_config {
 	bool ksm;
 	bool no_reboot; /* accepted for QEMU compatibility; kvmini always exits on reset */
 	int cpu_affinity[KVMINI_MAX_VCPUS]; /* host CPU per vCPU, -1 = not pinned */
-	int verbosity;                      /* 0 default, +1 per -v, -1 for -q */
+	int verbosity;			    /* 0 default, +1 per -v, -1 for -q */
 };
 
 void config_init(struct vm_config *cfg);

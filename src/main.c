@@ -20,15 +20,15 @@
 extern const uint8_t demo_guest_elf[], demo_guest_elf_end[];
 
 static const char main_usage[] =
-	"usage: kvmini <command> [options]\n"
-	"\n"
-	"commands:\n"
-	"  run [options]   boot a VM (the built-in demo guest when no --kernel is given)\n"
-	"  info            show the host's KVM: API version, capabilities, kind of host\n"
-	"  help            this text; `kvmini run --help` lists the VM options\n"
-	"  version         print the version\n"
-	"\n"
-	"QEMU-style invocations (kvmini -kernel bzImage -m 1024 ...) are the same as `kvmini run`.\n";
+    "usage: kvmini <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run [options]   boot a VM (the built-in demo guest when no --kernel is given)\n"
+    "  info            show the host's KVM: API version, capabilities, kind of host\n"
+    "  help            this text; `kvmini run --help` lists the VM options\n"
+    "  version         print the version\n"
+    "\n"
+    "QEMU-style invocations (kvmini -kernel bzImage -m 1024 ...) are the same as `kvmini run`.\n";
 
 static void apply_verbosity(int verbosity)
 {

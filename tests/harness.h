@@ -7,22 +7,22 @@
 #include <stddef.h>
 
 struct harness_opts {
-	const char *input;       /* bytes for stdin, NULL for none (stdin is /dev/null) */
+	const char *input;	 /* bytes for stdin, NULL for none (stdin is /dev/null) */
 	const char *input_after; /* send input only once stdout contains this */
-	double timeout_s;        /* SIGTERM at the limit, SIGKILL 3 s later */
-	bool keep_stdin_open;    /* do not close stdin after input (the VM sees no EOF) */
+	double timeout_s;	 /* SIGTERM at the limit, SIGKILL 3 s later */
+	bool keep_stdin_open;	 /* do not close stdin after input (the VM sees no EOF) */
 	const char *run_as_user; /* setuid to this uid/gid (numeric, e.g. "65534") before exec */
-	/* NULL-terminated; once stdout holds all of these (each on a complete line), kvmini gets SIGTERM (the run still
-	 * counts as not timed out). */
+	/* NULL-terminated; once stdout holds all of these (each on a complete line), kvmini gets
+	 * SIGTERM (the run still counts as not timed out). */
 	const char *const *stop_when;
 };
 
 struct harness_result {
-	int exit_status;  /* valid when exited */
+	int exit_status; /* valid when exited */
 	bool exited;
-	int term_signal;  /* valid when !exited */
+	int term_signal; /* valid when !exited */
 	bool timed_out;
-	char *out, *err;  /* NUL-terminated */
+	char *out, *err; /* NUL-terminated */
 	size_t out_len, err_len;
 	double seconds;
 };

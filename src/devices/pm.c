@@ -33,7 +33,7 @@ static void pm_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bo
 		val[at / 2] |= (uint16_t)(data[i] << (8 * (at % 2)));
 		mask[at / 2] |= (uint16_t)(0xff << (8 * (at % 2)));
 	}
-	pm->regs[PM1_STS] &= (uint16_t)~(val[PM1_STS] & mask[PM1_STS]);
+	pm->regs[PM1_STS] &= (uint16_t) ~(val[PM1_STS] & mask[PM1_STS]);
 	pm->regs[PM1_EN] = (uint16_t)((pm->regs[PM1_EN] & ~mask[PM1_EN]) | val[PM1_EN]);
 	if (mask[PM1_CNT]) {
 		cnt = (uint16_t)((pm->regs[PM1_CNT] & ~mask[PM1_CNT]) | val[PM1_CNT]);

@@ -29,8 +29,8 @@ int console_open(struct console *c, const struct vm_config *cfg, struct errbuf *
 	case CONSOLE_FILE:
 		c->out_fd = open(cfg->console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (c->out_fd < 0)
-			return errf(e, -errno, "cannot open console file '%s': %s", cfg->console_path,
-				    strerror(errno));
+			return errf(e, -errno, "cannot open console file '%s': %s",
+				    cfg->console_path, strerror(errno));
 		c->owns_out_fd = true;
 		break;
 	}
@@ -141,8 +141,8 @@ int console_start(struct console *c, struct serial *serial, struct event_loop *l
 		struct termios raw = c->saved;
 		/* Raw input so keys (and Ctrl-C) reach the guest; output processing stays on
 		 * so kvmini's own messages keep their line breaks. */
-		raw.c_iflag &= ~(unsigned)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR |
-					   ICRNL | IXON);
+		raw.c_iflag &=
+		    ~(unsigned)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON);
 		raw.c_lflag &= ~(unsigned)(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
 		raw.c_cflag &= ~(unsigned)(CSIZE | PARENB);
 		raw.c_cflag |= CS8;

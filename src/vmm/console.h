@@ -25,8 +25,8 @@ struct console {
 	struct serial *serial;
 	struct event_loop *loop;
 	struct vm_power *power;
-	bool escape;     /* the previous byte was Ctrl-A */
-	bool in_watched; /* in_fd is armed in the loop */
+	bool escape;	      /* the previous byte was Ctrl-A */
+	bool in_watched;      /* in_fd is armed in the loop */
 	uint8_t pending[256]; /* read from stdin, not yet accepted by the UART */
 	size_t pending_len;
 	int space_fd; /* eventfd: the UART has room again (written from a vCPU thread) */

@@ -9,7 +9,7 @@
 struct irq_line {
 	int vm_fd;
 	unsigned gsi;
-	bool level;     /* last level set */
+	bool level;	/* last level set */
 	unsigned edges; /* count of 0->1 transitions, for tests and statistics */
 };
 

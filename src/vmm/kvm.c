@@ -9,18 +9,18 @@
 #include <unistd.h>
 
 const struct kvm_cap_desc kvm_caps[] = {
-	{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY", true},
-	{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP", true},
-	{KVM_CAP_PIT2, "KVM_CAP_PIT2", true},
-	{KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR", true},
-	{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID", true},
-	{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT", true},
-	{KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_CAP_SET_IDENTITY_MAP_ADDR", false},
-	{KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD", false},
-	{KVM_CAP_IRQFD, "KVM_CAP_IRQFD", false},
-	{KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS", false},
-	{KVM_CAP_ADJUST_CLOCK, "KVM_CAP_ADJUST_CLOCK", false},
-	{KVM_CAP_MAX_VCPUS, "KVM_CAP_MAX_VCPUS", false},
+    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY", true},
+    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP", true},
+    {KVM_CAP_PIT2, "KVM_CAP_PIT2", true},
+    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR", true},
+    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID", true},
+    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT", true},
+    {KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_CAP_SET_IDENTITY_MAP_ADDR", false},
+    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD", false},
+    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD", false},
+    {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS", false},
+    {KVM_CAP_ADJUST_CLOCK, "KVM_CAP_ADJUST_CLOCK", false},
+    {KVM_CAP_MAX_VCPUS, "KVM_CAP_MAX_VCPUS", false},
 };
 const unsigned kvm_caps_count = sizeof(kvm_caps) / sizeof(kvm_caps[0]);
 
@@ -55,7 +55,8 @@ int kvm_host_open(struct kvm_host *h, struct errbuf *e)
 			    KVM_API_VERSION);
 	}
 	for (unsigned i = 0; i < kvm_caps_count; i++) {
-		if (kvm_caps[i].required && ioctl(h->fd, KVM_CHECK_EXTENSION, kvm_caps[i].cap) <= 0) {
+		if (kvm_caps[i].required &&
+		    ioctl(h->fd, KVM_CHECK_EXTENSION, kvm_caps[i].cap) <= 0) {
 			kvm_host_close(h);
 			return errf(e, -ENOTSUP, "%s lacks %s, which kvmini needs", path,
 				    kvm_caps[i].name);

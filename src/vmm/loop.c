@@ -130,9 +130,9 @@ int loop_add_timer(struct event_loop *l, uint64_t first_ns, uint64_t interval_ns
 	if (fd < 0)
 		return -errno;
 	struct itimerspec its = {
-		.it_value = {(time_t)(first_ns / 1000000000ull), (long)(first_ns % 1000000000ull)},
-		.it_interval = {(time_t)(interval_ns / 1000000000ull),
-				(long)(interval_ns % 1000000000ull)},
+	    .it_value = {(time_t)(first_ns / 1000000000ull), (long)(first_ns % 1000000000ull)},
+	    .it_interval = {(time_t)(interval_ns / 1000000000ull),
+			    (long)(interval_ns % 1000000000ull)},
 	};
 	if (first_ns == 0)
 		its.it_value.tv_nsec = 1; /* zero would disarm it */

@@ -9,11 +9,11 @@
 
 enum stop_reason {
 	STOP_NONE = 0,
-	STOP_POWEROFF,   /* guest powered off: exit 0 */
+	STOP_POWEROFF,	 /* guest powered off: exit 0 */
 	STOP_DEBUG_EXIT, /* guest wrote the debug-exit port: exit (v << 1) | 1 */
-	STOP_RESET,      /* guest asked for a reset (i8042 0xfe, triple fault treated as reset) */
-	STOP_ERROR,      /* kvmini or the guest failed: exit 1 */
-	STOP_SIGNAL,     /* SIGINT/SIGTERM or Ctrl-A x */
+	STOP_RESET,	 /* guest asked for a reset (i8042 0xfe, triple fault treated as reset) */
+	STOP_ERROR,	 /* kvmini or the guest failed: exit 1 */
+	STOP_SIGNAL,	 /* SIGINT/SIGTERM or Ctrl-A x */
 };
 
 struct vm_power {

@@ -30,8 +30,8 @@ int vcpu_signals_init(void)
 	return 0;
 }
 
-int vcpu_create(struct vcpu *v, int vm_fd, unsigned id, size_t run_size,
-		const struct vcpu_env *env, int host_cpu, struct errbuf *e)
+int vcpu_create(struct vcpu *v, int vm_fd, unsigned id, size_t run_size, const struct vcpu_env *env,
+		int host_cpu, struct errbuf *e)
 {
 	memset(v, 0, sizeof(*v));
 	v->id = id;
@@ -104,8 +104,9 @@ static void handle_internal_error(struct vcpu *v)
 			atomic_fetch_add(&v->stats.recovered, 1);
 			return;
 		}
-		vcpu_fail(v, "KVM could not emulate an instruction (this host emulates guest ring 0; "
-			     "see `kvmini info`)");
+		vcpu_fail(v,
+			  "KVM could not emulate an instruction (this host emulates guest ring 0; "
+			  "see `kvmini info`)");
 		return;
 	}
 	char what[64];
@@ -157,7 +158,8 @@ static bool handle_exit(struct vcpu *v)
 		return true;
 	case KVM_EXIT_FAIL_ENTRY: {
 		char what[96];
-		snprintf(what, sizeof(what), "KVM could not enter the guest (hardware reason 0x%llx)",
+		snprintf(what, sizeof(what),
+			 "KVM could not enter the guest (hardware reason 0x%llx)",
 			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		vcpu_fail(v, what);
 		return false;

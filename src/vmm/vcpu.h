@@ -39,8 +39,8 @@ struct vcpu {
 	struct vcpu_stats stats;
 };
 
-int vcpu_create(struct vcpu *v, int vm_fd, unsigned id, size_t run_size,
-		const struct vcpu_env *env, int host_cpu, struct errbuf *e);
+int vcpu_create(struct vcpu *v, int vm_fd, unsigned id, size_t run_size, const struct vcpu_env *env,
+		int host_cpu, struct errbuf *e);
 /* Starts the thread ("vcpu N"), which runs until the VM stops. */
 int vcpu_start(struct vcpu *v, struct errbuf *e);
 /* Makes a running KVM_RUN return so the thread sees the stop request. */

@@ -52,15 +52,17 @@ static int vm_alloc_ram(struct vm *vm, struct errbuf *e)
 
 	if (cfg->hugepages) {
 		if (cfg->mem_size % HUGEPAGE_SIZE)
-			return errf(e, -EINVAL, "--hugepages needs --mem to be a multiple of 2 MiB");
+			return errf(e, -EINVAL,
+				    "--hugepages needs --mem to be a multiple of 2 MiB");
 		uint64_t avail = hugepages_free_bytes();
 		if (avail < cfg->mem_size)
-			return errf(e, -ENOMEM,
-				    "--hugepages: %llu MiB of free huge pages, the guest needs %llu "
-				    "MiB (reserve them with: echo %llu > /proc/sys/vm/nr_hugepages)",
-				    (unsigned long long)(avail >> 20),
-				    (unsigned long long)(cfg->mem_size >> 20),
-				    (unsigned long long)(cfg->mem_size / HUGEPAGE_SIZE));
+			return errf(
+			    e, -ENOMEM,
+			    "--hugepages: %llu MiB of free huge pages, the guest needs %llu "
+			    "MiB (reserve them with: echo %llu > /proc/sys/vm/nr_hugepages)",
+			    (unsigned long long)(avail >> 20),
+			    (unsigned long long)(cfg->mem_size >> 20),
+			    (unsigned long long)(cfg->mem_size / HUGEPAGE_SIZE));
 		flags |= MAP_HUGETLB;
 	} else if (!cfg->mem_prealloc) {
 		/* Pages are allocated when the guest touches them. */
@@ -92,14 +94,15 @@ static int vm_alloc_ram(struct vm *vm, struct errbuf *e)
 	for (unsigned i = 0; i < vm->mem.nregions; i++) {
 		const struct guest_region *r = &vm->mem.regions[i];
 		struct kvm_userspace_memory_region region = {
-			.slot = i,
-			.guest_phys_addr = r->gpa,
-			.memory_size = r->size,
-			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
+		    .slot = i,
+		    .guest_phys_addr = r->gpa,
+		    .memory_size = r->size,
+		    .userspace_addr = (uint64_t)(uintptr_t)r->hva,
 		};
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
-			return errf(e, -errno, "KVM_SET_USER_MEMORY_REGION (slot %u, %llu MiB) failed: %s",
-				    i, (unsigned long long)(r->size >> 20), strerror(errno));
+			return errf(e, -errno,
+				    "KVM_SET_USER_MEMORY_REGION (slot %u, %llu MiB) failed: %s", i,
+				    (unsigned long long)(r->size >> 20), strerror(errno));
 	}
 	return 0;
 }
@@ -204,14 +207,14 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 		return ret;
 
 	struct x86_boot_args args = {
-		.kernel = kernel,
-		.kernel_size = kernel_size,
-		.kernel_name = kernel_name,
-		.initrd = initrd,
-		.initrd_size = initrd_size,
-		.cmdline = cfg->cmdline,
-		.decompress = cfg->boot_decompress,
-		.ncpus = cfg->ncpus,
+	    .kernel = kernel,
+	    .kernel_size = kernel_size,
+	    .kernel_name = kernel_name,
+	    .initrd = initrd,
+	    .initrd_size = initrd_size,
+	    .cmdline = cfg->cmdline,
+	    .decompress = cfg->boot_decompress,
+	    .ncpus = cfg->ncpus,
 	};
 	if ((ret = x86_boot_load(&vm->mem, &args, &vm->boot, e)) < 0)
 		return ret;

@@ -186,8 +186,8 @@ Test(bad_input, initrd_larger_than_memory)
 {
 	static uint8_t big[8 << 20];
 	const char *initrd = bad_write_file("big.img", big, sizeof(big));
-	const char *argv[] = {"kvmini", "run",     "--mem",  "8M", "--kernel",
-			      harness_guest("hello"), "--initrd", initrd, NULL};
+	const char *argv[] = {"kvmini",	  "run",  "--mem", "8M", "--kernel", harness_guest("hello"),
+			      "--initrd", initrd, NULL};
 	bad_expect_failure(argv, (const char *[]){"initrd", NULL});
 }
 

@@ -40,8 +40,10 @@ Test(guests, hello_prints_and_powers_off)
 
 Test(guests, qemu_spelling_runs_the_same_guest)
 {
-	const char *argv[] = {"kvmini", "-enable-kvm", "-m", "64", "-smp", "1", "-cpu", "host",
-			      "-kernel", harness_guest("hello"), "-nographic", "-no-reboot", NULL};
+	const char *argv[] = {
+	    "kvmini",	  "-enable-kvm", "-m",	 "64",	    "-smp",
+	    "1",	  "-cpu",	 "host", "-kernel", harness_guest("hello"),
+	    "-nographic", "-no-reboot",	 NULL};
 	struct harness_result r;
 	guests_run(argv, NULL, &r);
 	guests_expect_ok(&r);
@@ -90,8 +92,8 @@ static void guests_bootinfo(const char *mem, unsigned mem_mb, size_t initrd_size
 		 "console=ttyS0 marker=bootinfo-test expect_initrd_size=%zu "
 		 "expect_initrd_sum=%08x expect_mem_mb=%u",
 		 initrd_size, fnv, mem_mb);
-	const char *argv[] = {"kvmini", "run",    "--kernel", harness_guest("bootinfo"),
-			      "--mem",  mem,      "--initrd", initrd,
+	const char *argv[] = {"kvmini",	  "run",   "--kernel", harness_guest("bootinfo"),
+			      "--mem",	  mem,	   "--initrd", initrd,
 			      "--append", cmdline, NULL};
 	struct harness_result r;
 	guests_run(argv, NULL, &r);
@@ -122,8 +124,9 @@ Test(guests, bootinfo_detects_a_wrong_initrd)
 	char cmdline[200];
 	snprintf(cmdline, sizeof(cmdline), "expect_initrd_size=5000 expect_initrd_sum=%08x",
 		 fnv ^ 1);
-	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("bootinfo"), "--initrd",
-			      initrd,   "--append", cmdline, NULL};
+	const char *argv[] = {"kvmini",	  "run",  "--kernel", harness_guest("bootinfo"),
+			      "--initrd", initrd, "--append", cmdline,
+			      NULL};
 	struct harness_result r;
 	guests_run(argv, NULL, &r);
 	/* The guest's own check must be able to fail: debug-exit 2 -> status 5. */
@@ -135,8 +138,8 @@ Test(guests, bootinfo_detects_a_wrong_initrd)
 
 static void guests_smp(const char *ncpus, unsigned n)
 {
-	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("smp"), "--cpus", ncpus,
-			      NULL};
+	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("smp"),
+			      "--cpus", ncpus, NULL};
 	struct harness_result r;
 	guests_run(argv, NULL, &r);
 	guests_expect_ok(&r);
@@ -159,8 +162,9 @@ Test(guests, smp_four_cpus_check_in)
 
 Test(guests, smp_with_cpu_affinity)
 {
-	const char *argv[] = {"kvmini", "run",          "--kernel", harness_guest("smp"), "--cpus",
-			      "2",      "--cpu-affinity", "0=0,1=1",  NULL};
+	const char *argv[] = {"kvmini", "run", "--kernel",	 harness_guest("smp"),
+			      "--cpus", "2",   "--cpu-affinity", "0=0,1=1",
+			      NULL};
 	struct harness_result r;
 	guests_run(argv, NULL, &r);
 	guests_expect_ok(&r);
@@ -183,9 +187,9 @@ Test(guests, serial_echo_reads_stdin_through_uart_interrupts)
 {
 	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("serial-echo"), NULL};
 	struct harness_opts o = {
-		.timeout_s = 30,
-		.input = "hello kvmini\nsecond line\nquit\n",
-		.input_after = "serial-echo: ready",
+	    .timeout_s = 30,
+	    .input = "hello kvmini\nsecond line\nquit\n",
+	    .input_after = "serial-echo: ready",
 	};
 	struct harness_result r;
 	guests_run(argv, &o, &r);
@@ -208,8 +212,8 @@ Test(guests, serial_echo_large_input_loses_nothing)
 					"line %03u abcdefghijklmnopqrstuvwxyz\n", i);
 	snprintf(input + off, sizeof(input) - off, "quit\n");
 	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("serial-echo"), NULL};
-	struct harness_opts o = {.timeout_s = 50, .input = input,
-				 .input_after = "serial-echo: ready"};
+	struct harness_opts o = {
+	    .timeout_s = 50, .input = input, .input_after = "serial-echo: ready"};
 	struct harness_result r;
 	guests_run(argv, &o, &r);
 	guests_expect_ok(&r);
@@ -224,8 +228,8 @@ Test(guests, serial_echo_large_input_loses_nothing)
 Test(guests, ctrl_a_x_quits)
 {
 	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("serial-echo"), NULL};
-	struct harness_opts o = {.timeout_s = 30, .input = "\x01x", .input_after = "ready",
-				 .keep_stdin_open = true};
+	struct harness_opts o = {
+	    .timeout_s = 30, .input = "\x01x", .input_after = "ready", .keep_stdin_open = true};
 	struct harness_result r;
 	guests_run(argv, &o, &r);
 	cr_assert_eq(r.exit_status, 0, "exit %d %s", r.exit_status, r.err);
@@ -304,8 +308,8 @@ Test(guests, console_file_and_none)
 	unlink(path);
 	harness_result_free(&r);
 
-	const char *argv2[] = {"kvmini", "run", "--console", "none", "--kernel",
-			       harness_guest("hello"), NULL};
+	const char *argv2[] = {
+	    "kvmini", "run", "--console", "none", "--kernel", harness_guest("hello"), NULL};
 	guests_run(argv2, NULL, &r);
 	guests_expect_ok(&r);
 	cr_assert_eq(r.out_len, 0, "%s", r.out);
@@ -314,8 +318,15 @@ Test(guests, console_file_and_none)
 
 Test(guests, memory_options_boot)
 {
-	const char *argv[] = {"kvmini", "run", "--mem", "64M", "--mem-prealloc", "--ksm",
-			      "--kernel", harness_guest("hello"), NULL};
+	const char *argv[] = {"kvmini",
+			      "run",
+			      "--mem",
+			      "64M",
+			      "--mem-prealloc",
+			      "--ksm",
+			      "--kernel",
+			      harness_guest("hello"),
+			      NULL};
 	struct harness_result r;
 	guests_run(argv, NULL, &r);
 	guests_expect_ok(&r);

@@ -68,14 +68,16 @@ Test(linux_early, cloud_kernel_host_decompressed_reports_what_kvmini_gave_it)
 	const size_t initrd_size = 300000;
 	const char *initrd = linux_make_initrd(initrd_size);
 	const char *cmdline = "earlyprintk=ttyS0 console=ttyS0 kvmini.test=e2e-42 loglevel=8";
-	const char *argv[] = {"kvmini", "run",  "-v",       "--kernel", k,   "--initrd", initrd,
-			      "--append", cmdline, "--mem", "512M",   "--cpus", "2",    NULL};
+	const char *argv[] = {"kvmini",	  "run",    "-v",	"--kernel", k,
+			      "--initrd", initrd,   "--append", cmdline,    "--mem",
+			      "512M",	  "--cpus", "2",	NULL};
 	const char *stop[] = {"smpboot: Allowing", "RAMDISK:", NULL};
 	struct harness_opts o = {.timeout_s = LINUX_EARLY_TIMEOUT_S, .stop_when = stop};
 	struct harness_result r;
 	cr_assert_eq(harness_run(argv, &o, &r), 0);
-	cr_assert_not(r.timed_out, "Linux did not print its CPU count and initrd within %.0f s.\n"
-				   "stdout:\n%s\nstderr:\n%s",
+	cr_assert_not(r.timed_out,
+		      "Linux did not print its CPU count and initrd within %.0f s.\n"
+		      "stdout:\n%s\nstderr:\n%s",
 		      LINUX_EARLY_TIMEOUT_S, r.out, r.err);
 	linux_assert_no_vmm_error(&r);
 	cr_assert(strstr(r.err, "decompressed on the host"), "%s", r.err);
@@ -113,9 +115,9 @@ Test(linux_early, cloud_kernel_host_decompressed_reports_what_kvmini_gave_it)
 Test(linux_early, generic_kernel_finds_the_mp_table_and_acpi)
 {
 	char *k = linux_kernel("amd64");
-	const char *argv[] = {"kvmini", "run", "--kernel", k, "--append",
-			      "earlyprintk=ttyS0 console=ttyS0", "--mem", "256M", "--cpus", "4",
-			      NULL};
+	const char *argv[] = {
+	    "kvmini", "run",  "--kernel", k,   "--append", "earlyprintk=ttyS0 console=ttyS0",
+	    "--mem",  "256M", "--cpus",	  "4", NULL};
 	const char *stop[] = {"smpboot: Allowing", NULL};
 	struct harness_opts o = {.timeout_s = LINUX_EARLY_TIMEOUT_S, .stop_when = stop};
 	struct harness_result r;
@@ -138,8 +140,9 @@ Test(linux_early, guest_decompressor_runs_without_fault)
 	 * prints nothing (Debian builds without X86_VERBOSE_BOOTUP): it must just keep running
 	 * without a fault or an emulation error. */
 	char *k = linux_kernel("cloud-amd64");
-	const char *argv[] = {"kvmini", "run",      "--boot-decompress=guest", "--kernel", k,
-			      "--mem",  "512M",     "--append", "console=ttyS0", NULL};
+	const char *argv[] = {
+	    "kvmini", "run",	  "--boot-decompress=guest", "--kernel", k, "--mem",
+	    "512M",   "--append", "console=ttyS0",	     NULL};
 	struct harness_opts o = {.timeout_s = 20};
 	struct harness_result r;
 	cr_assert_eq(harness_run(argv, &o, &r), 0);
@@ -175,7 +178,8 @@ static const char *linux_make_busybox_initramfs(void)
 		 "/bin/busybox poweroff -f\\n' > root/init; chmod +x root/init; "
 		 "cd root && find . | cpio -o -H newc 2>/dev/null | gzip > ../initramfs.gz",
 		 dir);
-	cr_assert_eq(system(cmd), 0, "building the busybox initramfs failed (busybox-static, cpio)");
+	cr_assert_eq(system(cmd), 0,
+		     "building the busybox initramfs failed (busybox-static, cpio)");
 	snprintf(img, sizeof(img), "%s/initramfs.gz", dir);
 	return img;
 }
@@ -188,9 +192,11 @@ Test(linux_full, busybox_initramfs_prints_marker_and_powers_off, .timeout = 300)
 			     "hardware-virtualized KVM hosts");
 	char *k = linux_kernel("cloud-amd64");
 	const char *initramfs = linux_make_busybox_initramfs();
-	const char *argv[] = {"kvmini", "run", "--kernel", k, "--initrd", initramfs, "--append",
-			      "console=ttyS0 panic=-1 rdinit=/init", "--mem", "512M", "--cpus",
-			      "2", NULL};
+	const char *argv[] = {
+	    "kvmini",	"run",	   "--kernel", k,
+	    "--initrd", initramfs, "--append", "console=ttyS0 panic=-1 rdinit=/init",
+	    "--mem",	"512M",	   "--cpus",   "2",
+	    NULL};
 	struct harness_opts o = {.timeout_s = 240};
 	struct harness_result r;
 	cr_assert_eq(harness_run(argv, &o, &r), 0);

@@ -32,9 +32,8 @@ static void bt_make_memory(uint64_t size)
 	uint64_t low = size < X86_MMIO_HOLE_START ? size : X86_MMIO_HOLE_START;
 	cr_assert_eq(guest_mem_add_region(&bt_mem, 0, low, bt_ram), 0);
 	if (size > low)
-		cr_assert_eq(guest_mem_add_region(&bt_mem, X86_MMIO_HOLE_END, size - low,
-						  bt_ram + low),
-			     0);
+		cr_assert_eq(
+		    guest_mem_add_region(&bt_mem, X86_MMIO_HOLE_END, size - low, bt_ram + low), 0);
 }
 
 static void bt_free_memory(void)
@@ -49,7 +48,8 @@ TestSuite(boot, .fini = bt_free_memory);
 static uint8_t *bt_read_kernel(size_t *len)
 {
 	char *path = test_kernel_path("cloud-amd64");
-	cr_assert_not_null(path, "no Debian cloud kernel in kernels/: run scripts/fetch-kernels.sh");
+	cr_assert_not_null(path,
+			   "no Debian cloud kernel in kernels/: run scripts/fetch-kernels.sh");
 	uint8_t *img;
 	struct errbuf e;
 	cr_assert_eq(read_whole_file(path, "kernel", &img, len, &e), 0, "%s", e.msg);
@@ -121,9 +121,14 @@ Test(boot, bzimage_host_decompressed_zero_page)
 	bt_make_memory(512 << 20);
 	static const uint8_t initrd[] = "fake initrd contents";
 	const char *cmdline = "console=ttyS0 root=/dev/vda";
-	struct x86_boot_args a = {.kernel = img, .kernel_size = len, .kernel_name = "cloud",
-				  .initrd = initrd, .initrd_size = sizeof(initrd),
-				  .cmdline = cmdline, .decompress = BOOT_DECOMPRESS_AUTO, .ncpus = 2};
+	struct x86_boot_args a = {.kernel = img,
+				  .kernel_size = len,
+				  .kernel_name = "cloud",
+				  .initrd = initrd,
+				  .initrd_size = sizeof(initrd),
+				  .cmdline = cmdline,
+				  .decompress = BOOT_DECOMPRESS_AUTO,
+				  .ncpus = 2};
 	struct x86_boot_setup s;
 	struct errbuf e;
 	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), 0, "%s", e.msg);
@@ -163,8 +168,12 @@ Test(boot, bzimage_guest_decompressor_entry)
 	size_t len;
 	uint8_t *img = bt_read_kernel(&len);
 	bt_make_memory(512 << 20);
-	struct x86_boot_args a = {.kernel = img, .kernel_size = len, .kernel_name = "cloud",
-				  .cmdline = "", .decompress = BOOT_DECOMPRESS_GUEST, .ncpus = 1};
+	struct x86_boot_args a = {.kernel = img,
+				  .kernel_size = len,
+				  .kernel_name = "cloud",
+				  .cmdline = "",
+				  .decompress = BOOT_DECOMPRESS_GUEST,
+				  .ncpus = 1};
 	struct x86_boot_setup s;
 	struct errbuf e;
 	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), 0, "%s", e.msg);
@@ -183,8 +192,12 @@ Test(boot, command_line_longer_than_the_kernel_accepts)
 	char *cmd = malloc(4000);
 	memset(cmd, 'x', 3999);
 	cmd[3999] = '\0';
-	struct x86_boot_args a = {.kernel = img, .kernel_size = len, .kernel_name = "cloud",
-				  .cmdline = cmd, .decompress = BOOT_DECOMPRESS_GUEST, .ncpus = 1};
+	struct x86_boot_args a = {.kernel = img,
+				  .kernel_size = len,
+				  .kernel_name = "cloud",
+				  .cmdline = cmd,
+				  .decompress = BOOT_DECOMPRESS_GUEST,
+				  .ncpus = 1};
 	struct x86_boot_setup s;
 	struct errbuf e;
 	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), -E2BIG);
@@ -216,8 +229,12 @@ static void bt_build_elf64(struct bt_elf *out, bool pvh_note)
 	eh->e_phentsize = sizeof(Elf64_Phdr);
 	eh->e_phnum = pvh_note ? 2 : 1;
 	Elf64_Phdr *ph = (Elf64_Phdr *)(out->bytes + sizeof(*eh));
-	ph[0] = (Elf64_Phdr){.p_type = PT_LOAD, .p_offset = 4096, .p_vaddr = 0x100000,
-			     .p_paddr = 0x100000, .p_filesz = 64, .p_memsz = 8192,
+	ph[0] = (Elf64_Phdr){.p_type = PT_LOAD,
+			     .p_offset = 4096,
+			     .p_vaddr = 0x100000,
+			     .p_paddr = 0x100000,
+			     .p_filesz = 64,
+			     .p_memsz = 8192,
 			     .p_flags = PF_R | PF_X};
 	memset(out->bytes + 4096, 0x90, 64);
 	if (pvh_note) {
@@ -238,8 +255,11 @@ Test(boot, elf64_gets_the_linux_64bit_entry)
 	bt_build_elf64(&elf, false);
 	bt_make_memory(64 << 20);
 	memset(bt_ram + 0x100000 + 64, 0xee, 128); /* stale bytes where .bss goes */
-	struct x86_boot_args a = {.kernel = elf.bytes, .kernel_size = elf.len, .kernel_name = "t",
-				  .cmdline = "a b c", .ncpus = 4};
+	struct x86_boot_args a = {.kernel = elf.bytes,
+				  .kernel_size = elf.len,
+				  .kernel_name = "t",
+				  .cmdline = "a b c",
+				  .ncpus = 4};
 	struct x86_boot_setup s;
 	struct errbuf e;
 	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), 0, "%s", e.msg);
@@ -257,9 +277,13 @@ Test(boot, pvh_note_selects_the_pvh_entry_and_start_info)
 	bt_build_elf64(&elf, true);
 	bt_make_memory(64 << 20);
 	static const uint8_t initrd[5000] = {1, 2, 3};
-	struct x86_boot_args a = {.kernel = elf.bytes, .kernel_size = elf.len, .kernel_name = "t",
-				  .cmdline = "pvh cmdline", .initrd = initrd,
-				  .initrd_size = sizeof(initrd), .ncpus = 1};
+	struct x86_boot_args a = {.kernel = elf.bytes,
+				  .kernel_size = elf.len,
+				  .kernel_name = "t",
+				  .cmdline = "pvh cmdline",
+				  .initrd = initrd,
+				  .initrd_size = sizeof(initrd),
+				  .ncpus = 1};
 	struct x86_boot_setup s;
 	struct errbuf e;
 	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), 0, "%s", e.msg);
@@ -301,8 +325,11 @@ Test(boot, elf_segment_outside_memory_is_refused)
 	ph[0].p_paddr = 0x10000000 - 16; /* straddles the end of 256 MiB */
 	ph[0].p_memsz = 4096;
 	bt_make_memory(256 << 20);
-	struct x86_boot_args a = {.kernel = elf.bytes, .kernel_size = elf.len, .kernel_name = "t",
-				  .cmdline = "", .ncpus = 1};
+	struct x86_boot_args a = {.kernel = elf.bytes,
+				  .kernel_size = elf.len,
+				  .kernel_name = "t",
+				  .cmdline = "",
+				  .ncpus = 1};
 	struct x86_boot_setup s;
 	struct errbuf e;
 	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), -ENOMEM);

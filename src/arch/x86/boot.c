@@ -237,8 +237,10 @@ static int elf_load(const struct guest_mem *mem, const uint8_t *img, size_t len,
 	for (unsigned i = 0; i < phnum; i++) {
 		Elf64_Phdr ph;
 		if (elf_phdr(img, len, is64, phoff, i, &ph) < 0)
-			return errf(e, -ENOEXEC,
-				    "kernel '%s': truncated ELF: program header %u is outside the file", name, i);
+			return errf(
+			    e, -ENOEXEC,
+			    "kernel '%s': truncated ELF: program header %u is outside the file",
+			    name, i);
 		if (ph.p_type == PT_NOTE && !out->pvh_entry)
 			out->pvh_entry = elf_find_pvh_entry(img, len, &ph);
 		if (ph.p_type != PT_LOAD || ph.p_memsz == 0)

@@ -22,7 +22,7 @@ struct x86_boot_args {
 	const uint8_t *kernel;
 	size_t kernel_size;
 	const char *kernel_name; /* for messages */
-	const uint8_t *initrd;   /* NULL for none */
+	const uint8_t *initrd;	 /* NULL for none */
 	size_t initrd_size;
 	const char *cmdline;
 	enum boot_decompress decompress;
@@ -31,9 +31,9 @@ struct x86_boot_args {
 
 struct x86_boot_setup {
 	enum x86_entry_mode mode;
-	uint64_t entry;       /* RIP (EIP for PVH) */
-	uint64_t boot_params; /* RSI for X86_ENTRY_LINUX64 */
-	uint64_t start_info;  /* EBX for X86_ENTRY_PVH32 */
+	uint64_t entry;			   /* RIP (EIP for PVH) */
+	uint64_t boot_params;		   /* RSI for X86_ENTRY_LINUX64 */
+	uint64_t start_info;		   /* EBX for X86_ENTRY_PVH32 */
 	uint64_t kernel_start, kernel_end; /* guest-physical range the kernel may use */
 	uint64_t initrd_addr, initrd_size;
 	char description[160]; /* "bzImage, payload lz4, decompressed on the host (58 MiB ELF)" */

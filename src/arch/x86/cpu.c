@@ -21,7 +21,8 @@
 
 int x86_get_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out, struct errbuf *e)
 {
-	size_t size = sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
+	size_t size =
+	    sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
 	struct kvm_cpuid2 *c = calloc(1, size);
 	if (!c)
 		return errf(e, -ENOMEM, "out of memory");
@@ -62,7 +63,7 @@ struct kvm_cpuid2 *x86_cpuid_for_vcpu(const struct kvm_cpuid2 *supported, unsign
 			ent->ebx = (ent->ebx & 0x0000ffffu) | (id << 24) | ((ncpus & 0xff) << 16);
 			if (ncpus > 1)
 				ent->edx |= 1u << 28; /* HTT: the count in EBX[23:16] is valid */
-			ent->ecx |= 1u << 31;         /* running on a hypervisor */
+			ent->ecx |= 1u << 31;	      /* running on a hypervisor */
 			break;
 		case 4:
 			/* Cores per package - 1 in EAX[31:26], for cache leaves that exist. */
@@ -102,8 +103,8 @@ struct kvm_cpuid2 *x86_cpuid_for_vcpu(const struct kvm_cpuid2 *supported, unsign
 	return c;
 }
 
-int x86_vcpu_set_cpuid(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned id,
-		       unsigned ncpus, struct errbuf *e)
+int x86_vcpu_set_cpuid(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned id, unsigned ncpus,
+		       struct errbuf *e)
 {
 	struct kvm_cpuid2 *c = x86_cpuid_for_vcpu(supported, id, ncpus);
 	if (!c)
@@ -121,16 +122,16 @@ int x86_vcpu_set_msrs(int vcpu_fd, struct errbuf *e)
 		uint32_t index;
 		uint64_t value;
 	} reset_msrs[] = {
-		{0x174, 0},              /* IA32_SYSENTER_CS */
-		{0x175, 0},              /* IA32_SYSENTER_ESP */
-		{0x176, 0},              /* IA32_SYSENTER_EIP */
-		{0xc0000081, 0},         /* STAR */
-		{0xc0000082, 0},         /* LSTAR */
-		{0xc0000083, 0},         /* CSTAR */
-		{0xc0000084, 0},         /* SYSCALL_MASK */
-		{0xc0000102, 0},         /* KERNEL_GS_BASE */
-		{0x1a0, 1},              /* IA32_MISC_ENABLE: fast strings */
-		{0x2ff, (1u << 11) | 6}, /* MTRR default type: enabled, write-back */
+	    {0x174, 0},		     /* IA32_SYSENTER_CS */
+	    {0x175, 0},		     /* IA32_SYSENTER_ESP */
+	    {0x176, 0},		     /* IA32_SYSENTER_EIP */
+	    {0xc0000081, 0},	     /* STAR */
+	    {0xc0000082, 0},	     /* LSTAR */
+	    {0xc0000083, 0},	     /* CSTAR */
+	    {0xc0000084, 0},	     /* SYSCALL_MASK */
+	    {0xc0000102, 0},	     /* KERNEL_GS_BASE */
+	    {0x1a0, 1},		     /* IA32_MISC_ENABLE: fast strings */
+	    {0x2ff, (1u << 11) | 6}, /* MTRR default type: enabled, write-back */
 	};
 	enum { N = sizeof(reset_msrs) / sizeof(reset_msrs[0]) };
 	struct {
@@ -171,7 +172,7 @@ int x86_vcpu_set_boot_regs(int vcpu_fd, const struct x86_boot_setup *s, struct e
 	sregs.idt.limit = 0;
 	sregs.cs = gdt_to_kvm_segment(code, X86_GDT_CODE_SEL);
 	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss =
-		gdt_to_kvm_segment(data, X86_GDT_DATA_SEL);
+	    gdt_to_kvm_segment(data, X86_GDT_DATA_SEL);
 	sregs.tr = gdt_to_kvm_segment(tss, X86_GDT_TSS_SEL);
 	if (longmode) {
 		sregs.cr0 = X86_CR0_PE | X86_CR0_ET | X86_CR0_NE | X86_CR0_PG;

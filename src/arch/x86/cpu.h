@@ -14,8 +14,8 @@ int x86_get_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out, struct errbuf *
  * hypervisor bit and KVM signature leaf). Caller frees. Pure: unit-testable. */
 struct kvm_cpuid2 *x86_cpuid_for_vcpu(const struct kvm_cpuid2 *supported, unsigned id,
 				      unsigned ncpus);
-int x86_vcpu_set_cpuid(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned id,
-		       unsigned ncpus, struct errbuf *e);
+int x86_vcpu_set_cpuid(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned id, unsigned ncpus,
+		       struct errbuf *e);
 int x86_vcpu_set_msrs(int vcpu_fd, struct errbuf *e);
 /* Registers and segments of the boot CPU for the chosen entry mode. */
 int x86_vcpu_set_boot_regs(int vcpu_fd, const struct x86_boot_setup *s, struct errbuf *e);

@@ -71,13 +71,13 @@ enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_
 	return X86_NOT_RECOVERED;
 }
 
-#define APPEND(...)                                                                                \
-	do {                                                                                       \
-		if (off < len) {                                                                   \
-			int w_ = snprintf(buf + off, len - off, __VA_ARGS__);                      \
-			if (w_ > 0)                                                                \
-				off += (size_t)w_;                                                 \
-		}                                                                                  \
+#define APPEND(...)                                                           \
+	do {                                                                  \
+		if (off < len) {                                              \
+			int w_ = snprintf(buf + off, len - off, __VA_ARGS__); \
+			if (w_ > 0)                                           \
+				off += (size_t)w_;                            \
+		}                                                             \
 	} while (0)
 
 void x86_describe_vcpu(int vcpu_fd, const struct guest_mem *mem, const struct kvm_run *run,
@@ -97,8 +97,8 @@ void x86_describe_vcpu(int vcpu_fd, const struct guest_mem *mem, const struct kv
 	APPEND("  rsi %016llx rdi %016llx rbp %016llx r8  %016llx\n", r.rsi, r.rdi, r.rbp, r.r8);
 	APPEND("  r9  %016llx r10 %016llx r11 %016llx r12 %016llx\n", r.r9, r.r10, r.r11, r.r12);
 	APPEND("  r13 %016llx r14 %016llx r15 %016llx\n", r.r13, r.r14, r.r15);
-	APPEND("  cr0 %016llx cr2 %016llx cr3 %016llx cr4 %016llx efer %llx\n", s.cr0, s.cr2,
-	       s.cr3, s.cr4, s.efer);
+	APPEND("  cr0 %016llx cr2 %016llx cr3 %016llx cr4 %016llx efer %llx\n", s.cr0, s.cr2, s.cr3,
+	       s.cr4, s.efer);
 	APPEND("  cs %04x (base %llx, dpl %u, l %u) ss %04x idt %llx/%x gdt %llx/%x\n",
 	       s.cs.selector, s.cs.base, s.cs.dpl, s.cs.l, s.ss.selector, s.idt.base, s.idt.limit,
 	       s.gdt.base, s.gdt.limit);

@@ -13,9 +13,9 @@
 
 enum x86_recovery {
 	X86_NOT_RECOVERED = 0,
-	X86_RECOVERED_INT3,  /* RIP advanced past int3, #BP injected */
-	X86_RECOVERED_CLAC,  /* RFLAGS.AC cleared, RIP += 3 */
-	X86_RECOVERED_STAC,  /* RFLAGS.AC set, RIP += 3 */
+	X86_RECOVERED_INT3, /* RIP advanced past int3, #BP injected */
+	X86_RECOVERED_CLAC, /* RFLAGS.AC cleared, RIP += 3 */
+	X86_RECOVERED_STAC, /* RFLAGS.AC set, RIP += 3 */
 };
 
 /* Looks at the instruction at RIP and completes it if it is one we know. */

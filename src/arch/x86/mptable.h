@@ -10,10 +10,10 @@
 /* Where the floating pointer and table go: the BIOS area 0xf0000-0xfffff, one of the
  * three places the spec tells an OS to scan; 64 KiB holds tables for 64 CPUs with room to
  * spare. e820 marks [0xa0000, 1 MiB) as not RAM. */
-#define MPTABLE_START    0xf0000ull
+#define MPTABLE_START	 0xf0000ull
 #define MPTABLE_MAX_SIZE 0x10000ull
-#define IOAPIC_ADDR      0xfec00000ull
-#define LAPIC_ADDR       0xfee00000ull
+#define IOAPIC_ADDR	 0xfec00000ull
+#define LAPIC_ADDR	 0xfee00000ull
 
 /* Writes the floating pointer structure and configuration table at MPTABLE_START for ncpus
  * processors (APIC IDs 0..ncpus-1, CPU 0 the BSP), one IOAPIC (ID ncpus, GSIs 0-23), an ISA
