@@ -49,10 +49,10 @@ $(BUILD)/unit-tests: $(UNIT_OBJS) $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
 $(BUILD)/integration-tests: $(INTEG_OBJS) $(BUILD)/tests/harness.o
-	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
-$(BUILD)/linux-tests: $(LINUX_OBJS) $(BUILD)/tests/harness.o
-	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion
+$(BUILD)/linux-tests: $(LINUX_OBJS) $(BUILD)/tests/harness.o $(LIB_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
 clean:
 	rm -rf build build-san

@@ -9,6 +9,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -266,6 +267,8 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 		return errf(e, ret, "cannot set up the event loop: %s", strerror(-ret));
 	if ((ret = console_start(&vm->console, &vm->serial, &vm->loop, &vm->power, e)) < 0)
 		return ret;
+	/* --name is what ps and top show for the VM (the kernel keeps 15 bytes of it). */
+	prctl(PR_SET_NAME, vm->cfg->name, 0, 0, 0);
 
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		if ((ret = vcpu_start(&vm->vcpus[i], e)) < 0) {

@@ -10,8 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arch/x86/bzimage.h"
 #include "harness.h"
 #include "kernels.h"
+#include "util/file.h"
 
 #define LINUX_EARLY_TIMEOUT_S 60.0
 
@@ -130,6 +132,51 @@ Test(linux_early, generic_kernel_finds_the_mp_table_and_acpi)
 	cr_assert(strstr(r.out, "smpboot: Allowing 4 CPUs"), "%s", r.out);
 	cr_assert(strstr(r.out, "BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable"),
 		  "%s", r.out);
+	harness_result_free(&r);
+	free(k);
+}
+
+Test(linux_early, vmlinux_with_pvh_note_boots_through_the_pvh_entry)
+{
+	/* The vmlinux inside the bzImage, written out as a file: an ELF with Xen's PVH note,
+	 * which kvmini enters in 32-bit mode with hvm_start_info instead of a zero page. */
+	char *k = linux_kernel("amd64");
+	uint8_t *img, *vmlinux;
+	size_t len, vlen;
+	struct errbuf e;
+	struct bzimage_info bz;
+	cr_assert_eq(read_whole_file(k, "kernel", &img, &len, &e), 0, "%s", e.msg);
+	cr_assert_eq(bzimage_parse(img, len, &bz, &e), 0, "%s", e.msg);
+	cr_assert_eq(payload_decompress(bz.payload, bz.payload_size, bz.payload_format, 512 << 20,
+					&vmlinux, &vlen, &e),
+		     0, "%s", e.msg);
+	char path[] = "/tmp/kvmini-vmlinux-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, vmlinux, vlen), (ssize_t)vlen);
+	close(fd);
+	free(vmlinux);
+	free(img);
+
+	const char *cmdline = "earlyprintk=ttyS0 console=ttyS0 kvmini.pvh=1";
+	const char *argv[] = {"kvmini", "run",	 "-v",	 "--kernel", path, "--append",
+			      cmdline,	"--mem", "256M", "--cpus",   "2",  NULL};
+	const char *stop[] = {"smpboot: Allowing", NULL};
+	struct harness_opts o = {.timeout_s = LINUX_EARLY_TIMEOUT_S, .stop_when = stop};
+	struct harness_result r;
+	cr_assert_eq(harness_run(argv, &o, &r), 0);
+	unlink(path);
+	cr_assert_not(r.timed_out, "no CPU count within %.0f s:\n%s\n%s", LINUX_EARLY_TIMEOUT_S,
+		      r.out, r.err);
+	linux_assert_no_vmm_error(&r);
+	cr_assert(strstr(r.err, "PVH 32-bit entry"), "%s", r.err);
+	char line[512], want[512];
+	cr_assert(linux_find_line(r.out, "Command line: ", line, sizeof(line)), "%s", r.out);
+	snprintf(want, sizeof(want), "Command line: %s", cmdline);
+	cr_assert_str_eq(line, want);
+	cr_assert(strstr(r.out, "BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable"),
+		  "the memory map came through hvm_start_info:\n%s", r.out);
+	cr_assert(strstr(r.out, "smpboot: Allowing 2 CPUs"), "%s", r.out);
 	harness_result_free(&r);
 	free(k);
 }
