@@ -48,7 +48,7 @@ tests: $(BUILD)/kvmini $(BUILD)/unit-tests $(BUILD)/integration-tests $(BUILD)/l
 $(BUILD)/unit-tests: $(UNIT_OBJS) $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
-$(BUILD)/integration-tests: $(INTEG_OBJS) $(BUILD)/tests/harness.o
+$(BUILD)/integration-tests: $(INTEG_OBJS) $(BUILD)/tests/harness.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
 $(BUILD)/linux-tests: $(LINUX_OBJS) $(BUILD)/tests/harness.o $(LIB_OBJS)
