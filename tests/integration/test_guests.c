@@ -347,3 +347,44 @@ Test(guests, info_lists_capabilities)
 		cr_assert(strstr(r.out, "ring 0 is emulated"), "%s", r.out);
 	harness_result_free(&r);
 }
+
+static long guests_read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static bool guests_write_long(const char *path, long v)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return false;
+	bool ok = fprintf(f, "%ld\n", v) > 0;
+	return fclose(f) == 0 && ok;
+}
+
+Test(guests, hugepages_back_guest_memory)
+{
+	const char *knob = "/proc/sys/vm/nr_hugepages";
+	long before = guests_read_long(knob);
+	if (before < 0 || !guests_write_long(knob, before + 32))
+		cr_skip_test("cannot reserve huge pages here (needs root and %s)", knob);
+	if (guests_read_long(knob) < before + 32) {
+		guests_write_long(knob, before);
+		cr_skip_test("the kernel could not reserve 32 more huge pages");
+	}
+	const char *argv[] = {"kvmini", "run", "--hugepages", "--mem", "64M", "--kernel",
+			      harness_guest("hello"), NULL};
+	struct harness_result r;
+	cr_assert_eq(harness_run(argv, NULL, &r), 0);
+	guests_write_long(knob, before);
+	cr_assert(r.exited && r.exit_status == 0, "status %d: %s", r.exit_status, r.err);
+	cr_assert(strstr(r.out, "Hello from the kvmini test guest"), "%s", r.out);
+	harness_result_free(&r);
+}
