@@ -12,6 +12,8 @@
 
 #define CTRL_A 0x01
 
+static void console_on_input(void *opaque, int fd, uint32_t events);
+
 int console_open(struct console *c, const struct vm_config *cfg, struct errbuf *e)
 {
 	memset(c, 0, sizeof(*c));
@@ -37,17 +39,25 @@ int console_open(struct console *c, const struct vm_config *cfg, struct errbuf *
 	return 0;
 }
 
-/* Hands pending bytes to the UART; re-arms stdin only when all of them fit. */
+/* Watches stdin only while every byte read so far has reached the UART. A paused fd is
+ * taken out of the loop entirely: epoll reports a hang-up even with no events asked for,
+ * which would spin the loop and cut off input that is still waiting in the pipe. */
+static void console_set_watch(struct console *c, bool want)
+{
+	if (c->in_fd < 0 || want == c->in_watched)
+		return;
+	int ret = want ? loop_add_fd(c->loop, c->in_fd, EPOLLIN, console_on_input, c)
+		       : loop_del_fd(c->loop, c->in_fd);
+	if (ret == 0)
+		c->in_watched = want;
+}
+
 static void console_flush_pending(struct console *c)
 {
 	size_t n = serial_receive(c->serial, c->pending, c->pending_len);
 	memmove(c->pending, c->pending + n, c->pending_len - n);
 	c->pending_len -= n;
-	bool want = c->pending_len == 0 && c->in_fd >= 0;
-	if (want != c->in_watched) {
-		loop_mod_fd(c->loop, c->in_fd, want ? EPOLLIN : 0);
-		c->in_watched = want;
-	}
+	console_set_watch(c, c->pending_len == 0);
 }
 
 size_t console_feed(struct console *c, const uint8_t *buf, size_t len)
@@ -79,6 +89,10 @@ static void console_on_input(void *opaque, int fd, uint32_t events)
 	struct console *c = opaque;
 	uint8_t buf[sizeof(c->pending)];
 	size_t room = sizeof(c->pending) - c->pending_len;
+	if (room == 0) {
+		console_set_watch(c, false);
+		return;
+	}
 	ssize_t n = read(fd, buf, room);
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;

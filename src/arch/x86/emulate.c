@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 
 #define X86_RFLAGS_AC (1ull << 18)
+#define X86_RFLAGS_ZF (1ull << 6)
 #define X86_BP_VECTOR 3
 
 size_t x86_read_code_at_rip(int vcpu_fd, const struct guest_mem *mem, uint8_t *buf, size_t len,
@@ -43,9 +44,138 @@ static int advance_rip(int vcpu_fd, uint64_t by, int64_t set_ac)
 	return ioctl(vcpu_fd, KVM_SET_REGS, &regs);
 }
 
+bool x86_decode_cmpxchg(const uint8_t *code, size_t n, struct x86_cmpxchg_insn *out)
+{
+	size_t i = 0;
+	uint8_t rex = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->base = out->index = -1;
+	/* Legacy prefixes: lock, segment overrides; 0x67 (32-bit addressing) is not handled. */
+	for (; i < n && i < 4; i++) {
+		uint8_t p = code[i];
+		if (p == 0x64 || p == 0x65)
+			out->segment = p == 0x64 ? 4 : 5;
+		else if (p != 0xf0 && p != 0x2e && p != 0x3e && p != 0x26 && p != 0x36)
+			break;
+	}
+	if (i < n && (code[i] & 0xf0) == 0x40)
+		rex = code[i++];
+	if (i + 3 > n || code[i] != 0x0f || code[i + 1] != 0xc7)
+		return false;
+	i += 2;
+	uint8_t modrm = code[i++];
+	unsigned mod = modrm >> 6, reg = (modrm >> 3) & 7, rm = modrm & 7;
+	if (mod == 3 || reg != 1)
+		return false;
+	out->wide = rex & 0x8;
+	size_t disp_len = mod == 1 ? 1 : mod == 2 ? 4 : 0;
+	if (rm == 4) {
+		if (i >= n)
+			return false;
+		uint8_t sib = code[i++];
+		unsigned base = sib & 7, index = ((sib >> 3) & 7) | ((rex & 0x2u) << 2);
+		out->scale = 1u << (sib >> 6);
+		if (index != 4) /* 4 without REX.X means "no index" */
+			out->index = (int)index;
+		if (base == 5 && mod == 0)
+			disp_len = 4; /* disp32, no base */
+		else
+			out->base = (int)(base | ((rex & 0x1u) << 3));
+	} else if (rm == 5 && mod == 0) {
+		out->rip_relative = true;
+		disp_len = 4;
+	} else {
+		out->base = (int)(rm | ((rex & 0x1u) << 3));
+	}
+	if (i + disp_len > n)
+		return false;
+	if (disp_len == 1) {
+		out->disp = (int8_t)code[i];
+	} else if (disp_len == 4) {
+		int32_t d;
+		memcpy(&d, code + i, 4);
+		out->disp = d;
+	}
+	out->length = (unsigned)(i + disp_len);
+	return true;
+}
+
+static uint64_t reg_value(const struct kvm_regs *r, int n)
+{
+	const uint64_t v[16] = {r->rax, r->rcx, r->rdx, r->rbx, r->rsp, r->rbp, r->rsi, r->rdi,
+				r->r8,  r->r9,  r->r10, r->r11, r->r12, r->r13, r->r14, r->r15};
+	return n >= 0 && n < 16 ? v[n] : 0;
+}
+
+uint64_t x86_cmpxchg_address(const struct x86_cmpxchg_insn *in, const struct kvm_regs *r,
+			     const struct kvm_sregs *s)
+{
+	uint64_t a = (uint64_t)in->disp;
+	if (in->rip_relative)
+		a += r->rip + in->length;
+	a += reg_value(r, in->base);
+	if (in->index >= 0)
+		a += reg_value(r, in->index) * in->scale;
+	if (in->segment == 4)
+		a += s->fs.base;
+	else if (in->segment == 5)
+		a += s->gs.base;
+	return a;
+}
+
+/* cmpxchg8b/16b cannot be emulated by some hosts (PVM); its effect is exactly reproducible
+ * with the same instruction on kvmini's mapping of the same guest page, which every vCPU
+ * shares, so atomicity against the other vCPUs holds. */
+static enum x86_recovery complete_cmpxchg(int vcpu_fd, const struct guest_mem *mem,
+					  const uint8_t *code, size_t n)
+{
+	struct x86_cmpxchg_insn in;
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	if (!x86_decode_cmpxchg(code, n, &in) || ioctl(vcpu_fd, KVM_GET_REGS, &r) < 0 ||
+	    ioctl(vcpu_fd, KVM_GET_SREGS, &s) < 0)
+		return X86_NOT_RECOVERED;
+	unsigned size = in.wide ? 16 : 8;
+	uint64_t linear = x86_cmpxchg_address(&in, &r, &s);
+	if (linear % size)
+		return X86_NOT_RECOVERED; /* #GP on hardware for 16b; let the report show it */
+	struct kvm_translation tr = {.linear_address = linear};
+	if (ioctl(vcpu_fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid || !tr.writeable)
+		return X86_NOT_RECOVERED;
+	void *p = gpa_to_hva(mem, tr.physical_address, size);
+	if (!p)
+		return X86_NOT_RECOVERED;
+	bool equal;
+	if (in.wide) {
+		uint64_t lo = r.rax, hi = r.rdx;
+		__asm__ volatile("lock cmpxchg16b %[m]"
+				 : [m] "+m"(*(unsigned __int128 *)p), "+a"(lo), "+d"(hi), "=@ccz"(equal)
+				 : "b"(r.rbx), "c"(r.rcx)
+				 : "memory");
+		r.rax = lo;
+		r.rdx = hi;
+	} else {
+		uint32_t lo = (uint32_t)r.rax, hi = (uint32_t)r.rdx;
+		__asm__ volatile("lock cmpxchg8b %[m]"
+				 : [m] "+m"(*(uint64_t *)p), "+a"(lo), "+d"(hi), "=@ccz"(equal)
+				 : "b"((uint32_t)r.rbx), "c"((uint32_t)r.rcx)
+				 : "memory");
+		if (!equal) {
+			r.rax = lo;
+			r.rdx = hi;
+		}
+	}
+	r.rflags = equal ? (r.rflags | X86_RFLAGS_ZF) : (r.rflags & ~X86_RFLAGS_ZF);
+	r.rip += in.length;
+	if (ioctl(vcpu_fd, KVM_SET_REGS, &r) < 0)
+		return X86_NOT_RECOVERED;
+	return X86_RECOVERED_CMPXCHG;
+}
+
 enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem)
 {
-	uint8_t code[3];
+	uint8_t code[15];
 	size_t n = x86_read_code_at_rip(vcpu_fd, mem, code, sizeof(code), NULL);
 
 	if (n >= 1 && code[0] == 0xcc) {
@@ -68,7 +198,7 @@ enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_
 			return X86_NOT_RECOVERED;
 		return stac ? X86_RECOVERED_STAC : X86_RECOVERED_CLAC;
 	}
-	return X86_NOT_RECOVERED;
+	return complete_cmpxchg(vcpu_fd, mem, code, n);
 }
 
 #define APPEND(...)                                                           \

@@ -16,7 +16,28 @@ enum x86_recovery {
 	X86_RECOVERED_INT3, /* RIP advanced past int3, #BP injected */
 	X86_RECOVERED_CLAC, /* RFLAGS.AC cleared, RIP += 3 */
 	X86_RECOVERED_STAC, /* RFLAGS.AC set, RIP += 3 */
+	X86_RECOVERED_CMPXCHG, /* [lock] cmpxchg8b/16b done on the host mapping */
 };
+
+/* A decoded [prefixes] 0f c7 /1 (cmpxchg8b, or cmpxchg16b with REX.W) memory operand:
+ * linear address = segment base + base + index * scale + disp (+ next RIP if rip_relative). */
+struct x86_cmpxchg_insn {
+	unsigned length; /* bytes, prefixes included */
+	bool wide;       /* cmpxchg16b */
+	int base;        /* register number 0-15, or -1 */
+	int index;       /* register number 0-15, or -1 */
+	unsigned scale;
+	int64_t disp;
+	bool rip_relative;
+	int segment; /* 0 none, 4 fs, 5 gs (others have base 0 in 64-bit mode) */
+};
+
+/* Decodes a cmpxchg8b/16b at code[0..n). Returns false for anything else, including forms
+ * we do not complete (register operand, 32-bit addressing). Pure, for unit tests. */
+bool x86_decode_cmpxchg(const uint8_t *code, size_t n, struct x86_cmpxchg_insn *out);
+/* The operand's linear address given the registers (RIP = the instruction's address). */
+uint64_t x86_cmpxchg_address(const struct x86_cmpxchg_insn *in, const struct kvm_regs *r,
+			     const struct kvm_sregs *s);
 
 /* Looks at the instruction at RIP and completes it if it is one we know. */
 enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem);
