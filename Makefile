@@ -9,7 +9,9 @@ GUESTS  := $(BUILD)/guests
 
 CFLAGS  := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -D_GNU_SOURCE -Isrc -MMD -MP
-LDLIBS  := -lpthread -llzma -lz -lzstd -llz4 -lbz2
+LDLIBS  := -lpthread -ldl
+# Only the tests link the compression libraries; kvmini loads them when it needs them.
+COMPRESS_LIBS := -llzma -lz -lzstd -llz4 -lbz2
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
@@ -46,13 +48,13 @@ $(BUILD)/tests/%.o: CFLAGS += -Itests
 tests: $(BUILD)/kvmini $(BUILD)/unit-tests $(BUILD)/integration-tests $(BUILD)/linux-tests
 
 $(BUILD)/unit-tests: $(UNIT_OBJS) $(LIB_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(COMPRESS_LIBS) -lcriterion
 
 $(BUILD)/integration-tests: $(INTEG_OBJS) $(BUILD)/tests/harness.o $(LIB_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(COMPRESS_LIBS) -lcriterion
 
 $(BUILD)/linux-tests: $(LINUX_OBJS) $(BUILD)/tests/harness.o $(LIB_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(COMPRESS_LIBS) -lcriterion
 
 clean:
 	rm -rf build build-san

@@ -147,11 +147,27 @@ static int vm_create_devices(struct vm *vm, struct errbuf *e)
 	return 0;
 }
 
+static void *vm_fetch_cpuid(void *arg)
+{
+	struct vm *vm = arg;
+	vm->cpuid_ret = x86_get_supported_cpuid(vm->kvm.fd, &vm->supported_cpuid, &vm->cpuid_err);
+	return NULL;
+}
+
+static int vm_join_cpuid(struct vm *vm)
+{
+	if (!vm->cpuid_thread_started)
+		return vm->cpuid_ret;
+	pthread_join(vm->cpuid_thread, NULL);
+	vm->cpuid_thread_started = false;
+	return vm->cpuid_ret;
+}
+
 static int vm_create_vcpus(struct vm *vm, struct errbuf *e)
 {
-	int ret = x86_get_supported_cpuid(vm->kvm.fd, &vm->supported_cpuid, e);
+	int ret = vm_join_cpuid(vm);
 	if (ret < 0)
-		return ret;
+		return errf(e, ret, "%s", vm->cpuid_err.msg);
 	vm->vcpu_env = (struct vcpu_env){&vm->pio, &vm->mmio, &vm->power, &vm->mem};
 	for (unsigned i = 0; i < vm->cfg->ncpus; i++) {
 		ret = vcpu_create(&vm->vcpus[i], vm->vm_fd, i, (size_t)vm->kvm.vcpu_mmap_size,
@@ -183,6 +199,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	if ((ret = kvm_host_open(&vm->kvm, e)) < 0)
 		return ret;
 	vm->init_done = INIT_KVM;
+	if (pthread_create(&vm->cpuid_thread, NULL, vm_fetch_cpuid, vm) == 0)
+		vm->cpuid_thread_started = true;
+	else
+		vm_fetch_cpuid(vm);
 	vm->vm_fd = ioctl(vm->kvm.fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0)
 		return errf(e, -errno, "KVM_CREATE_VM failed: %s", strerror(errno));
@@ -309,6 +329,7 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 
 void vm_destroy(struct vm *vm)
 {
+	vm_join_cpuid(vm);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	vm->nvcpus = 0;

@@ -46,6 +46,12 @@ struct vm {
 	struct pm pm;
 
 	struct kvm_cpuid2 *supported_cpuid;
+	/* KVM_GET_SUPPORTED_CPUID runs on its own thread while the VM is assembled: on hosts
+	 * that trap every cpuid it is the slowest step of start-up. */
+	pthread_t cpuid_thread;
+	bool cpuid_thread_started;
+	int cpuid_ret;
+	struct errbuf cpuid_err;
 	struct x86_boot_setup boot;
 	struct vcpu_env vcpu_env;
 	struct vcpu vcpus[KVMINI_MAX_VCPUS];

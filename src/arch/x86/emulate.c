@@ -104,7 +104,7 @@ bool x86_decode_cmpxchg(const uint8_t *code, size_t n, struct x86_cmpxchg_insn *
 static uint64_t reg_value(const struct kvm_regs *r, int n)
 {
 	const uint64_t v[16] = {r->rax, r->rcx, r->rdx, r->rbx, r->rsp, r->rbp, r->rsi, r->rdi,
-				r->r8,  r->r9,  r->r10, r->r11, r->r12, r->r13, r->r14, r->r15};
+				r->r8,	r->r9,	r->r10, r->r11, r->r12, r->r13, r->r14, r->r15};
 	return n >= 0 && n < 16 ? v[n] : 0;
 }
 
@@ -150,7 +150,8 @@ static enum x86_recovery complete_cmpxchg(int vcpu_fd, const struct guest_mem *m
 	if (in.wide) {
 		uint64_t lo = r.rax, hi = r.rdx;
 		__asm__ volatile("lock cmpxchg16b %[m]"
-				 : [m] "+m"(*(unsigned __int128 *)p), "+a"(lo), "+d"(hi), "=@ccz"(equal)
+				 : [m] "+m"(*(unsigned __int128 *)p), "+a"(lo), "+d"(hi),
+				   "=@ccz"(equal)
 				 : "b"(r.rbx), "c"(r.rcx)
 				 : "memory");
 		r.rax = lo;
@@ -192,7 +193,7 @@ enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_
 			return X86_NOT_RECOVERED;
 		return X86_RECOVERED_INT3;
 	}
-	if (n == 3 && code[0] == 0x0f && code[1] == 0x01 && (code[2] == 0xca || code[2] == 0xcb)) {
+	if (n >= 3 && code[0] == 0x0f && code[1] == 0x01 && (code[2] == 0xca || code[2] == 0xcb)) {
 		bool stac = code[2] == 0xcb;
 		if (advance_rip(vcpu_fd, 3, stac ? 1 : 0) < 0)
 			return X86_NOT_RECOVERED;

@@ -13,9 +13,9 @@
 
 enum x86_recovery {
 	X86_NOT_RECOVERED = 0,
-	X86_RECOVERED_INT3, /* RIP advanced past int3, #BP injected */
-	X86_RECOVERED_CLAC, /* RFLAGS.AC cleared, RIP += 3 */
-	X86_RECOVERED_STAC, /* RFLAGS.AC set, RIP += 3 */
+	X86_RECOVERED_INT3,    /* RIP advanced past int3, #BP injected */
+	X86_RECOVERED_CLAC,    /* RFLAGS.AC cleared, RIP += 3 */
+	X86_RECOVERED_STAC,    /* RFLAGS.AC set, RIP += 3 */
 	X86_RECOVERED_CMPXCHG, /* [lock] cmpxchg8b/16b done on the host mapping */
 };
 
@@ -23,9 +23,9 @@ enum x86_recovery {
  * linear address = segment base + base + index * scale + disp (+ next RIP if rip_relative). */
 struct x86_cmpxchg_insn {
 	unsigned length; /* bytes, prefixes included */
-	bool wide;       /* cmpxchg16b */
-	int base;        /* register number 0-15, or -1 */
-	int index;       /* register number 0-15, or -1 */
+	bool wide;	 /* cmpxchg16b */
+	int base;	 /* register number 0-15, or -1 */
+	int index;	 /* register number 0-15, or -1 */
 	unsigned scale;
 	int64_t disp;
 	bool rip_relative;
