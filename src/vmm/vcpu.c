@@ -102,6 +102,8 @@ static void handle_internal_error(struct vcpu *v)
 		enum x86_recovery r = x86_recover_emulation_failure(v->fd, v->env->mem);
 		if (r != X86_NOT_RECOVERED) {
 			atomic_fetch_add(&v->stats.recovered, 1);
+			log_debug("vCPU %u: completed %s in user space", v->id,
+				  x86_recovery_name(r));
 			return;
 		}
 		vcpu_fail(v,

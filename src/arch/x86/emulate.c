@@ -8,6 +8,22 @@
 #define X86_RFLAGS_ZF (1ull << 6)
 #define X86_BP_VECTOR 3
 
+const char *x86_recovery_name(enum x86_recovery r)
+{
+	switch (r) {
+	case X86_RECOVERED_INT3:
+		return "int3";
+	case X86_RECOVERED_CLAC:
+		return "clac";
+	case X86_RECOVERED_STAC:
+		return "stac";
+	case X86_RECOVERED_CMPXCHG:
+		return "cmpxchg8b/16b";
+	default:
+		return "nothing";
+	}
+}
+
 size_t x86_read_code_at_rip(int vcpu_fd, const struct guest_mem *mem, uint8_t *buf, size_t len,
 			    uint64_t *rip_out)
 {

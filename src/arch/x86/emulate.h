@@ -42,6 +42,8 @@ uint64_t x86_cmpxchg_address(const struct x86_cmpxchg_insn *in, const struct kvm
 /* Looks at the instruction at RIP and completes it if it is one we know. */
 enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem);
 
+const char *x86_recovery_name(enum x86_recovery r);
+
 /* Reads up to len bytes at the guest's RIP (through its page tables). Returns the count. */
 size_t x86_read_code_at_rip(int vcpu_fd, const struct guest_mem *mem, uint8_t *buf, size_t len,
 			    uint64_t *rip);
