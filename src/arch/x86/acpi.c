@@ -1,4 +1,5 @@
 #include "arch/x86/acpi.h"
+#include "util/checksum.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -253,21 +254,13 @@ static long acpi_image_alloc(struct acpi_image *img, size_t size, size_t align)
 	return (long)off;
 }
 
-static uint8_t acpi_sum(const uint8_t *p, size_t len)
-{
-	uint8_t sum = 0;
-	for (size_t i = 0; i < len; i++)
-		sum += p[i];
-	return sum;
-}
-
 /* Fills a table's checksum so that all its bytes, as copied into the image, sum to 0. */
 static void acpi_image_checksum(struct acpi_image *img, size_t off, size_t len)
 {
 	uint8_t *table = img->bytes + off;
 
 	table[offsetof(struct acpi_header, checksum)] = 0;
-	table[offsetof(struct acpi_header, checksum)] = (uint8_t)-acpi_sum(table, len);
+	table[offsetof(struct acpi_header, checksum)] = table_checksum(table, len);
 }
 
 static struct acpi_header acpi_make_header(const char *signature, uint32_t length, uint8_t revision)
@@ -435,8 +428,8 @@ int acpi_write_tables(const struct guest_mem *mem, unsigned ncpus)
 	    .xsdt_address = acpi_gpa(xsdt),
 	};
 	memcpy(r.oem_id, ACPI_OEM_ID, sizeof(r.oem_id));
-	r.checksum = (uint8_t)-acpi_sum((const uint8_t *)&r, offsetof(struct acpi_rsdp, length));
-	r.extended_checksum = (uint8_t)-acpi_sum((const uint8_t *)&r, sizeof(r));
+	r.checksum = table_checksum((const uint8_t *)&r, offsetof(struct acpi_rsdp, length));
+	r.extended_checksum = table_checksum((const uint8_t *)&r, sizeof(r));
 	memcpy(img.bytes + rsdp, &r, sizeof(r));
 
 	/* The DSDT and FACS are reached through the FADT only, as the spec requires. */

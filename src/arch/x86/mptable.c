@@ -1,4 +1,5 @@
 #include "arch/x86/mptable.h"
+#include "util/checksum.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -119,15 +120,6 @@ uint64_t mptable_size(unsigned ncpus)
 	return MP_TABLE_BYTES((uint64_t)ncpus);
 }
 
-static uint8_t mp_checksum(const uint8_t *p, size_t len)
-{
-	uint8_t sum = 0;
-
-	for (size_t i = 0; i < len; i++)
-		sum += p[i];
-	return (uint8_t)-sum;
-}
-
 /* Appends one entry at *pos in buf, counting it for the header. */
 static void mp_put(uint8_t *buf, size_t *pos, uint16_t *count, const void *entry, size_t len)
 {
@@ -220,7 +212,7 @@ int mptable_write(const struct guest_mem *mem, unsigned ncpus)
 	memcpy(buf + hdr_off, &hdr, sizeof(hdr));
 	/* The checksum covers the entries too, so it comes last. */
 	buf[hdr_off + offsetof(struct mp_config_header, checksum)] =
-	    mp_checksum(buf + hdr_off, pos - hdr_off);
+	    table_checksum(buf + hdr_off, pos - hdr_off);
 
 	struct mp_floating_ptr fp = {
 	    .signature = {'_', 'M', 'P', '_'},
@@ -228,7 +220,7 @@ int mptable_write(const struct guest_mem *mem, unsigned ncpus)
 	    .length = 1,
 	    .spec_rev = MP_SPEC_REV,
 	};
-	fp.checksum = mp_checksum((const uint8_t *)&fp, sizeof(fp));
+	fp.checksum = table_checksum((const uint8_t *)&fp, sizeof(fp));
 	memcpy(buf + fp_off, &fp, sizeof(fp));
 
 	return guest_mem_write(mem, MPTABLE_START, buf, pos);
