@@ -294,11 +294,13 @@ Test(guests, recovered_instructions_give_exact_results)
 	guests_expect_ok(&r);
 	cr_assert(strstr(r.out, "recover: cmpxchg16b OK"), "%s", r.out);
 	cr_assert(strstr(r.out, "recover: cmpxchg8b OK"), "%s", r.out);
+	cr_assert(strstr(r.out, "recover: fwait OK"), "%s", r.out);
 	cr_assert(strstr(r.out, "recover: stac/clac OK") || strstr(r.out, "skipped: no SMAP"), "%s",
 		  r.out);
 	/* On a host that emulates ring 0 the results came from kvmini, not the CPU. */
 	if (access("/sys/module/kvm_pvm", F_OK) == 0) {
 		cr_assert(strstr(r.err, "completed cmpxchg8b/16b in user space"), "%s", r.err);
+		cr_assert(strstr(r.err, "completed fwait in user space"), "%s", r.err);
 		if (strstr(r.out, "stac/clac OK"))
 			cr_assert(strstr(r.err, "completed clac in user space") &&
 				      strstr(r.err, "completed stac in user space"),

@@ -6,6 +6,12 @@
 
 #define X86_RFLAGS_AC (1ull << 18)
 #define X86_RFLAGS_ZF (1ull << 6)
+#define X86_CR0_MP    (1ull << 1)
+#define X86_CR0_TS    (1ull << 3)
+#define X86_CR0_NE    (1ull << 5)
+#define X86_FSW_ES    (1u << 7)
+#define X86_NM_VECTOR 7
+#define X86_MF_VECTOR 16
 #define X86_BP_VECTOR 3
 
 const char *x86_recovery_name(enum x86_recovery r)
@@ -19,6 +25,8 @@ const char *x86_recovery_name(enum x86_recovery r)
 		return "stac";
 	case X86_RECOVERED_CMPXCHG:
 		return "cmpxchg8b/16b";
+	case X86_RECOVERED_FWAIT:
+		return "fwait";
 	default:
 		return "nothing";
 	}
@@ -140,6 +148,37 @@ uint64_t x86_cmpxchg_address(const struct x86_cmpxchg_insn *in, const struct kvm
 	return a;
 }
 
+static int inject_exception(int vcpu_fd, unsigned vector)
+{
+	struct kvm_vcpu_events ev;
+	if (ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+		return -1;
+	ev.exception.injected = 1;
+	ev.exception.nr = (uint8_t)vector;
+	ev.exception.has_error_code = 0;
+	ev.exception.error_code = 0;
+	ev.flags = 0;
+	return ioctl(vcpu_fd, KVM_SET_VCPU_EVENTS, &ev);
+}
+
+/* fwait only checks for x87 trouble; everything it depends on is in the vCPU state, so it
+ * completes exactly: #NM when CR0.MP and CR0.TS are set, #MF when the status word has an
+ * unmasked exception pending (FSW.ES) and CR0.NE asks for it, else nothing. */
+static enum x86_recovery complete_fwait(int vcpu_fd)
+{
+	struct kvm_sregs s;
+	struct kvm_fpu fpu;
+	if (ioctl(vcpu_fd, KVM_GET_SREGS, &s) < 0 || ioctl(vcpu_fd, KVM_GET_FPU, &fpu) < 0)
+		return X86_NOT_RECOVERED;
+	if ((s.cr0 & X86_CR0_MP) && (s.cr0 & X86_CR0_TS))
+		return inject_exception(vcpu_fd, X86_NM_VECTOR) < 0 ? X86_NOT_RECOVERED
+								    : X86_RECOVERED_FWAIT;
+	if ((fpu.fsw & X86_FSW_ES) && (s.cr0 & X86_CR0_NE))
+		return inject_exception(vcpu_fd, X86_MF_VECTOR) < 0 ? X86_NOT_RECOVERED
+								    : X86_RECOVERED_FWAIT;
+	return advance_rip(vcpu_fd, 1, -1) < 0 ? X86_NOT_RECOVERED : X86_RECOVERED_FWAIT;
+}
+
 /* cmpxchg8b/16b cannot be emulated by some hosts (PVM); its effect is exactly reproducible
  * with the same instruction on kvmini's mapping of the same guest page, which every vCPU
  * shares, so atomicity against the other vCPUs holds. */
@@ -197,18 +236,12 @@ enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_
 
 	if (n >= 1 && code[0] == 0xcc) {
 		/* int3 is a trap: the #BP frame must hold the address after it. */
-		struct kvm_vcpu_events ev;
-		if (advance_rip(vcpu_fd, 1, -1) < 0 || ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
-			return X86_NOT_RECOVERED;
-		ev.exception.injected = 1;
-		ev.exception.nr = X86_BP_VECTOR;
-		ev.exception.has_error_code = 0;
-		ev.exception.error_code = 0;
-		ev.flags = 0;
-		if (ioctl(vcpu_fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
+		if (advance_rip(vcpu_fd, 1, -1) < 0 || inject_exception(vcpu_fd, X86_BP_VECTOR) < 0)
 			return X86_NOT_RECOVERED;
 		return X86_RECOVERED_INT3;
 	}
+	if (n >= 1 && code[0] == 0x9b)
+		return complete_fwait(vcpu_fd);
 	if (n >= 3 && code[0] == 0x0f && code[1] == 0x01 && (code[2] == 0xca || code[2] == 0xcb)) {
 		bool stac = code[2] == 0xcb;
 		if (advance_rip(vcpu_fd, 3, stac ? 1 : 0) < 0)

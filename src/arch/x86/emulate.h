@@ -13,10 +13,13 @@
 
 enum x86_recovery {
 	X86_NOT_RECOVERED = 0,
-	X86_RECOVERED_INT3,    /* RIP advanced past int3, #BP injected */
-	X86_RECOVERED_CLAC,    /* RFLAGS.AC cleared, RIP += 3 */
-	X86_RECOVERED_STAC,    /* RFLAGS.AC set, RIP += 3 */
-	X86_RECOVERED_CMPXCHG, /* [lock] cmpxchg8b/16b done on the host mapping */
+	X86_RECOVERED_INT3, /* RIP advanced past int3, #BP injected */
+	X86_RECOVERED_CLAC, /* RFLAGS.AC cleared, RIP += 3 */
+	X86_RECOVERED_STAC, /* RFLAGS.AC set, RIP += 3 */
+	X86_RECOVERED_CMPXCHG,
+	X86_RECOVERED_FWAIT,
+	/* no-op, or #NM / #MF injected as the CPU would */ /* [lock] cmpxchg8b/16b done on the host
+							       mapping */
 };
 
 /* A decoded [prefixes] 0f c7 /1 (cmpxchg8b, or cmpxchg16b with REX.W) memory operand:
