@@ -71,6 +71,19 @@ static void *bad_read_file(const char *path, size_t *len)
 	return buf;
 }
 
+/* The unprivileged cases run a copy of kvmini in the (world-readable) temporary directory:
+ * the build tree may sit below a directory the unprivileged user cannot enter. */
+static void bad_use_public_copy_of_kvmini(void)
+{
+	static char copy[600];
+	char cmd[2048];
+	snprintf(copy, sizeof(copy), "%s/kvmini", bad_tmpdir);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 0755 '%s' '%s'", harness_kvmini(), copy,
+		 copy, bad_tmpdir);
+	cr_assert_eq(system(cmd), 0, "cannot copy %s", harness_kvmini());
+	setenv("KVMINI", copy, 1);
+}
+
 static char *bad_real_kernel(void)
 {
 	char *k = test_kernel_path("cloud-amd64");
@@ -96,7 +109,7 @@ Test(bad_input, unreadable_kernel_as_unprivileged_user)
 {
 	const char *path = bad_write_file("secret", "x", 1);
 	cr_assert_eq(chmod(path, 0), 0);
-	cr_assert_eq(chmod(bad_tmpdir, 0755), 0);
+	bad_use_public_copy_of_kvmini();
 	const char *argv[] = {"kvmini", "run", "--kernel", path, NULL};
 	struct harness_result r;
 	struct harness_opts o = {.timeout_s = 20, .run_as_user = "65534"};
@@ -269,6 +282,7 @@ Test(bad_input, no_permission_on_kvm_device)
 	cr_assert_eq(stat("/dev/kvm", &st), 0);
 	if (st.st_mode & S_IROTH && st.st_mode & S_IWOTH)
 		cr_skip_test("/dev/kvm is world-accessible here; nothing to refuse");
+	bad_use_public_copy_of_kvmini();
 	cr_assert_eq(harness_run(argv, &o, &r), 0);
 	cr_assert(r.exited && r.exit_status != 0 && r.exit_status != 126, "status %d err %s",
 		  r.exit_status, r.err);
