@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 struct loop_source {
+	uint64_t id; /* what epoll carries: never reused, unlike the struct's address */
 	int fd;
 	loop_fd_fn fn;
 	void *opaque;
@@ -27,7 +28,7 @@ int loop_init(struct event_loop *l)
 		close(l->epoll_fd);
 		return -err;
 	}
-	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0}; /* id 0: the stop fd */
 	if (epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, l->stop_fd, &ev) < 0) {
 		int err = errno;
 		close(l->stop_fd);
@@ -60,8 +61,9 @@ int loop_add_fd(struct event_loop *l, int fd, uint32_t events, loop_fd_fn fn, vo
 	s->fd = fd;
 	s->fn = fn;
 	s->opaque = opaque;
-	struct epoll_event ev = {.events = events, .data.ptr = s};
 	pthread_mutex_lock(&l->lock);
+	s->id = ++l->next_id;
+	struct epoll_event ev = {.events = events, .data.u64 = s->id};
 	if (epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		int err = errno;
 		pthread_mutex_unlock(&l->lock);
@@ -95,7 +97,7 @@ int loop_mod_fd(struct event_loop *l, int fd, uint32_t events)
 	if (!s) {
 		ret = -ENOENT;
 	} else {
-		struct epoll_event ev = {.events = events, .data.ptr = s};
+		struct epoll_event ev = {.events = events, .data.u64 = s->id};
 		if (epoll_ctl(l->epoll_fd, EPOLL_CTL_MOD, fd, &ev) < 0)
 			ret = -errno;
 	}
@@ -114,9 +116,8 @@ int loop_del_fd(struct event_loop *l, int fd)
 	} else {
 		epoll_ctl(l->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
 		*link = s->next;
-		/* Safe to free: callbacks run only on the loop thread, and a source removed
-		 * by another thread while the loop holds a stale event is skipped below,
-		 * because loop_run re-checks membership under the lock. */
+		/* Safe to free: loop_run finds a source by its id under the lock, so a stale
+		 * event for a removed source finds nothing. */
 		free(s);
 	}
 	pthread_mutex_unlock(&l->lock);
@@ -148,12 +149,12 @@ int loop_add_timer(struct event_loop *l, uint64_t first_ns, uint64_t interval_ns
 	return fd;
 }
 
-static bool source_alive(struct event_loop *l, struct loop_source *s)
+static struct loop_source *source_by_id(struct event_loop *l, uint64_t id)
 {
 	for (struct loop_source *p = l->sources; p; p = p->next)
-		if (p == s)
-			return true;
-	return false;
+		if (p->id == id)
+			return p;
+	return NULL;
 }
 
 int loop_run(struct event_loop *l)
@@ -168,18 +169,18 @@ int loop_run(struct event_loop *l)
 			return -errno;
 		}
 		for (int i = 0; i < n; i++) {
-			struct loop_source *s = events[i].data.ptr;
-			if (!s) {
+			uint64_t id = events[i].data.u64;
+			if (id == 0) {
 				uint64_t v;
 				ssize_t r = read(l->stop_fd, &v, sizeof(v));
 				(void)r;
 				return 0;
 			}
 			pthread_mutex_lock(&l->lock);
-			bool alive = source_alive(l, s);
-			loop_fd_fn fn = alive ? s->fn : NULL;
-			void *opaque = alive ? s->opaque : NULL;
-			int fd = alive ? s->fd : -1;
+			struct loop_source *s = source_by_id(l, id);
+			loop_fd_fn fn = s ? s->fn : NULL;
+			void *opaque = s ? s->opaque : NULL;
+			int fd = s ? s->fd : -1;
 			pthread_mutex_unlock(&l->lock);
 			if (fn)
 				fn(opaque, fd, events[i].events);

@@ -17,6 +17,7 @@ struct event_loop {
 	int stop_fd; /* eventfd that makes loop_run() return */
 	pthread_mutex_t lock;
 	struct loop_source *sources; /* singly linked; few entries */
+	uint64_t next_id;
 	bool stop;
 };
 
