@@ -1,6 +1,7 @@
 /* Decoding the instructions kvmini completes for hosts that cannot emulate them: the
  * memory operand of cmpxchg8b/16b, in the forms compilers emit. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <string.h>
 
 #include "arch/x86/emulate.h"
@@ -76,4 +77,104 @@ Test(emulate, refuses_what_it_does_not_complete)
 	cr_assert_not(x86_decode_cmpxchg(cut, sizeof(cut), &in));
 	cr_assert_not(x86_decode_cmpxchg(popcnt, sizeof(popcnt), &in));
 	cr_assert_not(x86_decode_cmpxchg(popcnt, 0, &in));
+}
+
+/* ---- the page walk behind a completed write ---- */
+
+#include <stdlib.h>
+
+#include "util/guest_mem.h"
+
+#define EM_P  1ull
+#define EM_RW 2ull
+#define EM_US 4ull
+#define EM_PS 0x80ull
+#define EM_WP (1ull << 16)
+
+static struct guest_mem em_mem;
+static uint8_t *em_ram;
+
+static uint64_t *em_entry(uint64_t table, unsigned index)
+{
+	return (uint64_t *)(em_ram + table + index * 8);
+}
+
+/* PML4 0x1000 -> PDPT 0x2000 -> PD 0x3000 -> PT 0x4000; linear 0x40201000 (PML4 0, PDPT 1,
+ * PD 1, PT 1) maps to 0x7000, with `leaf` flags on the PT entry. */
+static void em_tables(uint64_t upper, uint64_t leaf)
+{
+	memset(&em_mem, 0, sizeof(em_mem));
+	free(em_ram);
+	em_ram = calloc(1, 1 << 20);
+	cr_assert_eq(guest_mem_add_region(&em_mem, 0, 1 << 20, em_ram), 0);
+	*em_entry(0x1000, 0) = 0x2000 | upper;
+	*em_entry(0x2000, 1) = 0x3000 | upper;
+	*em_entry(0x3000, 1) = 0x4000 | upper;
+	*em_entry(0x4000, 1) = 0x7000 | leaf;
+}
+
+#define EM_LINEAR 0x40201000ull
+
+Test(emulate, walk_finds_the_page_and_sets_accessed_dirty)
+{
+	em_tables(EM_P | EM_RW, EM_P | EM_RW);
+	uint64_t phys = 0;
+	cr_assert_eq(
+	    x86_walk_for_supervisor_write(&em_mem, EM_WP, 0x1000, 0, 0, EM_LINEAR + 0x30, &phys),
+	    0);
+	cr_assert_eq(phys, 0x7030);
+	cr_assert(*em_entry(0x4000, 1) & 0x60, "accessed and dirty set on the leaf");
+	cr_assert(*em_entry(0x1000, 0) & 0x20, "accessed set on the upper levels");
+}
+
+Test(emulate, walk_refuses_what_the_cpu_would_fault)
+{
+	uint64_t phys;
+	em_tables(EM_P | EM_RW, EM_P); /* read-only page */
+	cr_assert_eq(x86_walk_for_supervisor_write(&em_mem, EM_WP, 0x1000, 0, 0, EM_LINEAR, &phys),
+		     -EFAULT);
+	cr_assert_eq(x86_walk_for_supervisor_write(&em_mem, 0, 0x1000, 0, 0, EM_LINEAR, &phys), 0,
+		     "without CR0.WP ring 0 may write read-only pages");
+	em_tables(EM_P, EM_P | EM_RW); /* read-only above the leaf */
+	cr_assert_eq(x86_walk_for_supervisor_write(&em_mem, EM_WP, 0x1000, 0, 0, EM_LINEAR, &phys),
+		     -EFAULT);
+	em_tables(EM_P | EM_RW, EM_RW); /* not present */
+	cr_assert_eq(x86_walk_for_supervisor_write(&em_mem, 0, 0x1000, 0, 0, EM_LINEAR, &phys),
+		     -EFAULT);
+	em_tables(EM_P | EM_RW | EM_US, EM_P | EM_RW | EM_US); /* a user page */
+	uint64_t smap = 1ull << 21, ac = 1ull << 18;
+	cr_assert_eq(
+	    x86_walk_for_supervisor_write(&em_mem, EM_WP, 0x1000, smap, 0, EM_LINEAR, &phys),
+	    -EFAULT, "SMAP forbids ring 0 writes to user pages");
+	cr_assert_eq(
+	    x86_walk_for_supervisor_write(&em_mem, EM_WP, 0x1000, smap, ac, EM_LINEAR, &phys), 0,
+	    "unless RFLAGS.AC is set");
+	cr_assert_eq(x86_walk_for_supervisor_write(&em_mem, EM_WP, 0x1000, 0, 0, EM_LINEAR, &phys),
+		     0);
+	cr_assert_eq(x86_walk_for_supervisor_write(&em_mem, EM_WP, 0x1000, 0, 0,
+						   0x0000800000000000ull, &phys),
+		     -EFAULT, "non-canonical");
+	cr_assert_eq(
+	    x86_walk_for_supervisor_write(&em_mem, EM_WP, 0x1000, 1ull << 12, 0, EM_LINEAR, &phys),
+	    -ENOTSUP, "5-level paging is not walked");
+	cr_assert_eq(
+	    x86_walk_for_supervisor_write(&em_mem, EM_WP, 0x200000, 0, 0, EM_LINEAR, &phys),
+	    -EFAULT, "tables outside RAM");
+}
+
+Test(emulate, walk_large_pages)
+{
+	uint64_t phys;
+	em_tables(EM_P | EM_RW, EM_P | EM_RW);
+	*em_entry(0x3000, 1) = 0x600000 | EM_P | EM_RW | EM_PS; /* 2 MiB page */
+	cr_assert_eq(
+	    x86_walk_for_supervisor_write(&em_mem, EM_WP, 0x1000, 0, 0, EM_LINEAR + 0x12345, &phys),
+	    0);
+	cr_assert_eq(phys, 0x600000 + 0x1000 + 0x12345);
+	*em_entry(0x2000, 1) = 0x80000000ull | EM_P | EM_RW | EM_PS; /* 1 GiB page */
+	cr_assert_eq(x86_walk_for_supervisor_write(&em_mem, EM_WP, 0x1000, 0, 0, EM_LINEAR, &phys),
+		     0);
+	cr_assert_eq(phys, 0x80000000ull + (EM_LINEAR & 0x3fffffff));
+	free(em_ram);
+	em_ram = NULL;
 }

@@ -1,11 +1,13 @@
 #include "arch/x86/emulate.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
 #define X86_RFLAGS_AC (1ull << 18)
 #define X86_RFLAGS_ZF (1ull << 6)
+#define X86_EFER_LMA  (1ull << 10)
 #define X86_CR0_MP    (1ull << 1)
 #define X86_CR0_TS    (1ull << 3)
 #define X86_CR0_NE    (1ull << 5)
@@ -179,6 +181,57 @@ static enum x86_recovery complete_fwait(int vcpu_fd)
 	return advance_rip(vcpu_fd, 1, -1) < 0 ? X86_NOT_RECOVERED : X86_RECOVERED_FWAIT;
 }
 
+#define PTE_P	 (1ull << 0)
+#define PTE_RW	 (1ull << 1)
+#define PTE_US	 (1ull << 2)
+#define PTE_A	 (1ull << 5)
+#define PTE_D	 (1ull << 6)
+#define PTE_PS	 (1ull << 7)
+#define PTE_ADDR 0x000ffffffffff000ull
+#define CR0_WP	 (1ull << 16)
+#define CR4_LA57 (1ull << 12)
+#define CR4_SMAP (1ull << 21)
+
+int x86_walk_for_supervisor_write(const struct guest_mem *mem, uint64_t cr0, uint64_t cr3,
+				  uint64_t cr4, uint64_t rflags, uint64_t linear, uint64_t *phys)
+{
+	/* KVM_TRANSLATE reports every page writable, so the checks the CPU would make on a
+	 * ring-0 write are made here: each level present, writable when CR0.WP is set, and
+	 * no user page under SMAP unless RFLAGS.AC allows it. */
+	if (cr4 & CR4_LA57)
+		return -ENOTSUP;
+	if ((uint64_t)((int64_t)(linear << 16) >> 16) != linear)
+		return -EFAULT; /* not canonical: #GP */
+	uint64_t table = cr3 & PTE_ADDR;
+	bool writable = true, user = true;
+	for (int level = 3; level >= 0; level--) {
+		uint64_t *entry =
+		    gpa_to_hva(mem, table + ((linear >> (12 + 9 * level)) & 511) * 8, 8);
+		if (!entry)
+			return -EFAULT;
+		uint64_t e = __atomic_load_n(entry, __ATOMIC_ACQUIRE);
+		if (!(e & PTE_P))
+			return -EFAULT;
+		writable &= (e & PTE_RW) != 0;
+		user &= (e & PTE_US) != 0;
+		bool leaf = level == 0 || ((level == 1 || level == 2) && (e & PTE_PS));
+		if (!leaf) {
+			__atomic_fetch_or(entry, PTE_A, __ATOMIC_RELEASE);
+			table = e & PTE_ADDR;
+			continue;
+		}
+		if ((cr0 & CR0_WP) && !writable)
+			return -EFAULT;
+		if (user && (cr4 & CR4_SMAP) && !(rflags & X86_RFLAGS_AC))
+			return -EFAULT;
+		__atomic_fetch_or(entry, PTE_A | PTE_D, __ATOMIC_RELEASE);
+		uint64_t page = 1ull << (12 + 9 * level);
+		*phys = ((e & PTE_ADDR) & ~(page - 1)) | (linear & (page - 1));
+		return 0;
+	}
+	return -EFAULT;
+}
+
 /* cmpxchg8b/16b cannot be emulated by some hosts (PVM); its effect is exactly reproducible
  * with the same instruction on kvmini's mapping of the same guest page, which every vCPU
  * shares, so atomicity against the other vCPUs holds. */
@@ -195,10 +248,13 @@ static enum x86_recovery complete_cmpxchg(int vcpu_fd, const struct guest_mem *m
 	uint64_t linear = x86_cmpxchg_address(&in, &r, &s);
 	if (linear % size)
 		return X86_NOT_RECOVERED; /* #GP on hardware for 16b; let the report show it */
-	struct kvm_translation tr = {.linear_address = linear};
-	if (ioctl(vcpu_fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid || !tr.writeable)
+	uint64_t phys;
+	/* Only ring 0 in 64-bit mode: the decoder knows 64-bit encodings, and a fault the
+	 * CPU would raise (a read-only or user page) is left to the report. */
+	if (!(s.efer & X86_EFER_LMA) || !s.cs.l || (s.cs.selector & 3) ||
+	    x86_walk_for_supervisor_write(mem, s.cr0, s.cr3, s.cr4, r.rflags, linear, &phys) < 0)
 		return X86_NOT_RECOVERED;
-	void *p = gpa_to_hva(mem, tr.physical_address, size);
+	void *p = gpa_to_hva(mem, phys, size);
 	if (!p)
 		return X86_NOT_RECOVERED;
 	bool equal;
@@ -244,6 +300,10 @@ enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_
 		return complete_fwait(vcpu_fd);
 	if (n >= 3 && code[0] == 0x0f && code[1] == 0x01 && (code[2] == 0xca || code[2] == 0xcb)) {
 		bool stac = code[2] == 0xcb;
+		struct kvm_sregs s;
+		/* At CPL > 0 they raise #UD: not ours to complete. */
+		if (ioctl(vcpu_fd, KVM_GET_SREGS, &s) < 0 || (s.cs.selector & 3))
+			return X86_NOT_RECOVERED;
 		if (advance_rip(vcpu_fd, 3, stac ? 1 : 0) < 0)
 			return X86_NOT_RECOVERED;
 		return stac ? X86_RECOVERED_STAC : X86_RECOVERED_CLAC;

@@ -42,6 +42,13 @@ bool x86_decode_cmpxchg(const uint8_t *code, size_t n, struct x86_cmpxchg_insn *
 uint64_t x86_cmpxchg_address(const struct x86_cmpxchg_insn *in, const struct kvm_regs *r,
 			     const struct kvm_sregs *s);
 
+/* The physical address of a ring-0 write to `linear`, checked as the CPU checks it (4-level
+ * paging: present and writable at every level under CR0.WP, SMAP for user pages); sets the
+ * accessed and dirty bits as the CPU would. Returns 0, or -EFAULT where the CPU would fault
+ * (or -ENOTSUP for 5-level paging). Pure guest-memory work, for unit tests. */
+int x86_walk_for_supervisor_write(const struct guest_mem *mem, uint64_t cr0, uint64_t cr3,
+				  uint64_t cr4, uint64_t rflags, uint64_t linear, uint64_t *phys);
+
 /* Looks at the instruction at RIP and completes it if it is one we know. */
 enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem);
 
