@@ -59,6 +59,7 @@ int harness_run(const char *const argv[], const struct harness_opts *o, struct h
 	if (!o)
 		o = &defaults;
 	memset(r, 0, sizeof(*r));
+	signal(SIGPIPE, SIG_IGN); /* kvmini may exit with input still unread */
 	r->out = calloc(1, 1);
 	r->err = calloc(1, 1);
 
@@ -101,7 +102,10 @@ int harness_run(const char *const argv[], const struct harness_opts *o, struct h
 		in[1] = -1;
 	}
 	bool input_sent = false;
-	bool out_open = true, err_open = true;
+	size_t input_off = 0, input_len = o->input ? strlen(o->input) : 0;
+	if (in[1] >= 0)
+		fcntl(in[1], F_SETFL, O_NONBLOCK); /* kvmini may read slowly: never block on it */
+	bool out_open = !o->stdout_unread, err_open = true;
 	bool term_sent = false;
 	double deadline = t0 + (o->timeout_s > 0 ? o->timeout_s : 30);
 	int status = 0;
@@ -109,13 +113,17 @@ int harness_run(const char *const argv[], const struct harness_opts *o, struct h
 	for (;;) {
 		if (o->input && !input_sent && in[1] >= 0 &&
 		    (!o->input_after || strstr(r->out, o->input_after))) {
-			size_t n = strlen(o->input);
-			ssize_t w = write(in[1], o->input, n);
-			(void)w;
-			input_sent = true;
-			if (!o->keep_stdin_open) {
-				close(in[1]);
-				in[1] = -1;
+			ssize_t w = write(in[1], o->input + input_off, input_len - input_off);
+			if (w > 0)
+				input_off += (size_t)w;
+			else if (w < 0 && errno != EAGAIN && errno != EINTR)
+				input_off = input_len; /* kvmini closed its stdin */
+			if (input_off == input_len) {
+				input_sent = true;
+				if (!o->keep_stdin_open) {
+					close(in[1]);
+					in[1] = -1;
+				}
 			}
 		}
 		if (o->stop_when && !term_sent) {
@@ -151,6 +159,8 @@ int harness_run(const char *const argv[], const struct harness_opts *o, struct h
 		struct pollfd p[2] = {{out_open ? out[0] : -1, POLLIN, 0},
 				      {err_open ? err[0] : -1, POLLIN, 0}};
 		int timeout_ms = (int)(left * 1000) + 1;
+		if (o->input && !input_sent && input_off > 0 && timeout_ms > 20)
+			timeout_ms = 20; /* more input to push once the pipe drains */
 		if (!out_open && !err_open)
 			timeout_ms = 10;
 		if (poll(p, 2, timeout_ms) < 0 && errno != EINTR)

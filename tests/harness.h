@@ -11,6 +11,7 @@ struct harness_opts {
 	const char *input_after; /* send input only once stdout contains this */
 	double timeout_s;	 /* SIGTERM at the limit, SIGKILL 3 s later */
 	bool keep_stdin_open;	 /* do not close stdin after input (the VM sees no EOF) */
+	bool stdout_unread; /* nobody reads kvmini's stdout: the pipe fills up and stays full */
 	const char *run_as_user; /* setuid to this uid/gid (numeric, e.g. "65534") before exec */
 	/* NULL-terminated; once stdout holds all of these (each on a complete line), kvmini gets
 	 * SIGTERM (the run still counts as not timed out). */

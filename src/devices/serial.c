@@ -1,6 +1,7 @@
 #include "devices/serial.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <string.h>
 #include <unistd.h>
@@ -230,6 +231,10 @@ static void serial_transmit(struct serial *s, const uint8_t *buf, size_t n)
 	if (s->out_fd < 0)
 		return;
 	while (n > 0) {
+		/* Once the VM stops, a reader that stopped reading must not keep a vCPU (and
+		 * so kvmini) from exiting: the kick's EINTR brings us back here. */
+		if (atomic_load_explicit(&s->discard_output, memory_order_acquire))
+			return;
 		ssize_t w = write(s->out_fd, buf, n);
 		if (w > 0) {
 			buf += w;
@@ -238,8 +243,8 @@ static void serial_transmit(struct serial *s, const uint8_t *buf, size_t n)
 		}
 		if (w < 0 && errno == EINTR)
 			continue;
-		/* A tty's stdout shares its open file description with stdin, so the event
-		 * loop making stdin non-blocking makes this fd non-blocking too. */
+		/* The fd may be non-blocking without kvmini asking (a terminal's stdout shares
+		 * its open file description with whatever else uses that terminal). */
 		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
 		    stalls++ < TX_STALL_TRIES) {
 			struct pollfd pfd = {.fd = s->out_fd, .events = POLLOUT};
@@ -304,6 +309,7 @@ int serial_init(struct serial *s, struct irq_line *irq, int out_fd)
 	memset(s, 0, sizeof(*s));
 	s->irq = irq;
 	s->out_fd = out_fd;
+	atomic_init(&s->discard_output, false);
 	s->dll = 0x0c; /* 9600 baud, what a PC BIOS leaves behind */
 	s->lsr = LSR_THRE | LSR_TEMT;
 	s->msr = MSR_DCD | MSR_DSR | MSR_CTS;
@@ -322,6 +328,11 @@ void serial_destroy(struct serial *s)
 {
 	pthread_mutex_destroy(&s->tx_lock);
 	pthread_mutex_destroy(&s->lock);
+}
+
+void serial_stop_output(struct serial *s)
+{
+	atomic_store_explicit(&s->discard_output, true, memory_order_release);
 }
 
 int serial_attach(struct serial *s, struct bus *pio, uint16_t base)

@@ -5,6 +5,7 @@
 #define KVMINI_DEVICES_SERIAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,7 +27,8 @@ struct serial {
 	pthread_mutex_t tx_lock;
 	bool tx_error_logged; /* under tx_lock */
 	struct irq_line *irq;
-	int out_fd; /* transmitted bytes go here; -1 discards them */
+	int out_fd;		    /* transmitted bytes go here; -1 discards them */
+	atomic_bool discard_output; /* set when the VM stops */
 	/* registers */
 	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
 	bool thr_empty_irq; /* THRE interrupt pending (cleared by IIR read / THR write) */
@@ -40,6 +42,9 @@ struct serial {
 
 int serial_init(struct serial *s, struct irq_line *irq, int out_fd);
 void serial_destroy(struct serial *s);
+/* From now on transmitted bytes are dropped, and a write blocked on a full pipe gives up
+ * at its next EINTR: called when the VM stops, before the vCPUs are kicked. */
+void serial_stop_output(struct serial *s);
 /* Registers the 8 ports at base on the port-I/O bus. */
 int serial_attach(struct serial *s, struct bus *pio, uint16_t base);
 /* Queues bytes for the guest; returns how many fit (never blocks, never drops silently:

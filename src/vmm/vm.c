@@ -271,10 +271,13 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 	int ret;
 	sigset_t set;
 
-	/* SIGINT/SIGTERM arrive through the loop; the kick signal only in vCPU threads. */
+	/* Stop signals arrive through the loop; the kick signal only in vCPU threads. */
 	sigemptyset(&set);
+	/* Every signal that would otherwise kill kvmini with the terminal still raw. */
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	sigdelset(&set, SIGUSR1);
@@ -302,6 +305,7 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 			errf(e, ret, "event loop failed: %s", strerror(-ret));
 	}
 	power_request_stop(&vm->power, STOP_ERROR, 1); /* no-op if a stop is already recorded */
+	serial_stop_output(&vm->serial);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
 	for (unsigned i = 0; i < vm->nvcpus; i++)

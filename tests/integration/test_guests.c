@@ -252,6 +252,26 @@ Test(guests, sigterm_stops_the_vm_in_order)
 	harness_result_free(&r);
 }
 
+Test(guests, sigterm_stops_a_vm_whose_output_nobody_reads)
+{
+	/* A console reader that stops reading must not keep kvmini from exiting: the vCPU
+	 * blocked writing its output gives up when the VM stops. */
+	static char input[4000 * 48];
+	size_t off = 0;
+	for (unsigned i = 0; i < 4000; i++)
+		off += (size_t)snprintf(input + off, sizeof(input) - off,
+					"line %04u abcdefghijklmnopqrstuvwxyz0123456789\n", i);
+	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("serial-echo"), NULL};
+	struct harness_opts o = {
+	    .timeout_s = 8, .input = input, .stdout_unread = true, .keep_stdin_open = true};
+	struct harness_result r;
+	cr_assert_eq(harness_run(argv, &o, &r), 0);
+	cr_assert(r.timed_out, "the guest was still echoing when SIGTERM came");
+	cr_assert(r.exited, "kvmini had to be killed (signal %d): %s", r.term_signal, r.err);
+	cr_assert_eq(r.exit_status, 128 + 15, "%s", r.err);
+	harness_result_free(&r);
+}
+
 Test(guests, ring3_runs_at_native_speed)
 {
 	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("ring3"), NULL};
