@@ -9,6 +9,7 @@ int power_init(struct vm_power *p)
 {
 	p->reason = STOP_NONE;
 	p->exit_status = 0;
+	atomic_init(&p->stopping, false);
 	p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (p->wake_fd < 0)
 		return -errno;
@@ -30,6 +31,7 @@ void power_request_stop(struct vm_power *p, enum stop_reason reason, int exit_st
 	if (first) {
 		p->reason = reason;
 		p->exit_status = exit_status;
+		atomic_store_explicit(&p->stopping, true, memory_order_release);
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (first && p->wake_fd >= 0) {
@@ -41,10 +43,7 @@ void power_request_stop(struct vm_power *p, enum stop_reason reason, int exit_st
 
 bool power_stop_requested(struct vm_power *p)
 {
-	pthread_mutex_lock(&p->lock);
-	bool r = p->reason != STOP_NONE;
-	pthread_mutex_unlock(&p->lock);
-	return r;
+	return atomic_load_explicit(&p->stopping, memory_order_acquire);
 }
 
 enum stop_reason power_stop_reason(struct vm_power *p, int *exit_status)

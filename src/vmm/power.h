@@ -5,20 +5,22 @@
 #define KVMINI_VMM_POWER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 enum stop_reason {
 	STOP_NONE = 0,
 	STOP_POWEROFF,	 /* guest powered off: exit 0 */
 	STOP_DEBUG_EXIT, /* guest wrote the debug-exit port: exit (v << 1) | 1 */
-	STOP_RESET,	 /* guest asked for a reset (i8042 0xfe, triple fault treated as reset) */
-	STOP_ERROR,	 /* kvmini or the guest failed: exit 1 */
+	STOP_RESET,	 /* guest asked for a reset (i8042 0xfe, ACPI/KVM reset event): exit 0 */
+	STOP_ERROR,	 /* kvmini or the guest failed (a triple fault too): exit 1 */
 	STOP_SIGNAL,	 /* SIGINT/SIGTERM or Ctrl-A x */
 };
 
 struct vm_power {
 	pthread_mutex_t lock;
 	enum stop_reason reason;
+	atomic_bool stopping; /* reason != STOP_NONE, readable without the lock on every exit */
 	int exit_status;
 	int wake_fd; /* eventfd, written once when a stop is first requested; -1 for none */
 };

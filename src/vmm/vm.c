@@ -9,6 +9,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <linux/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -31,19 +32,19 @@ enum {
 	INIT_DEVICES,
 };
 
+/* The 2 MiB pool specifically: the default huge-page size may be 1 GiB on some hosts. */
+#define HUGEPAGES_2M_DIR "/sys/kernel/mm/hugepages/hugepages-2048kB"
+
 static uint64_t hugepages_free_bytes(void)
 {
-	FILE *f = fopen("/proc/meminfo", "re");
+	FILE *f = fopen(HUGEPAGES_2M_DIR "/free_hugepages", "re");
+	unsigned long long free_pages = 0;
 	if (!f)
 		return 0;
-	char line[128];
-	unsigned long long free_pages = 0, size_kb = 2048;
-	while (fgets(line, sizeof(line), f)) {
-		sscanf(line, "HugePages_Free: %llu", &free_pages);
-		sscanf(line, "Hugepagesize: %llu kB", &size_kb);
-	}
+	if (fscanf(f, "%llu", &free_pages) != 1)
+		free_pages = 0;
 	fclose(f);
-	return free_pages * size_kb * 1024;
+	return free_pages * HUGEPAGE_SIZE;
 }
 
 static int vm_alloc_ram(struct vm *vm, struct errbuf *e)
@@ -59,12 +60,13 @@ static int vm_alloc_ram(struct vm *vm, struct errbuf *e)
 		if (avail < cfg->mem_size)
 			return errf(
 			    e, -ENOMEM,
-			    "--hugepages: %llu MiB of free huge pages, the guest needs %llu "
-			    "MiB (reserve them with: echo %llu > /proc/sys/vm/nr_hugepages)",
+			    "--hugepages: %llu MiB of free 2 MiB huge pages, the guest needs "
+			    "%llu MiB (reserve them with: echo %llu > " HUGEPAGES_2M_DIR
+			    "/nr_hugepages)",
 			    (unsigned long long)(avail >> 20),
 			    (unsigned long long)(cfg->mem_size >> 20),
 			    (unsigned long long)(cfg->mem_size / HUGEPAGE_SIZE));
-		flags |= MAP_HUGETLB;
+		flags |= MAP_HUGETLB | MAP_HUGE_2MB;
 	} else if (!cfg->mem_prealloc) {
 		/* Pages are allocated when the guest touches them. */
 		flags |= MAP_NORESERVE;

@@ -415,7 +415,7 @@ static bool guests_write_long(const char *path, long v)
 
 Test(guests, hugepages_back_guest_memory)
 {
-	const char *knob = "/proc/sys/vm/nr_hugepages";
+	const char *knob = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
 	long before = guests_read_long(knob);
 	if (before < 0 || !guests_write_long(knob, before + 32))
 		cr_skip_test("cannot reserve huge pages here (needs root and %s)", knob);

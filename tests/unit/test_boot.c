@@ -332,8 +332,11 @@ Test(boot, elf_segment_outside_memory_is_refused)
 				  .ncpus = 1};
 	struct x86_boot_setup s;
 	struct errbuf e;
-	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), -ENOMEM);
+	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), -ENOSPC);
 	cr_assert(strstr(e.msg, "--mem"), "%s", e.msg);
+	ph[0].p_paddr = 0x8000; /* where kvmini's boot tables live */
+	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), -EINVAL);
+	cr_assert(strstr(e.msg, "below 1 MiB"), "%s", e.msg);
 	ph[0].p_paddr = 0x100000;
 	ph[0].p_offset = UINT64_MAX - 8; /* offset + size overflows */
 	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), -ENOEXEC, "%s", e.msg);

@@ -254,10 +254,17 @@ static int elf_load(const struct guest_mem *mem, const uint8_t *img, size_t len,
 			    "the file",
 			    name, i, (unsigned long long)ph.p_offset,
 			    (unsigned long long)ph.p_filesz);
-		uint8_t *dst = gpa_to_hva(mem, ph.p_paddr, ph.p_memsz);
-		if (!dst || ph.p_paddr < X86_HIMEM_START)
+		if (ph.p_paddr < X86_HIMEM_START)
 			return errf(
-			    e, -ENOMEM,
+			    e, -EINVAL,
+			    "kernel '%s': segment %u at 0x%llx is below 1 MiB, where kvmini "
+			    "keeps the boot tables",
+			    name, i, (unsigned long long)ph.p_paddr);
+		/* -ENOSPC means "guest RAM too small", which no fallback can fix. */
+		uint8_t *dst = gpa_to_hva(mem, ph.p_paddr, ph.p_memsz);
+		if (!dst)
+			return errf(
+			    e, -ENOSPC,
 			    "kernel '%s': segment %u at 0x%llx (%llu bytes) does not fit in "
 			    "guest RAM above 1 MiB; try a larger --mem",
 			    name, i, (unsigned long long)ph.p_paddr,
@@ -420,7 +427,7 @@ static int load_bzimage_guest(const struct guest_mem *mem, const struct bzimage_
 	if (X86_BZIMAGE_LOAD + bz->kernel_size > need)
 		need = X86_BZIMAGE_LOAD + bz->kernel_size;
 	if (need > guest_mem_end_below_4g(mem))
-		return errf(e, -ENOMEM,
+		return errf(e, -ENOSPC,
 			    "kernel '%s' needs %llu MiB of guest memory to decompress itself; "
 			    "try a larger --mem",
 			    name, (unsigned long long)((need + (1 << 20) - 1) >> 20));
@@ -447,7 +454,7 @@ int x86_boot_load(const struct guest_mem *mem, const struct x86_boot_args *a,
 	memset(s, 0, sizeof(*s));
 	fill_default_header(&hdr);
 	if (guest_mem_end_below_4g(mem) < 2 * X86_HIMEM_START)
-		return errf(e, -ENOMEM, "guest memory is too small to boot anything");
+		return errf(e, -ENOSPC, "guest memory is too small to boot anything");
 
 	if (a->kernel_size >= SELFMAG && memcmp(a->kernel, ELFMAG, SELFMAG) == 0) {
 		ret = load_elf_kernel(mem, a->kernel, a->kernel_size, a->kernel_name, s, e);
@@ -479,12 +486,16 @@ int x86_boot_load(const struct guest_mem *mem, const struct x86_boot_args *a,
 			    "kernel '%s': --boot-decompress=host cannot unpack a %s payload",
 			    a->kernel_name, payload_format_name(bz.payload_format));
 		ret = -ENOTSUP;
+		if (a->decompress == BOOT_DECOMPRESS_AUTO && !host_ok)
+			log_warn("kernel '%s': kvmini cannot unpack a %s payload; the guest's own "
+				 "decompressor will",
+				 a->kernel_name, payload_format_name(bz.payload_format));
 		if (a->decompress != BOOT_DECOMPRESS_GUEST && host_ok) {
 			struct errbuf host_err;
 			ret = load_bzimage_host(mem, &bz, a->kernel_name, s, &host_err);
 			/* Falling back helps only when the payload could not be unpacked; a
 			 * kernel that does not fit in memory will not fit either way. */
-			if (ret < 0 && (a->decompress == BOOT_DECOMPRESS_HOST || ret == -ENOMEM))
+			if (ret < 0 && (a->decompress == BOOT_DECOMPRESS_HOST || ret == -ENOSPC))
 				return errf(e, ret, "%s", host_err.msg);
 			if (ret < 0)
 				log_warn("%s; falling back to the guest's own decompressor",

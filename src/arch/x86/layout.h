@@ -20,8 +20,8 @@
  * IOAPIC and the MMIO devices of later versions. */
 #define X86_MMIO_HOLE_START 0xc0000000ull
 #define X86_MMIO_HOLE_END   0x100000000ull
-/* KVM_SET_TSS_ADDR needs three pages and KVM_SET_IDENTITY_MAP_ADDR one, in the hole and
- * below the IOAPIC. */
+/* KVM_SET_TSS_ADDR needs three pages and KVM_SET_IDENTITY_MAP_ADDR one, in the hole, clear
+ * of the IOAPIC and LAPIC pages and of RAM (the places QEMU and kvmtool use). */
 #define X86_KVM_TSS_ADDR   0xfffbd000ull
 #define X86_KVM_IDMAP_ADDR 0xfffbc000ull
 
