@@ -99,6 +99,7 @@ static int lazy_load(struct lazy_lib *l, struct errbuf *e)
 		void *fn = dlsym(h, l->symbols[i]);
 		if (!fn) {
 			ret = errf(e, -ENOENT, "%s lacks %s", l->soname, l->symbols[i]);
+			dlclose(h);
 			goto out;
 		}
 		/* POSIX lets dlsym's void * hold a function pointer. */
