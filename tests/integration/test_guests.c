@@ -27,16 +27,28 @@ static void guests_expect_ok(const struct harness_result *r)
 	cr_assert_null(strstr(r->err, "  rip "), "kvmini reported a vCPU failure:\n%s", r->err);
 }
 
+/* Boots a test guest with extra options, expects a clean power-off, and every string of
+ * `want` on the console. */
+static void guests_expect(const char *guest, const char *const opts[], const char *const want[])
+{
+	const char *argv[32] = {"kvmini", "run", "--kernel", harness_guest(guest)};
+	unsigned n = 4;
+	for (unsigned i = 0; opts && opts[i] && n < 31; i++)
+		argv[n++] = opts[i];
+	argv[n] = NULL;
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	for (unsigned i = 0; want[i]; i++)
+		cr_assert(strstr(r.out, want[i]), "no '%s' in:\n%s", want[i], r.out);
+	harness_result_free(&r);
+}
+
 TestSuite(guests, .timeout = 60);
 
 Test(guests, hello_prints_and_powers_off)
 {
-	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("hello"), NULL};
-	struct harness_result r;
-	guests_run(argv, NULL, &r);
-	guests_expect_ok(&r);
-	cr_assert(strstr(r.out, "Hello from the kvmini test guest"), "%s", r.out);
-	harness_result_free(&r);
+	guests_expect("hello", NULL, (const char *[]){"Hello from the kvmini test guest", NULL});
 }
 
 Test(guests, qemu_spelling_runs_the_same_guest)
@@ -163,25 +175,13 @@ Test(guests, smp_four_cpus_check_in)
 
 Test(guests, smp_with_cpu_affinity)
 {
-	const char *argv[] = {"kvmini", "run", "--kernel",	 harness_guest("smp"),
-			      "--cpus", "2",   "--cpu-affinity", "0=0,1=1",
-			      NULL};
-	struct harness_result r;
-	guests_run(argv, NULL, &r);
-	guests_expect_ok(&r);
-	cr_assert(strstr(r.out, "smp: 2 cpus OK"), "%s", r.out);
-	harness_result_free(&r);
+	guests_expect("smp", (const char *[]){"--cpus", "2", "--cpu-affinity", "0=0,1=1", NULL},
+		      (const char *[]){"smp: 2 cpus OK", NULL});
 }
 
 Test(guests, timer_interrupts_arrive_at_the_programmed_rate)
 {
-	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("timer"), NULL};
-	struct harness_result r;
-	guests_run(argv, NULL, &r);
-	guests_expect_ok(&r);
-	cr_assert(strstr(r.out, "timer: pit"), "%s", r.out);
-	cr_assert(strstr(r.out, " OK"), "%s", r.out);
-	harness_result_free(&r);
+	guests_expect("timer", NULL, (const char *[]){"timer: pit", "Hz OK", NULL});
 }
 
 Test(guests, serial_echo_reads_stdin_through_uart_interrupts)
@@ -274,13 +274,7 @@ Test(guests, sigterm_stops_a_vm_whose_output_nobody_reads)
 
 Test(guests, ring3_runs_at_native_speed)
 {
-	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("ring3"), NULL};
-	struct harness_result r;
-	guests_run(argv, NULL, &r);
-	guests_expect_ok(&r);
-	cr_assert(strstr(r.out, "ring3: cpl=3"), "%s", r.out);
-	cr_assert(strstr(r.out, "ring3: OK"), "%s", r.out);
-	harness_result_free(&r);
+	guests_expect("ring3", NULL, (const char *[]){"ring3: cpl=3", "ring3: OK", NULL});
 }
 
 Test(guests, triple_fault_is_reported)
@@ -297,13 +291,8 @@ Test(guests, triple_fault_is_reported)
 
 Test(guests, int3_is_recovered_and_handled_by_the_guest)
 {
-	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("int3"), NULL};
-	struct harness_result r;
-	guests_run(argv, NULL, &r);
-	guests_expect_ok(&r);
-	cr_assert(strstr(r.out, "int3: breakpoint handled at"), "%s", r.out);
-	cr_assert(strstr(r.out, "int3: resumed"), "%s", r.out);
-	harness_result_free(&r);
+	guests_expect("int3", NULL,
+		      (const char *[]){"int3: breakpoint handled at", "int3: resumed", NULL});
 }
 
 Test(guests, recovered_instructions_give_exact_results)
@@ -362,20 +351,8 @@ Test(guests, console_file_and_none)
 
 Test(guests, memory_options_boot)
 {
-	const char *argv[] = {"kvmini",
-			      "run",
-			      "--mem",
-			      "64M",
-			      "--mem-prealloc",
-			      "--ksm",
-			      "--kernel",
-			      harness_guest("hello"),
-			      NULL};
-	struct harness_result r;
-	guests_run(argv, NULL, &r);
-	guests_expect_ok(&r);
-	cr_assert(strstr(r.out, "Hello from the kvmini test guest"), "%s", r.out);
-	harness_result_free(&r);
+	guests_expect("hello", (const char *[]){"--mem", "64M", "--mem-prealloc", "--ksm", NULL},
+		      (const char *[]){"Hello from the kvmini test guest", NULL});
 }
 
 Test(guests, info_lists_capabilities)
