@@ -107,6 +107,8 @@ Test(bad_input, kernel_is_a_directory)
 
 Test(bad_input, unreadable_kernel_as_unprivileged_user)
 {
+	if (geteuid() != 0)
+		cr_skip_test("needs root to run kvmini as an unprivileged user");
 	const char *path = bad_write_file("secret", "x", 1);
 	cr_assert_eq(chmod(path, 0), 0);
 	bad_use_public_copy_of_kvmini();
@@ -279,6 +281,8 @@ Test(bad_input, no_permission_on_kvm_device)
 	struct harness_result r;
 	struct harness_opts o = {.timeout_s = 20, .run_as_user = "65534"};
 	struct stat st;
+	if (geteuid() != 0)
+		cr_skip_test("needs root to run kvmini as an unprivileged user");
 	cr_assert_eq(stat("/dev/kvm", &st), 0);
 	if (st.st_mode & S_IROTH && st.st_mode & S_IWOTH)
 		cr_skip_test("/dev/kvm is world-accessible here; nothing to refuse");
