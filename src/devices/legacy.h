@@ -39,6 +39,10 @@ struct rtc {
 	uint8_t cmos[128];
 };
 int rtc_init(struct rtc *r);
+/* Fills the CMOS bytes where PC firmware records the memory size and CPU count (base,
+ * extended, above 16 MiB, above 4 GiB; CPUs - 1 at 0x5f), for guests that read them. */
+void rtc_set_machine_info(struct rtc *r, uint64_t ram_below_4g, uint64_t ram_above_4g,
+			  unsigned ncpus);
 void rtc_destroy(struct rtc *r);
 int rtc_attach(struct rtc *r, struct bus *pio);
 

@@ -145,6 +145,33 @@ int rtc_init(struct rtc *r)
 	return -pthread_mutex_init(&r->lock, NULL);
 }
 
+static void cmos_put16(struct rtc *r, unsigned index, uint64_t v)
+{
+	if (v > 0xffff)
+		v = 0xffff;
+	r->cmos[index] = (uint8_t)v;
+	r->cmos[index + 1] = (uint8_t)(v >> 8);
+}
+
+void rtc_set_machine_info(struct rtc *r, uint64_t ram_below_4g, uint64_t ram_above_4g,
+			  unsigned ncpus)
+{
+	/* The layout PC firmware (and QEMU/SeaBIOS) uses; guests without e820 read it. */
+	uint64_t ext_kb = ram_below_4g > (1 << 20) ? (ram_below_4g - (1 << 20)) >> 10 : 0;
+	uint64_t above_16m = ram_below_4g > (16 << 20) ? (ram_below_4g - (16 << 20)) >> 16 : 0;
+	uint64_t high = ram_above_4g >> 16;
+	pthread_mutex_lock(&r->lock);
+	cmos_put16(r, 0x15, 640);	/* base memory, KiB */
+	cmos_put16(r, 0x17, ext_kb);	/* memory above 1 MiB, KiB (capped) */
+	cmos_put16(r, 0x30, ext_kb);	/* the same, second copy */
+	cmos_put16(r, 0x34, above_16m); /* memory 16 MiB - 4 GiB, 64 KiB units */
+	r->cmos[0x5b] = (uint8_t)high;	/* memory above 4 GiB, 64 KiB units, 24 bits */
+	r->cmos[0x5c] = (uint8_t)(high >> 8);
+	r->cmos[0x5d] = (uint8_t)(high >> 16);
+	r->cmos[0x5f] = (uint8_t)(ncpus ? ncpus - 1 : 0); /* CPUs - 1 */
+	pthread_mutex_unlock(&r->lock);
+}
+
 void rtc_destroy(struct rtc *r)
 {
 	pthread_mutex_destroy(&r->lock);

@@ -138,6 +138,8 @@ static int vm_create_devices(struct vm *vm, struct errbuf *e)
 	    (ret = pm_init(&vm->pm, &vm->power)) < 0)
 		return errf(e, ret, "cannot create the legacy devices: %s", strerror(-ret));
 	vm->init_done = INIT_DEVICES;
+	uint64_t below = guest_mem_end_below_4g(&vm->mem);
+	rtc_set_machine_info(&vm->rtc, below, vm->mem.ram_size - below, vm->cfg->ncpus);
 	if ((ret = serial_attach(&vm->serial, &vm->pio, SERIAL_COM1_BASE)) < 0 ||
 	    (ret = i8042_attach(&vm->i8042, &vm->pio)) < 0 ||
 	    (ret = rtc_attach(&vm->rtc, &vm->pio)) < 0 ||

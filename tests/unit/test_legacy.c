@@ -406,3 +406,18 @@ Test(legacy, boot_marker_count_capped)
 	cr_assert_eq(leg_marker.count, BOOT_MARKER_MAX);
 	cr_assert_eq(leg_marker.last_code, (uint8_t)(0x40 + (BOOT_MARKER_MAX + 9) % 0x40));
 }
+
+Test(legacy, rtc_cmos_reports_memory_and_cpus_as_pc_firmware_does)
+{
+	/* 5 GiB with 3 GiB below the hole, 4 CPUs. */
+	rtc_set_machine_info(&leg_rtc, 3ull << 30, 2ull << 30, 4);
+	uint8_t lo = leg_cmos(0x15), hi = leg_cmos(0x16);
+	cr_assert_eq(lo | hi << 8, 640);
+	cr_assert_eq(leg_cmos(0x17) | leg_cmos(0x18) << 8, 0xffff, "capped at 64 MiB - 1 KiB");
+	cr_assert_eq(leg_cmos(0x34) | leg_cmos(0x35) << 8, ((3u << 30) - (16u << 20)) >> 16);
+	cr_assert_eq(leg_cmos(0x5b) | leg_cmos(0x5c) << 8 | leg_cmos(0x5d) << 16, (2u << 30) >> 16);
+	cr_assert_eq(leg_cmos(0x5f), 3);
+	rtc_set_machine_info(&leg_rtc, 32 << 20, 0, 1);
+	cr_assert_eq(leg_cmos(0x30) | leg_cmos(0x31) << 8, 31 * 1024);
+	cr_assert_eq(leg_cmos(0x34) | leg_cmos(0x35) << 8, (16u << 20) >> 16);
+}
