@@ -89,22 +89,6 @@ static struct loop_source *find_source(struct event_loop *l, int fd, struct loop
 	return NULL;
 }
 
-int loop_mod_fd(struct event_loop *l, int fd, uint32_t events)
-{
-	int ret = 0;
-	pthread_mutex_lock(&l->lock);
-	struct loop_source *s = find_source(l, fd, NULL);
-	if (!s) {
-		ret = -ENOENT;
-	} else {
-		struct epoll_event ev = {.events = events, .data.u64 = s->id};
-		if (epoll_ctl(l->epoll_fd, EPOLL_CTL_MOD, fd, &ev) < 0)
-			ret = -errno;
-	}
-	pthread_mutex_unlock(&l->lock);
-	return ret;
-}
-
 int loop_del_fd(struct event_loop *l, int fd)
 {
 	struct loop_source **link;

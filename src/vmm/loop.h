@@ -25,7 +25,6 @@ int loop_init(struct event_loop *l);
 void loop_destroy(struct event_loop *l);
 /* Watches fd for events (EPOLLIN, ...). Returns 0 or -errno. */
 int loop_add_fd(struct event_loop *l, int fd, uint32_t events, loop_fd_fn fn, void *opaque);
-int loop_mod_fd(struct event_loop *l, int fd, uint32_t events);
 int loop_del_fd(struct event_loop *l, int fd);
 /* A periodic (interval_ns > 0) or one-shot timer; returns its timerfd (>= 0) or -errno.
  * Remove it with loop_del_fd() and close() it. */

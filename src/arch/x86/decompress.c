@@ -81,6 +81,15 @@ static struct lazy_lib lib_lzma = LAZY_LIB("liblzma.so.5", "liblzma5", LZMA_FNS,
 static struct lazy_lib lib_zstd = LAZY_LIB("libzstd.so.1", "libzstd1", ZSTD_FNS, zstd);
 static struct lazy_lib lib_lz4 = LAZY_LIB("liblz4.so.1", "liblz4-1", LZ4_FNS, lz4);
 static struct lazy_lib lib_bz2 = LAZY_LIB("libbz2.so.1.0", "libbz2-1.0", BZ2_FNS, bz2);
+#define LAZY_CHECK(api, tbl)                                                         \
+	_Static_assert(sizeof(tbl) == sizeof((const char *const[]){api(API_NAME)}) / \
+					  sizeof(char *) * sizeof(void *),           \
+		       #tbl " has one pointer per symbol, with no padding")
+LAZY_CHECK(ZLIB_FNS, zlib);
+LAZY_CHECK(LZMA_FNS, lzma);
+LAZY_CHECK(ZSTD_FNS, zstd);
+LAZY_CHECK(LZ4_FNS, lz4);
+LAZY_CHECK(BZ2_FNS, bz2);
 static pthread_mutex_t lazy_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int lazy_load(struct lazy_lib *l, struct errbuf *e)

@@ -34,6 +34,29 @@ const char *x86_recovery_name(enum x86_recovery r)
 	}
 }
 
+/* Reads the instruction bytes at RIP, translating once per page (not per byte: on the
+ * recovery path this runs for every completed instruction). */
+static size_t read_code(int vcpu_fd, const struct guest_mem *mem, const struct kvm_regs *r,
+			const struct kvm_sregs *s, uint8_t *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		uint64_t linear = s->cs.base + r->rip + done;
+		struct kvm_translation tr = {.linear_address = linear};
+		if (ioctl(vcpu_fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid)
+			break;
+		size_t chunk = 4096 - (linear & 4095);
+		if (chunk > len - done)
+			chunk = len - done;
+		const uint8_t *p = gpa_to_hva(mem, tr.physical_address, chunk);
+		if (!p)
+			break;
+		memcpy(buf + done, p, chunk);
+		done += chunk;
+	}
+	return done;
+}
+
 size_t x86_read_code_at_rip(int vcpu_fd, const struct guest_mem *mem, uint8_t *buf, size_t len,
 			    uint64_t *rip_out)
 {
@@ -43,31 +66,17 @@ size_t x86_read_code_at_rip(int vcpu_fd, const struct guest_mem *mem, uint8_t *b
 		return 0;
 	if (rip_out)
 		*rip_out = regs.rip;
-	size_t done = 0;
-	/* Byte by byte: the instruction may straddle a page boundary. */
-	while (done < len) {
-		struct kvm_translation tr = {.linear_address = sregs.cs.base + regs.rip + done};
-		if (ioctl(vcpu_fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid)
-			break;
-		const uint8_t *p = gpa_to_hva(mem, tr.physical_address, 1);
-		if (!p)
-			break;
-		buf[done++] = *p;
-	}
-	return done;
+	return read_code(vcpu_fd, mem, &regs, &sregs, buf, len);
 }
 
-static int advance_rip(int vcpu_fd, uint64_t by, int64_t set_ac)
+static int advance_rip(int vcpu_fd, struct kvm_regs *r, uint64_t by, int64_t set_ac)
 {
-	struct kvm_regs regs;
-	if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) < 0)
-		return -1;
-	regs.rip += by;
+	r->rip += by;
 	if (set_ac > 0)
-		regs.rflags |= X86_RFLAGS_AC;
+		r->rflags |= X86_RFLAGS_AC;
 	else if (set_ac == 0)
-		regs.rflags &= ~X86_RFLAGS_AC;
-	return ioctl(vcpu_fd, KVM_SET_REGS, &regs);
+		r->rflags &= ~X86_RFLAGS_AC;
+	return ioctl(vcpu_fd, KVM_SET_REGS, r);
 }
 
 bool x86_decode_cmpxchg(const uint8_t *code, size_t n, struct x86_cmpxchg_insn *out)
@@ -166,19 +175,19 @@ static int inject_exception(int vcpu_fd, unsigned vector)
 /* fwait only checks for x87 trouble; everything it depends on is in the vCPU state, so it
  * completes exactly: #NM when CR0.MP and CR0.TS are set, #MF when the status word has an
  * unmasked exception pending (FSW.ES) and CR0.NE asks for it, else nothing. */
-static enum x86_recovery complete_fwait(int vcpu_fd)
+static enum x86_recovery complete_fwait(int vcpu_fd, struct kvm_regs *r, const struct kvm_sregs *s)
 {
-	struct kvm_sregs s;
 	struct kvm_fpu fpu;
-	if (ioctl(vcpu_fd, KVM_GET_SREGS, &s) < 0 || ioctl(vcpu_fd, KVM_GET_FPU, &fpu) < 0)
+	int ret;
+	if (ioctl(vcpu_fd, KVM_GET_FPU, &fpu) < 0)
 		return X86_NOT_RECOVERED;
-	if ((s.cr0 & X86_CR0_MP) && (s.cr0 & X86_CR0_TS))
-		return inject_exception(vcpu_fd, X86_NM_VECTOR) < 0 ? X86_NOT_RECOVERED
-								    : X86_RECOVERED_FWAIT;
-	if ((fpu.fsw & X86_FSW_ES) && (s.cr0 & X86_CR0_NE))
-		return inject_exception(vcpu_fd, X86_MF_VECTOR) < 0 ? X86_NOT_RECOVERED
-								    : X86_RECOVERED_FWAIT;
-	return advance_rip(vcpu_fd, 1, -1) < 0 ? X86_NOT_RECOVERED : X86_RECOVERED_FWAIT;
+	if ((s->cr0 & X86_CR0_MP) && (s->cr0 & X86_CR0_TS))
+		ret = inject_exception(vcpu_fd, X86_NM_VECTOR);
+	else if ((fpu.fsw & X86_FSW_ES) && (s->cr0 & X86_CR0_NE))
+		ret = inject_exception(vcpu_fd, X86_MF_VECTOR);
+	else
+		ret = advance_rip(vcpu_fd, r, 1, -1);
+	return ret < 0 ? X86_NOT_RECOVERED : X86_RECOVERED_FWAIT;
 }
 
 #define PTE_P	 (1ull << 0)
@@ -236,13 +245,13 @@ int x86_walk_for_supervisor_write(const struct guest_mem *mem, uint64_t cr0, uin
  * with the same instruction on kvmini's mapping of the same guest page, which every vCPU
  * shares, so atomicity against the other vCPUs holds. */
 static enum x86_recovery complete_cmpxchg(int vcpu_fd, const struct guest_mem *mem,
-					  const uint8_t *code, size_t n)
+					  const uint8_t *code, size_t n, struct kvm_regs *rp,
+					  const struct kvm_sregs *sp)
 {
 	struct x86_cmpxchg_insn in;
-	struct kvm_regs r;
-	struct kvm_sregs s;
-	if (!x86_decode_cmpxchg(code, n, &in) || ioctl(vcpu_fd, KVM_GET_REGS, &r) < 0 ||
-	    ioctl(vcpu_fd, KVM_GET_SREGS, &s) < 0)
+	struct kvm_regs r = *rp;
+	const struct kvm_sregs s = *sp;
+	if (!x86_decode_cmpxchg(code, n, &in))
 		return X86_NOT_RECOVERED;
 	unsigned size = in.wide ? 16 : 8;
 	uint64_t linear = x86_cmpxchg_address(&in, &r, &s);
@@ -287,28 +296,30 @@ static enum x86_recovery complete_cmpxchg(int vcpu_fd, const struct guest_mem *m
 
 enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem)
 {
+	struct kvm_regs r;
+	struct kvm_sregs s;
 	uint8_t code[15];
-	size_t n = x86_read_code_at_rip(vcpu_fd, mem, code, sizeof(code), NULL);
+	if (ioctl(vcpu_fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu_fd, KVM_GET_SREGS, &s) < 0)
+		return X86_NOT_RECOVERED;
+	size_t n = read_code(vcpu_fd, mem, &r, &s, code, sizeof(code));
 
 	if (n >= 1 && code[0] == 0xcc) {
 		/* int3 is a trap: the #BP frame must hold the address after it. */
-		if (advance_rip(vcpu_fd, 1, -1) < 0 || inject_exception(vcpu_fd, X86_BP_VECTOR) < 0)
+		if (advance_rip(vcpu_fd, &r, 1, -1) < 0 ||
+		    inject_exception(vcpu_fd, X86_BP_VECTOR) < 0)
 			return X86_NOT_RECOVERED;
 		return X86_RECOVERED_INT3;
 	}
 	if (n >= 1 && code[0] == 0x9b)
-		return complete_fwait(vcpu_fd);
+		return complete_fwait(vcpu_fd, &r, &s);
 	if (n >= 3 && code[0] == 0x0f && code[1] == 0x01 && (code[2] == 0xca || code[2] == 0xcb)) {
 		bool stac = code[2] == 0xcb;
-		struct kvm_sregs s;
 		/* At CPL > 0 they raise #UD: not ours to complete. */
-		if (ioctl(vcpu_fd, KVM_GET_SREGS, &s) < 0 || (s.cs.selector & 3))
-			return X86_NOT_RECOVERED;
-		if (advance_rip(vcpu_fd, 3, stac ? 1 : 0) < 0)
+		if ((s.cs.selector & 3) || advance_rip(vcpu_fd, &r, 3, stac ? 1 : 0) < 0)
 			return X86_NOT_RECOVERED;
 		return stac ? X86_RECOVERED_STAC : X86_RECOVERED_CLAC;
 	}
-	return complete_cmpxchg(vcpu_fd, mem, code, n);
+	return complete_cmpxchg(vcpu_fd, mem, code, n, &r, &s);
 }
 
 #define APPEND(...)                                                           \
