@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum opt_id {
@@ -176,6 +177,32 @@ int config_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+static void keyed_list_free(struct keyed_list *l)
+{
+	for (unsigned i = 0; i < l->n; i++) {
+		struct keyed_opts *o = &l->items[i];
+		for (unsigned k = 0; k < o->nkv; k++) {
+			free(o->kv[k].key);
+			free(o->kv[k].val);
+		}
+		free(o->kv);
+		free(o->type);
+		free(o->id);
+	}
+	free(l->items);
+	l->items = NULL;
+	l->n = 0;
+}
+
+void config_free(struct vm_config *cfg)
+{
+	keyed_list_free(&cfg->devices);
+	keyed_list_free(&cfg->drives);
+	keyed_list_free(&cfg->netdevs);
+	keyed_list_free(&cfg->chardevs);
+	keyed_list_free(&cfg->objects);
+}
+
 void config_init(struct vm_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -185,6 +212,10 @@ void config_init(struct vm_config *cfg)
 	cfg->ncpus = 1;
 	cfg->console = CONSOLE_STDIO;
 	cfg->boot_decompress = BOOT_DECOMPRESS_AUTO;
+	cfg->serial[0] = (struct chardev_cfg){.id = "serial0", .backend = CHARDEV_STDIO};
+	cfg->nserials = 1;
+	cfg->debug_exit_port = 0xf4;
+	cfg->debug_exit_size = 1;
 	for (unsigned i = 0; i < KVMINI_MAX_VCPUS; i++)
 		cfg->cpu_affinity[i] = -1;
 }

@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "vmm/bus.h"
-#include "vmm/power.h"
+#include "core/bus.h"
+#include "core/power.h"
 
 /* i8042 keyboard controller at 0x60/0x64 with nothing attached: enough of the controller
  * for Linux's probe (self-test, command byte) to finish at once; command 0xfe (pulse reset

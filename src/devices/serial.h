@@ -10,8 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/bus.h"
-#include "vmm/irq.h"
+#include "core/bus.h"
+#include "core/irq.h"
 
 #define SERIAL_COM1_BASE 0x3f8
 #define SERIAL_COM1_IRQ	 4

@@ -12,8 +12,8 @@
 #include "config.h"
 #include "devices/serial.h"
 #include "util/err.h"
-#include "vmm/loop.h"
-#include "vmm/power.h"
+#include "core/loop.h"
+#include "core/power.h"
 
 struct console {
 	enum console_mode mode;

@@ -11,9 +11,9 @@
 #include <linux/kvm.h>
 
 #include "util/err.h"
-#include "util/guest_mem.h"
-#include "vmm/bus.h"
-#include "vmm/power.h"
+#include "core/guest_mem.h"
+#include "core/bus.h"
+#include "core/power.h"
 
 /* What a vCPU thread may touch: shared, owned by the VM, outliving the threads. */
 struct vcpu_env {

@@ -14,13 +14,13 @@
 #include "devices/legacy.h"
 #include "devices/serial.h"
 #include "util/err.h"
-#include "util/guest_mem.h"
-#include "vmm/bus.h"
+#include "core/guest_mem.h"
+#include "core/bus.h"
 #include "vmm/console.h"
-#include "vmm/irq.h"
+#include "core/irq.h"
 #include "vmm/kvm.h"
-#include "vmm/loop.h"
-#include "vmm/power.h"
+#include "core/loop.h"
+#include "core/power.h"
 #include "vmm/vcpu.h"
 
 struct vm {

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "arch/x86/acpi.h"
-#include "util/guest_mem.h"
+#include "core/guest_mem.h"
 
 struct acpi_t_vm {
 	struct guest_mem mem;

@@ -5,8 +5,8 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "vmm/bus.h"
-#include "vmm/loop.h"
+#include "core/bus.h"
+#include "core/loop.h"
 
 struct bl_dev {
 	uint64_t last_offset;

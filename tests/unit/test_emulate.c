@@ -83,7 +83,7 @@ Test(emulate, refuses_what_it_does_not_complete)
 
 #include <stdlib.h>
 
-#include "util/guest_mem.h"
+#include "core/guest_mem.h"
 
 #define EM_P  1ull
 #define EM_RW 2ull

@@ -5,8 +5,8 @@
 
 #include "devices/legacy.h"
 #include "util/log.h"
-#include "vmm/bus.h"
-#include "vmm/power.h"
+#include "core/bus.h"
+#include "core/power.h"
 
 static struct bus leg_bus;
 static struct vm_power leg_power;

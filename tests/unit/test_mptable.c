@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "arch/x86/mptable.h"
-#include "util/guest_mem.h"
+#include "core/guest_mem.h"
 
 #define MPT_RAM_SIZE (1u << 20)
 

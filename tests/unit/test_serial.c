@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include "devices/serial.h"
-#include "vmm/bus.h"
-#include "vmm/irq.h"
+#include "core/bus.h"
+#include "core/irq.h"
 
 #define COM1 SERIAL_COM1_BASE
 

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "util/guest_mem.h"
+#include "core/guest_mem.h"
 
 /* Tables live in 0xe0000-0xeffff, with the RSDP at its start: inside the 0xe0000-0xfffff
  * window Linux scans for "RSD PTR " and reported to it directly through

@@ -11,7 +11,7 @@
 
 #include "config.h"
 #include "util/err.h"
-#include "util/guest_mem.h"
+#include "core/guest_mem.h"
 
 enum x86_entry_mode {
 	X86_ENTRY_LINUX64, /* 64-bit mode, paging on, RSI = boot_params */

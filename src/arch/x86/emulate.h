@@ -9,7 +9,7 @@
 
 #include <linux/kvm.h>
 
-#include "util/guest_mem.h"
+#include "core/guest_mem.h"
 
 enum x86_recovery {
 	X86_NOT_RECOVERED = 0,

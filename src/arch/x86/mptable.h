@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "util/guest_mem.h"
+#include "core/guest_mem.h"
 
 /* Where the floating pointer and table go: the BIOS area 0xf0000-0xfffff, one of the
  * three places the spec tells an OS to scan; 64 KiB holds tables for 64 CPUs with room to

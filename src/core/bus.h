@@ -1,8 +1,8 @@
 /* A trap bus: maps address ranges (port I/O or MMIO) to device handlers. The bus knows
  * ranges, not devices. Ranges may be added and removed while vCPUs dispatch (a rwlock
  * guards the table); a handler must not (un)register on the bus that called it. */
-#ifndef KVMINI_VMM_BUS_H
-#define KVMINI_VMM_BUS_H
+#ifndef KVMINI_CORE_BUS_H
+#define KVMINI_CORE_BUS_H
 
 #include <pthread.h>
 #include <stdbool.h>

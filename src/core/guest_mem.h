@@ -1,8 +1,8 @@
 /* Guest-physical memory: a few regions of host memory, and the one checked way to turn a
  * guest address into a host pointer. Every guest-supplied address and length goes through
  * gpa_to_hva() (or the read/write helpers built on it) before it is used. */
-#ifndef KVMINI_UTIL_GUEST_MEM_H
-#define KVMINI_UTIL_GUEST_MEM_H
+#ifndef KVMINI_CORE_GUEST_MEM_H
+#define KVMINI_CORE_GUEST_MEM_H
 
 #include <stdbool.h>
 #include <stddef.h>

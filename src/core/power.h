@@ -1,8 +1,8 @@
 /* The VM's run state and how devices ask it to stop. It sits below the devices so that a
  * device (debug-exit port, i8042 reset, a vCPU's triple fault) can end the VM without
  * knowing struct vm: it records why and wakes whoever waits on `wake_fd`. */
-#ifndef KVMINI_VMM_POWER_H
-#define KVMINI_VMM_POWER_H
+#ifndef KVMINI_CORE_POWER_H
+#define KVMINI_CORE_POWER_H
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -1,4 +1,4 @@
-#include "vmm/power.h"
+#include "core/power.h"
 
 #include <errno.h>
 #include <stdint.h>

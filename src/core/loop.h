@@ -1,8 +1,8 @@
 /* The I/O event loop: one epoll set, run by one thread, for everything that is not a vCPU
  * exit (console input, signals, timers; later ioeventfds, the control socket, backends).
  * Callbacks run on the loop thread. Adding and removing fds is safe from any thread. */
-#ifndef KVMINI_VMM_LOOP_H
-#define KVMINI_VMM_LOOP_H
+#ifndef KVMINI_CORE_LOOP_H
+#define KVMINI_CORE_LOOP_H
 
 #include <pthread.h>
 #include <stdbool.h>

@@ -1,4 +1,4 @@
-#include "vmm/irq.h"
+#include "core/irq.h"
 
 #include <errno.h>
 #include <linux/kvm.h>

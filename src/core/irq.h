@@ -1,8 +1,8 @@
 /* An interrupt line into the in-kernel interrupt controllers (PIC + IOAPIC). Devices hold
  * a struct irq_line and know nothing of the VM. A line with vm_fd < 0 records its level
  * only, which is what unit tests observe. */
-#ifndef KVMINI_VMM_IRQ_H
-#define KVMINI_VMM_IRQ_H
+#ifndef KVMINI_CORE_IRQ_H
+#define KVMINI_CORE_IRQ_H
 
 #include <stdbool.h>
 
