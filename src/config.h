@@ -72,7 +72,7 @@ struct vm_config {
 	unsigned nserials;
 	/* Keyed options as given, for the device code to read (VirtIO comes next). */
 	struct keyed_list devices, drives, netdevs, chardevs, objects;
-	bool start_paused; /* -S: vCPUs wait for `cont` from the monitor */
+	bool start_paused;			   /* -S: vCPUs wait for `cont` from the monitor */
 	uint16_t debug_exit_port, debug_exit_size; /* -device isa-debug-exit (0xf4, 1) */
 	enum boot_decompress boot_decompress;
 	bool hugepages;

@@ -1,5 +1,7 @@
 #include "core/power.h"
 
+#include "core/control.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
@@ -71,6 +73,19 @@ const char *stop_reason_name(enum stop_reason r)
 		return "error";
 	case STOP_SIGNAL:
 		return "signal";
+	}
+	return "unknown";
+}
+
+const char *vm_run_status_name(enum vm_run_status s)
+{
+	switch (s) {
+	case VM_STATUS_RUNNING:
+		return "running";
+	case VM_STATUS_PAUSED:
+		return "paused";
+	case VM_STATUS_SHUTDOWN:
+		return "shutdown";
 	}
 	return "unknown";
 }

@@ -1,0 +1,33 @@
+/* What a monitor (mon:stdio today, the QMP socket next) may ask of a running VM. The VM
+ * fills the table and hands it down, so the monitor never calls up into vm.c. Every
+ * operation is called on the event-loop thread. */
+#ifndef KVMINI_CORE_CONTROL_H
+#define KVMINI_CORE_CONTROL_H
+
+#include <stdbool.h>
+
+enum vm_run_status {
+	VM_STATUS_RUNNING,
+	VM_STATUS_PAUSED,   /* stop / -S: every vCPU parked */
+	VM_STATUS_SHUTDOWN, /* stopping: the VM is on its way out */
+};
+
+struct vm_control_ops {
+	/* Park every vCPU; returns once all are parked (0) or -errno. */
+	int (*pause)(void *opaque);
+	int (*resume)(void *opaque);
+	/* system_reset: reboot the VM in the process (or end it with -no-reboot). */
+	void (*reset)(void *opaque);
+	/* system_powerdown would need ACPI events; quit ends kvmini with status 0. */
+	void (*quit)(void *opaque);
+	enum vm_run_status (*status)(void *opaque);
+};
+
+struct vm_control {
+	const struct vm_control_ops *ops;
+	void *opaque;
+};
+
+const char *vm_run_status_name(enum vm_run_status s); /* "running", "paused", "shutdown" */
+
+#endif
