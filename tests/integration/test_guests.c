@@ -53,14 +53,22 @@ Test(guests, hello_prints_and_powers_off)
 
 Test(guests, qemu_spelling_runs_the_same_guest)
 {
-	const char *argv[] = {
-	    "kvmini",	  "-enable-kvm", "-m",	 "64",	    "-smp",
-	    "1",	  "-cpu",	 "host", "-kernel", harness_guest("hello"),
-	    "-nographic", "-no-reboot",	 NULL};
+	/* The guest checks what the QEMU spellings gave it: 64 MiB, 2 CPUs, the command line. */
+	const char *argv[] = {"kvmini",	    "-enable-kvm",
+			      "-m",	    "64",
+			      "-smp",	    "2",
+			      "-cpu",	    "host",
+			      "-kernel",    harness_guest("bootinfo"),
+			      "-append",    "expect_mem_mb=64 expect_cpus=2 expect_no_initrd",
+			      "-nographic", "-no-reboot",
+			      NULL};
 	struct harness_result r;
 	guests_run(argv, NULL, &r);
 	guests_expect_ok(&r);
-	cr_assert(strstr(r.out, "Hello from the kvmini test guest"), "%s", r.out);
+	cr_assert(strstr(r.out, "bootinfo: OK"), "%s", r.out);
+	cr_assert(strstr(r.out, "cpus: 2\n"), "%s", r.out);
+	cr_assert(strstr(r.out, "cmdline: expect_mem_mb=64 expect_cpus=2 expect_no_initrd\n"), "%s",
+		  r.out);
 	harness_result_free(&r);
 }
 
