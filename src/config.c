@@ -29,6 +29,12 @@ enum opt_id {
 	OPT_ENABLE_KVM,
 	OPT_CPU,
 	OPT_ACCEL,
+	OPT_DEVICE,
+	OPT_DRIVE,
+	OPT_NETDEV,
+	OPT_CHARDEV,
+	OPT_OBJECT,
+	OPT_MON,
 };
 
 struct opt_def {
@@ -65,6 +71,12 @@ static const struct opt_def opt_table[] = {
     {"enable-kvm", OPT_ENABLE_KVM, false},
     {"cpu", OPT_CPU, true},
     {"accel", OPT_ACCEL, true},
+    {"device", OPT_DEVICE, true},
+    {"drive", OPT_DRIVE, true},
+    {"netdev", OPT_NETDEV, true},
+    {"chardev", OPT_CHARDEV, true},
+    {"object", OPT_OBJECT, true},
+    {"mon", OPT_MON, true},
 };
 
 /* QEMU options people will try first; saying why beats a bare "unknown option". */
@@ -72,7 +84,6 @@ static const struct {
 	const char *name;
 	const char *why;
 } unsupported_hints[] = {
-    {"drive", "virtio block devices arrive in a later version"},
     {"hda", "virtio block devices arrive in a later version"},
     {"cdrom", "virtio block devices arrive in a later version"},
     {"blockdev", "virtio block devices arrive in a later version"},
@@ -177,23 +188,6 @@ int config_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-static void keyed_list_free(struct keyed_list *l)
-{
-	for (unsigned i = 0; i < l->n; i++) {
-		struct keyed_opts *o = &l->items[i];
-		for (unsigned k = 0; k < o->nkv; k++) {
-			free(o->kv[k].key);
-			free(o->kv[k].val);
-		}
-		free(o->kv);
-		free(o->type);
-		free(o->id);
-	}
-	free(l->items);
-	l->items = NULL;
-	l->n = 0;
-}
-
 void config_free(struct vm_config *cfg)
 {
 	keyed_list_free(&cfg->devices);
@@ -201,6 +195,7 @@ void config_free(struct vm_config *cfg)
 	keyed_list_free(&cfg->netdevs);
 	keyed_list_free(&cfg->chardevs);
 	keyed_list_free(&cfg->objects);
+	keyed_list_free(&cfg->mons);
 }
 
 void config_init(struct vm_config *cfg)
@@ -215,7 +210,7 @@ void config_init(struct vm_config *cfg)
 	cfg->serial[0] = (struct chardev_cfg){.id = "serial0", .backend = CHARDEV_STDIO};
 	cfg->nserials = 1;
 	cfg->debug_exit_port = 0xf4;
-	cfg->debug_exit_size = 1;
+	cfg->debug_exit_size = 4;
 	for (unsigned i = 0; i < KVMINI_MAX_VCPUS; i++)
 		cfg->cpu_affinity[i] = -1;
 }
@@ -519,6 +514,52 @@ static int set_name(struct vm_config *cfg, const struct opt_use *u, struct errbu
 	return 0;
 }
 
+/* The one -device kvmini has: QEMU's isa-debug-exit, moved or resized. */
+static int set_debug_exit(struct vm_config *cfg, struct keyed_opts *o, struct errbuf *e)
+{
+	uint64_t base, size;
+	int r;
+
+	/* QEMU's defaults, not kvmini's (0xf4, 4 bytes), when -device leaves them out. */
+	if ((r = keyed_get_u64(o, "iobase", 0x501, 0xffff, &base, e)) ||
+	    (r = keyed_get_u64(o, "iosize", 2, 0x10000, &size, e)) ||
+	    (r = keyed_check_used(o, "iobase, iosize", e)))
+		return r;
+	if (size == 0)
+		return CFG_ERR(e, "invalid -device '%s': iosize must be at least 1", o->spec);
+	if (base + size > 0x10000)
+		return CFG_ERR(
+		    e, "invalid -device '%s': ports 0x%llx..0x%llx are outside 0..0xffff", o->spec,
+		    (unsigned long long)base, (unsigned long long)(base + size - 1));
+	if (cfg->debug_exit_given)
+		return CFG_ERR(
+		    e, "invalid -device '%s': kvmini has one isa-debug-exit, given twice", o->spec);
+	cfg->debug_exit_given = true;
+	cfg->debug_exit_port = (uint16_t)base;
+	cfg->debug_exit_size = (uint32_t)size;
+	return 0;
+}
+
+static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
+{
+	struct keyed_opts *o;
+	int r = keyed_list_add(&cfg->devices, "device", spec, &o, e);
+
+	if (r)
+		return r;
+	if (!strcmp(o->type, "isa-debug-exit"))
+		return set_debug_exit(cfg, o, e);
+	if (!strncmp(o->type, "virtio-", 7))
+		return CFG_ERR(e,
+			       "invalid -device '%s': kvmini has no %s device yet (VirtIO devices "
+			       "come in the next version)",
+			       spec, o->type);
+	return CFG_ERR(e,
+		       "invalid -device '%s': kvmini has no %s device (its only -device is "
+		       "isa-debug-exit)",
+		       spec, o->type);
+}
+
 /* -nographic in QEMU only moves the serial port to stdio when no -serial says otherwise,
  * whatever the order; console_given tracks that. */
 static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use *u,
@@ -587,6 +628,18 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 			return CFG_ERR(e, "invalid %.*s '%s': kvmini only runs on 'kvm'",
 				       u->opt_len, u->opt, u->val);
 		return 0;
+	case OPT_DEVICE:
+		return add_device(cfg, u->val, e);
+	case OPT_DRIVE:
+		return keyed_list_add(&cfg->drives, "drive", u->val, NULL, e);
+	case OPT_NETDEV:
+		return keyed_list_add(&cfg->netdevs, "netdev", u->val, NULL, e);
+	case OPT_CHARDEV:
+		return keyed_list_add(&cfg->chardevs, "chardev", u->val, NULL, e);
+	case OPT_OBJECT:
+		return keyed_list_add(&cfg->objects, "object", u->val, NULL, e);
+	case OPT_MON:
+		return keyed_list_add(&cfg->mons, "mon", u->val, NULL, e);
 	case OPT_HELP:
 		break; /* handled by the caller before any value is looked at */
 	}
@@ -632,10 +685,40 @@ static bool looks_like_option(const char *s)
 	return s[0] == '-' && s[1] != '\0';
 }
 
+/* The keyed options parse into lists for the devices and backends that will read them;
+ * until one does, running without what the user asked for would be a silent lie. */
+static int refuse_unread_keyed(const struct vm_config *cfg, struct errbuf *e)
+{
+	if (cfg->drives.n)
+		return CFG_ERR(e,
+			       "invalid -drive '%s': kvmini has no block devices yet (VirtIO "
+			       "devices come in the next version)",
+			       cfg->drives.items[0].spec);
+	if (cfg->netdevs.n)
+		return CFG_ERR(e,
+			       "invalid -netdev '%s': kvmini has no network devices yet (VirtIO "
+			       "devices come in the next version)",
+			       cfg->netdevs.items[0].spec);
+	if (cfg->objects.n)
+		return CFG_ERR(e, "invalid -object '%s': kvmini has no %s object",
+			       cfg->objects.items[0].spec, cfg->objects.items[0].type);
+	if (cfg->chardevs.n)
+		return CFG_ERR(e, "invalid -chardev '%s': kvmini has no -chardev backends yet",
+			       cfg->chardevs.items[0].spec);
+	if (cfg->mons.n)
+		return CFG_ERR(e, "invalid -mon '%s': kvmini has no monitor yet",
+			       cfg->mons.items[0].spec);
+	return 0;
+}
+
 /* Affinity may come before --cpus or -smp, so it can only be checked against the final
  * vCPU count. */
 static int check_final(const struct vm_config *cfg, struct errbuf *e)
 {
+	int r = refuse_unread_keyed(cfg, e);
+
+	if (r)
+		return r;
 	for (unsigned v = cfg->ncpus; v < KVMINI_MAX_VCPUS; v++) {
 		if (cfg->cpu_affinity[v] >= 0)
 			return CFG_ERR(e,
@@ -646,7 +729,7 @@ static int check_final(const struct vm_config *cfg, struct errbuf *e)
 	return 0;
 }
 
-int config_parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf *e)
+static int parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf *e)
 {
 	bool console_given = false;
 
@@ -705,6 +788,16 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf
 			return r;
 	}
 	return check_final(cfg, e);
+}
+
+int config_parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf *e)
+{
+	int r = parse_run(cfg, argc, argv, e);
+
+	/* Nothing to free for the caller unless the VM is going to run. */
+	if (r)
+		config_free(cfg);
+	return r;
 }
 
 const char *config_usage(void)

@@ -90,10 +90,12 @@ static int cmd_run(int argc, char **argv, const struct timespec *start)
 	free(vm);
 	if (ret < 0)
 		goto fail;
+	config_free(&cfg);
 	return status;
 fail:
 	free(kernel);
 	free(initrd);
+	config_free(&cfg);
 	log_error("%s", e.msg);
 	return 1;
 }

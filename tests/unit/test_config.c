@@ -7,17 +7,22 @@
 
 static struct vm_config cfgt_cfg;
 static struct errbuf cfgt_err;
+static bool cfgt_parsed; /* cfgt_cfg holds a successful parse, to be freed */
 
 static int cfgt_parse_list(const char **args)
 {
-	int n = 0;
+	int n = 0, r;
 
 	while (args[n])
 		n++;
 	memset(&cfgt_err, 0, sizeof(cfgt_err));
+	if (cfgt_parsed)
+		config_free(&cfgt_cfg);
 	/* config_parse_run must not depend on what was in cfg before. */
 	memset(&cfgt_cfg, 0x5a, sizeof(cfgt_cfg));
-	return config_parse_run(&cfgt_cfg, n, (char **)args, &cfgt_err);
+	r = config_parse_run(&cfgt_cfg, n, (char **)args, &cfgt_err);
+	cfgt_parsed = r == 0;
+	return r;
 }
 
 #define CFGT_PARSE(...) cfgt_parse_list((const char *[]){__VA_ARGS__, NULL})
@@ -311,15 +316,11 @@ Test(config, affinity_may_precede_cpus)
 
 Test(config, unknown_options_are_named)
 {
-	CFGT_ERR(CFGT_SAY("unknown option '-drive'", "does not support it yet",
+	CFGT_ERR(CFGT_SAY("unknown option '-hda'", "does not support it yet",
 			  "virtio block devices arrive in a later version"),
-		 "-drive", "file=disk.img,if=virtio");
-	CFGT_ERR(CFGT_SAY("unknown option '-netdev'", "does not support it yet"), "-netdev",
-		 "user,id=n0");
+		 "-hda", "disk.img");
 	CFGT_ERR(CFGT_SAY("unknown option '--frobnicate'"), "--frobnicate");
 	CFGT_ERR(CFGT_SAY("unknown option '--frobnicate'"), "--mem", "1G", "--frobnicate=3");
-	CFGT_ERR(CFGT_SAY("unknown option '-machine'"), "-machine", "accel=kvm");
-	CFGT_ERR(CFGT_SAY("unknown option '-device'"), "-device", "virtio-net");
 	CFGT_ERR(CFGT_SAY("unknown option '---kernel'"), "---kernel", "k");
 	CFGT_ERR(CFGT_SAY("unknown option '-x'"), "-x");
 }
@@ -504,4 +505,329 @@ Test(config, usage_lists_every_option)
 		cr_assert_leq(nl - line, 100, "usage line too long: %.*s", (int)(nl - line), line);
 		line = nl + 1;
 	}
+}
+
+/* ---- QEMU's keyed syntax ---- */
+
+static struct keyed_opts kt_opts;
+static struct errbuf kt_err;
+
+static int kt_parse(const char *option, const char *s)
+{
+	memset(&kt_err, 0, sizeof(kt_err));
+	return keyed_parse(option, s, &kt_opts, &kt_err);
+}
+
+/* Every keyed error is -EINVAL, one line, naming the option, the value and the problem. */
+#define KT_ERR(option, s, needle)                                                                 \
+	do {                                                                                      \
+		int r_ = kt_parse(option, s);                                                     \
+		cr_assert_eq(r_, -EINVAL, "'%s': expected -EINVAL, got %d", s, r_);               \
+		cr_assert_null(strchr(kt_err.msg, '\n'), "two lines: %s", kt_err.msg);            \
+		cr_assert_not_null(strstr(kt_err.msg, "-" option), "%s", kt_err.msg);             \
+		cr_assert_not_null(strstr(kt_err.msg, needle), "\"%s\" lacks \"%s\"", kt_err.msg, \
+				   needle);                                                       \
+		cr_assert_null(kt_opts.spec, "failed parse left data behind");                    \
+	} while (0)
+
+Test(keyed, type_id_and_keys)
+{
+	cr_assert_eq(kt_parse("device", "virtio-blk-pci,drive=d0,id=blk0,bootindex=1"), 0, "%s",
+		     kt_err.msg);
+	cr_assert_str_eq(kt_opts.option, "device");
+	cr_assert_str_eq(kt_opts.type, "virtio-blk-pci");
+	cr_assert_str_eq(kt_opts.id, "blk0");
+	cr_assert_eq(kt_opts.nkv, 2);
+	cr_assert_str_eq(keyed_get(&kt_opts, "drive"), "d0");
+	cr_assert_str_eq(keyed_get(&kt_opts, "bootindex"), "1");
+	cr_assert_null(keyed_get(&kt_opts, "id"), "id is not a key");
+	cr_assert_null(keyed_get(&kt_opts, "nothere"));
+	cr_assert_eq(keyed_check_used(&kt_opts, NULL, &kt_err), 0);
+	keyed_opts_free(&kt_opts);
+	cr_assert_null(kt_opts.type);
+}
+
+Test(keyed, implied_key_spelled_out)
+{
+	cr_assert_eq(kt_parse("device", "driver=isa-debug-exit,iobase=0xf4"), 0);
+	cr_assert_str_eq(kt_opts.type, "isa-debug-exit");
+	keyed_opts_free(&kt_opts);
+	cr_assert_eq(kt_parse("netdev", "type=tap,id=n0"), 0);
+	cr_assert_str_eq(kt_opts.type, "tap");
+	keyed_opts_free(&kt_opts);
+	cr_assert_eq(kt_parse("chardev", "socket,id=c0,path=/x,server,nowait"), 0);
+	cr_assert_str_eq(kt_opts.type, "socket");
+	cr_assert_str_eq(kt_opts.id, "c0");
+	cr_assert_str_eq(keyed_get(&kt_opts, "path"), "/x");
+	keyed_opts_free(&kt_opts);
+	cr_assert_eq(kt_parse("mon", "chardev=c0,mode=readline"), 0);
+	cr_assert_str_eq(kt_opts.type, "c0");
+	keyed_opts_free(&kt_opts);
+	cr_assert_eq(kt_parse("object", "rng-random,id=rng0,filename=/dev/urandom"), 0);
+	cr_assert_str_eq(kt_opts.type, "rng-random");
+	keyed_opts_free(&kt_opts);
+}
+
+Test(keyed, comma_escape)
+{
+	cr_assert_eq(kt_parse("drive", "file=a,,b.img,if=none,id=d0"), 0, "%s", kt_err.msg);
+	cr_assert_null(kt_opts.type, "-drive has no type");
+	cr_assert_str_eq(keyed_get(&kt_opts, "file"), "a,b.img");
+	cr_assert_str_eq(keyed_get(&kt_opts, "if"), "none");
+	keyed_opts_free(&kt_opts);
+	/* ",,," is an escaped comma then a separator. */
+	cr_assert_eq(kt_parse("drive", "file=x,,,,,format=raw"), 0, "%s", kt_err.msg);
+	cr_assert_str_eq(keyed_get(&kt_opts, "file"), "x,,");
+	cr_assert_str_eq(keyed_get(&kt_opts, "format"), "raw");
+	keyed_opts_free(&kt_opts);
+	cr_assert_eq(kt_parse("device", "a,,b,x=1"), 0);
+	cr_assert_str_eq(kt_opts.type, "a,b");
+	keyed_opts_free(&kt_opts);
+	cr_assert_eq(kt_parse("device", "x,,"), 0);
+	cr_assert_str_eq(kt_opts.type, "x,");
+	keyed_opts_free(&kt_opts);
+}
+
+Test(keyed, bare_booleans)
+{
+	bool b;
+
+	cr_assert_eq(kt_parse("chardev", "socket,id=c0,server,nowait,telnet=off"), 0);
+	cr_assert_str_eq(keyed_get(&kt_opts, "server"), "on");
+	cr_assert_str_eq(keyed_get(&kt_opts, "wait"), "off", "nowait reads as wait=off");
+	cr_assert_eq(keyed_get_bool(&kt_opts, "server", false, &b, &kt_err), 0);
+	cr_assert(b);
+	cr_assert_eq(keyed_get_bool(&kt_opts, "wait", true, &b, &kt_err), 0);
+	cr_assert(!b);
+	cr_assert_eq(keyed_get_bool(&kt_opts, "telnet", true, &b, &kt_err), 0);
+	cr_assert(!b);
+	cr_assert_eq(keyed_get_bool(&kt_opts, "absent", true, &b, &kt_err), 0);
+	cr_assert(b, "absent key gives the default");
+	keyed_opts_free(&kt_opts);
+	/* -drive has no type, so its first bare item is a boolean too. */
+	cr_assert_eq(kt_parse("drive", "readonly,file=x"), 0);
+	cr_assert_str_eq(keyed_get(&kt_opts, "readonly"), "on");
+	keyed_opts_free(&kt_opts);
+}
+
+Test(keyed, bool_spellings)
+{
+	const char *on[] = {"on", "yes", "true"}, *off[] = {"off", "no", "false"};
+	bool b;
+
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(config_parse_bool(on[i], &b), 0);
+		cr_assert(b, "%s", on[i]);
+		cr_assert_eq(config_parse_bool(off[i], &b), 0);
+		cr_assert(!b, "%s", off[i]);
+	}
+	cr_assert_eq(config_parse_bool("1", &b), -EINVAL);
+	cr_assert_eq(config_parse_bool("ON ", &b), -EINVAL);
+	cr_assert_eq(config_parse_bool("", &b), -EINVAL);
+	cr_assert_eq(kt_parse("chardev", "socket,id=c0,server=maybe"), 0);
+	cr_assert_eq(keyed_get_bool(&kt_opts, "server", false, &b, &kt_err), -EINVAL);
+	cr_assert_not_null(strstr(kt_err.msg, "server='maybe'"), "%s", kt_err.msg);
+	cr_assert_not_null(strstr(kt_err.msg, "-chardev"), "%s", kt_err.msg);
+	keyed_opts_free(&kt_opts);
+}
+
+Test(keyed, numbers)
+{
+	uint64_t v;
+
+	cr_assert_eq(kt_parse("device", "x,a=0xf4,b=244,c=010,d=zz,e=0x,f=70000"), 0);
+	cr_assert_eq(keyed_get_u64(&kt_opts, "a", 0, 0xffff, &v, &kt_err), 0);
+	cr_assert_eq(v, 0xf4);
+	cr_assert_eq(keyed_get_u64(&kt_opts, "b", 0, 0xffff, &v, &kt_err), 0);
+	cr_assert_eq(v, 244);
+	cr_assert_eq(keyed_get_u64(&kt_opts, "c", 0, 0xffff, &v, &kt_err), 0);
+	cr_assert_eq(v, 8, "leading 0 is octal, as QEMU");
+	cr_assert_eq(keyed_get_u64(&kt_opts, "missing", 77, 0xffff, &v, &kt_err), 0);
+	cr_assert_eq(v, 77);
+	cr_assert_eq(keyed_get_u64(&kt_opts, "d", 0, 0xffff, &v, &kt_err), -EINVAL);
+	cr_assert_not_null(strstr(kt_err.msg, "d='zz' is not a number"), "%s", kt_err.msg);
+	cr_assert_eq(keyed_get_u64(&kt_opts, "e", 0, 0xffff, &v, &kt_err), -EINVAL);
+	cr_assert_eq(keyed_get_u64(&kt_opts, "f", 0, 0xffff, &v, &kt_err), -EINVAL);
+	cr_assert_not_null(strstr(kt_err.msg, "f=70000 is above 65535"), "%s", kt_err.msg);
+	keyed_opts_free(&kt_opts);
+}
+
+Test(keyed, unknown_keys_are_named)
+{
+	cr_assert_eq(kt_parse("device", "isa-debug-exit,iobase=0xf4,colour=red"), 0);
+	(void)keyed_get(&kt_opts, "iobase");
+	cr_assert_eq(keyed_check_used(&kt_opts, "iobase, iosize", &kt_err), -EINVAL);
+	cr_assert_not_null(strstr(kt_err.msg, "unknown key 'colour' for isa-debug-exit"), "%s",
+			   kt_err.msg);
+	cr_assert_not_null(strstr(kt_err.msg, "iobase, iosize"), "%s", kt_err.msg);
+	cr_assert_not_null(strstr(kt_err.msg, "-device 'isa-debug-exit,iobase=0xf4,colour=red'"),
+			   "%s", kt_err.msg);
+	(void)keyed_get(&kt_opts, "colour");
+	cr_assert_eq(keyed_check_used(&kt_opts, NULL, &kt_err), 0);
+	keyed_opts_free(&kt_opts);
+	/* A negated bare key is named as typed. */
+	cr_assert_eq(kt_parse("chardev", "stdio,id=c0,nosignal,bogus"), 0);
+	(void)keyed_get(&kt_opts, "bogus");
+	cr_assert_eq(keyed_check_used(&kt_opts, NULL, &kt_err), -EINVAL);
+	cr_assert_not_null(strstr(kt_err.msg, "'nosignal'"), "%s", kt_err.msg);
+	keyed_opts_free(&kt_opts);
+}
+
+Test(keyed, errors)
+{
+	KT_ERR("device", "virtio-blk-pci,drive=d0,drive=d1", "key 'drive' given twice");
+	KT_ERR("chardev", "socket,id=c0,server,server=off", "key 'server' given twice");
+	KT_ERR("chardev", "socket,id=c0,wait,nowait", "key 'wait' given twice");
+	KT_ERR("device", "x,id=a,id=b", "key 'id' given twice");
+	KT_ERR("device", "x,driver=y", "key 'driver' given twice");
+	KT_ERR("device", "x,=1", "empty key");
+	KT_ERR("device", ",x=1", "empty item");
+	KT_ERR("device", ",", "empty item");
+	KT_ERR("device", "", "no driver given");
+	KT_ERR("device", "id=d0", "no driver given");
+	KT_ERR("netdev", "tap", "needs an id=");
+	KT_ERR("chardev", "stdio", "needs an id=");
+	KT_ERR("object", "rng-random,filename=/dev/urandom", "needs an id=");
+	KT_ERR("netdev", "user,id=1n", "id '1n' must start with a letter");
+	KT_ERR("netdev", "user,id=n/0", "id 'n/0'");
+	KT_ERR("netdev", "user,id=", "id ''");
+	KT_ERR("device", "x,a b=1", "invalid key 'a b'");
+	KT_ERR("device", "x,a,,b", "invalid key 'a,,b'");
+}
+
+Test(keyed, trailing_comma_as_qemu)
+{
+	cr_assert_eq(kt_parse("device", "isa-debug-exit,iobase=0xf4,"), 0, "%s", kt_err.msg);
+	cr_assert_eq(kt_opts.nkv, 1);
+	cr_assert_str_eq(keyed_get(&kt_opts, "iobase"), "0xf4");
+	keyed_opts_free(&kt_opts);
+}
+
+Test(keyed, message_stays_one_line)
+{
+	KT_ERR("device", "x,a\nb=1", "invalid key");
+	cr_assert_null(strchr(kt_err.msg, '\n'));
+}
+
+Test(keyed, list_keeps_order_and_refuses_duplicate_ids)
+{
+	struct keyed_list l = {0};
+	struct keyed_opts *o;
+
+	cr_assert_eq(keyed_list_add(&l, "netdev", "tap,id=n0,ifname=tap0", &o, &kt_err), 0);
+	cr_assert_str_eq(o->type, "tap");
+	cr_assert_eq(keyed_list_add(&l, "netdev", "user,id=n1", NULL, &kt_err), 0);
+	cr_assert_eq(l.n, 2);
+	cr_assert_str_eq(l.items[0].id, "n0");
+	cr_assert_str_eq(l.items[1].id, "n1");
+	cr_assert_eq(keyed_list_find(&l, "n1"), &l.items[1]);
+	cr_assert_null(keyed_list_find(&l, "n2"));
+	cr_assert_eq(keyed_list_add(&l, "netdev", "user,id=n0", NULL, &kt_err), -EINVAL);
+	cr_assert_not_null(strstr(kt_err.msg, "id 'n0' is already used by another -netdev"), "%s",
+			   kt_err.msg);
+	cr_assert_eq(l.n, 2);
+	/* Items without an id never collide. */
+	cr_assert_eq(keyed_list_add(&l, "device", "a", NULL, &kt_err), 0);
+	cr_assert_eq(keyed_list_add(&l, "device", "a", NULL, &kt_err), 0);
+	cr_assert_eq(l.n, 4);
+	keyed_list_free(&l);
+	cr_assert_eq(l.n, 0);
+	cr_assert_null(l.items);
+}
+
+/* ---- keyed options on the command line ---- */
+
+Test(config, keyed_lists_fill_in_order)
+{
+	struct vm_config c;
+	struct errbuf e = {{0}};
+	/* Parsed before the refusal of what no device reads yet, so the lists are checked
+	 * through the parser the devices will call. */
+	const char *args[] = {"-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-device",
+			      "driver=isa-debug-exit", NULL};
+
+	cr_assert_eq(config_parse_run(&c, 2, (char **)args, &e), 0, "%s", e.msg);
+	cr_assert_eq(c.devices.n, 1);
+	cr_assert_str_eq(c.devices.items[0].type, "isa-debug-exit");
+	cr_assert_str_eq(c.devices.items[0].spec, "isa-debug-exit,iobase=0xf4,iosize=4");
+	config_free(&c);
+	cr_assert_eq(c.devices.n, 0);
+	cr_assert_null(c.devices.items);
+	/* Given twice it is an error, and the failed parse leaves nothing to free. */
+	cr_assert_eq(config_parse_run(&c, 4, (char **)args, &e), -EINVAL);
+	cr_assert_not_null(strstr(e.msg, "given twice"), "%s", e.msg);
+	cr_assert_eq(c.devices.n, 0);
+	cr_assert_null(c.devices.items);
+}
+
+Test(config, keyed_syntax_errors_name_the_option)
+{
+	CFGT_ERR(CFGT_SAY("-drive 'file=a,file=b'", "key 'file' given twice"), "-drive",
+		 "file=a,file=b");
+	CFGT_ERR(CFGT_SAY("-netdev 'tap'", "needs an id="), "-netdev", "tap");
+	CFGT_ERR(CFGT_SAY("-netdev 'tap,id=n0'", "already used"), "-netdev", "user,id=n0",
+		 "-netdev", "tap,id=n0");
+	CFGT_ERR(CFGT_SAY("-chardev", "needs an id="), "--chardev", "stdio");
+	CFGT_ERR(CFGT_SAY("-object", "empty key"), "-object", "rng-random,id=r,=x");
+	CFGT_ERR(CFGT_SAY("-mon", "no chardev given"), "-mon", "mode=readline");
+	CFGT_ERR(CFGT_SAY("-device", "no driver given"), "-device", "id=x");
+	CFGT_ERR(CFGT_SAY("option '-device' needs a value"), "-device");
+}
+
+Test(config, keyed_options_not_read_yet_are_refused)
+{
+	CFGT_ERR(CFGT_SAY("-drive 'file=disk.img,if=virtio'", "no block devices yet", "VirtIO"),
+		 "-drive", "file=disk.img,if=virtio");
+	CFGT_ERR(CFGT_SAY("-netdev 'user,id=n0'", "no network devices yet"), "-netdev",
+		 "user,id=n0");
+	CFGT_ERR(CFGT_SAY("-object 'rng-random,id=rng0'", "no rng-random object"), "-object",
+		 "rng-random,id=rng0");
+	CFGT_ERR(CFGT_SAY("-chardev 'stdio,id=c0'"), "-chardev", "stdio,id=c0");
+	CFGT_ERR(CFGT_SAY("-mon 'c0'"), "-mon", "c0");
+}
+
+Test(config, device_drivers_kvmini_lacks_are_named)
+{
+	CFGT_ERR(
+	    CFGT_SAY("-device 'virtio-blk-pci,drive=d0'", "no virtio-blk-pci device yet", "VirtIO"),
+	    "-device", "virtio-blk-pci,drive=d0");
+	CFGT_ERR(CFGT_SAY("no virtio-net-pci device yet"), "-device", "virtio-net-pci,netdev=n0");
+	CFGT_ERR(CFGT_SAY("-device 'e1000'", "no e1000 device", "only -device is isa-debug-exit"),
+		 "-device", "e1000");
+}
+
+Test(config, isa_debug_exit)
+{
+	CFGT_OK(NULL);
+	cr_assert_eq(cfgt_cfg.debug_exit_port, 0xf4, "kvmini's own default");
+	cr_assert_eq(cfgt_cfg.debug_exit_size, 4);
+	CFGT_OK("-device", "isa-debug-exit,iobase=0xf4,iosize=0x04");
+	cr_assert_eq(cfgt_cfg.debug_exit_port, 0xf4);
+	cr_assert_eq(cfgt_cfg.debug_exit_size, 4);
+	CFGT_OK("-device", "isa-debug-exit,iobase=0x604,iosize=1");
+	cr_assert_eq(cfgt_cfg.debug_exit_port, 0x604);
+	cr_assert_eq(cfgt_cfg.debug_exit_size, 1);
+	/* QEMU's defaults when the keys are left out. */
+	CFGT_OK("-device", "isa-debug-exit");
+	cr_assert_eq(cfgt_cfg.debug_exit_port, 0x501);
+	cr_assert_eq(cfgt_cfg.debug_exit_size, 2);
+	CFGT_OK("-device", "isa-debug-exit,id=dbg,iosize=8");
+	cr_assert_eq(cfgt_cfg.debug_exit_port, 0x501);
+	cr_assert_eq(cfgt_cfg.debug_exit_size, 8);
+}
+
+Test(config, bad_isa_debug_exit)
+{
+	CFGT_ERR(CFGT_SAY("-device 'isa-debug-exit,iobase=0xfff0,iosize=32'", "0xfff0..0x1000f",
+			  "outside 0..0xffff"),
+		 "-device", "isa-debug-exit,iobase=0xfff0,iosize=32");
+	CFGT_ERR(CFGT_SAY("iobase=0x10000 is above 65535"), "-device",
+		 "isa-debug-exit,iobase=0x10000");
+	CFGT_ERR(CFGT_SAY("iosize must be at least 1"), "-device", "isa-debug-exit,iosize=0");
+	CFGT_ERR(CFGT_SAY("iobase='port' is not a number"), "-device",
+		 "isa-debug-exit,iobase=port");
+	CFGT_ERR(CFGT_SAY("unknown key 'irq' for isa-debug-exit", "iobase, iosize"), "-device",
+		 "isa-debug-exit,irq=5");
+	CFGT_ERR(CFGT_SAY("one isa-debug-exit"), "-device", "isa-debug-exit", "-device",
+		 "isa-debug-exit,iobase=0x600");
 }
