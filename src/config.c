@@ -35,6 +35,13 @@ enum opt_id {
 	OPT_CHARDEV,
 	OPT_OBJECT,
 	OPT_MON,
+	OPT_DISPLAY,
+	OPT_MONITOR,
+	OPT_NODEFAULTS,
+	OPT_NO_USER_CONFIG,
+	OPT_MACHINE,
+	OPT_START_PAUSED,
+	OPT_VERSION,
 };
 
 struct opt_def {
@@ -77,6 +84,14 @@ static const struct opt_def opt_table[] = {
     {"chardev", OPT_CHARDEV, true},
     {"object", OPT_OBJECT, true},
     {"mon", OPT_MON, true},
+    {"display", OPT_DISPLAY, true},
+    {"monitor", OPT_MONITOR, true},
+    {"nodefaults", OPT_NODEFAULTS, false},
+    {"no-user-config", OPT_NO_USER_CONFIG, false},
+    {"machine", OPT_MACHINE, true},
+    {"M", OPT_MACHINE, true},
+    {"S", OPT_START_PAUSED, false},
+    {"version", OPT_VERSION, false},
 };
 
 /* QEMU options people will try first; saying why beats a bare "unknown option". */
@@ -87,11 +102,10 @@ static const struct {
     {"hda", "virtio block devices arrive in a later version"},
     {"cdrom", "virtio block devices arrive in a later version"},
     {"blockdev", "virtio block devices arrive in a later version"},
-    {"display", "kvmini has no display; the console is the serial port"},
     {"vga", "kvmini has no display; the console is the serial port"},
-    {"machine", "kvmini has one fixed machine type and always uses KVM"},
-    {"M", "kvmini has one fixed machine type and always uses KVM"},
     {"bios", "kvmini boots the kernel directly, without firmware"},
+    {"s", "kvmini has no gdb stub"},
+    {"gdb", "kvmini has no gdb stub"},
 };
 
 /* One option occurrence, as the user typed it, for the error messages. */
@@ -142,9 +156,10 @@ static char lower(char c)
 
 int config_parse_size(const char *s, uint64_t *out)
 {
-	uint64_t v = 0, mult;
+	uint64_t v = 0, mult, frac = 0, frac_den = 1;
 	bool overflow = false;
 	const char *p = s;
+	unsigned __int128 bytes;
 
 	if (!s || *p < '0' || *p > '9')
 		return -EINVAL;
@@ -152,6 +167,18 @@ int config_parse_size(const char *s, uint64_t *out)
 		if (__builtin_mul_overflow(v, 10, &v) ||
 		    __builtin_add_overflow(v, (uint64_t)(*p - '0'), &v))
 			overflow = true;
+	}
+	/* QEMU takes fractions ("1.5G"); digits past the 18th cannot matter to a size. */
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		for (unsigned n = 0; *p >= '0' && *p <= '9'; p++, n++) {
+			if (n < 18) {
+				frac = frac * 10 + (uint64_t)(*p - '0');
+				frac_den *= 10;
+			}
+		}
 	}
 	switch (lower(*p)) {
 	case '\0':
@@ -182,9 +209,13 @@ int config_parse_size(const char *s, uint64_t *out)
 		if (*p)
 			return -EINVAL;
 	}
-	if (overflow || __builtin_mul_overflow(v, mult, &v))
+	if (overflow)
 		return -ERANGE;
-	*out = v;
+	/* A fraction of a byte is dropped, as QEMU does; -m then refuses the odd size. */
+	bytes = (unsigned __int128)v * mult + (unsigned __int128)frac * mult / frac_den;
+	if (bytes > UINT64_MAX)
+		return -ERANGE;
+	*out = (uint64_t)bytes;
 	return 0;
 }
 
@@ -196,6 +227,8 @@ void config_free(struct vm_config *cfg)
 	keyed_list_free(&cfg->chardevs);
 	keyed_list_free(&cfg->objects);
 	keyed_list_free(&cfg->mons);
+	free(cfg->owned_name);
+	cfg->owned_name = NULL;
 }
 
 void config_init(struct vm_config *cfg)
@@ -501,16 +534,122 @@ static int set_path(const char **dst, const struct opt_use *u, struct errbuf *e)
 	return 0;
 }
 
+/* QEMU's -name [guest=]NAME[,debug-threads=on|off]; a ',' in NAME is written ",,". */
 static int set_name(struct vm_config *cfg, const struct opt_use *u, struct errbuf *e)
 {
-	if (!*u->val)
-		return CFG_ERR(e, "invalid %.*s '': empty name", u->opt_len, u->opt);
-	for (const char *p = u->val; *p; p++) {
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			return CFG_ERR(e, "invalid %.*s '%s': control characters are not allowed",
-				       u->opt_len, u->opt, u->val);
+	struct keyed_opts o;
+	const char *name;
+	bool threads;
+	int r;
+
+	if ((r = keyed_parse("name", u->val, &o, e)))
+		return r;
+	/* kvmini always names its vCPU threads ("vcpu N"), so debug-threads changes nothing. */
+	if ((r = keyed_get_bool(&o, "debug-threads", true, &threads, e)) ||
+	    (r = keyed_check_used(&o, "guest, debug-threads", e)))
+		goto out;
+	name = o.type ? o.type : "";
+	if (!*name) {
+		r = CFG_ERR(e, "invalid %.*s '%s': empty name", u->opt_len, u->opt, u->val);
+		goto out;
 	}
-	cfg->name = u->val;
+	for (const char *p = name; *p; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			r = CFG_ERR(e, "invalid %.*s '%s': control characters are not allowed",
+				    u->opt_len, u->opt, u->val);
+			goto out;
+		}
+	}
+	free(cfg->owned_name);
+	cfg->owned_name = o.type;
+	o.type = NULL;
+	cfg->name = cfg->owned_name;
+out:
+	keyed_opts_free(&o);
+	return r;
+}
+
+/* kvmini has one machine, so -machine/-M only checks that what it asks for is that one. */
+static bool machine_type_ok(const char *t)
+{
+	return !strcmp(t, "pc") || !strcmp(t, "q35") || !strcmp(t, "microvm") ||
+	       !strncmp(t, "pc-q35-", 7) || !strncmp(t, "pc-i440fx-", 10);
+}
+
+static int machine_off(struct keyed_opts *o, const char *key, const char *why, struct errbuf *e)
+{
+	bool on;
+	int r = keyed_get_bool(o, key, false, &on, e);
+
+	if (!r && on)
+		return CFG_ERR(e, "invalid -machine '%s': %s=on: %s", o->spec, key, why);
+	return r;
+}
+
+static int set_machine(struct vm_config *cfg, const struct opt_use *u, struct errbuf *e)
+{
+	struct keyed_opts o;
+	const char *v;
+	bool merge;
+	int r;
+
+	if ((r = keyed_parse("machine", u->val, &o, e)))
+		return r;
+	if (o.type && !machine_type_ok(o.type)) {
+		r = CFG_ERR(e,
+			    "invalid %.*s '%s': kvmini has one machine (a PC, accepted as pc, q35 "
+			    "or microvm), not %s",
+			    u->opt_len, u->opt, u->val, o.type);
+		goto out;
+	}
+	/* QEMU's accel=kvm:tcg means kvm first, which kvmini always has. */
+	v = keyed_get(&o, "accel");
+	if (v && strcmp(v, "kvm") && strncmp(v, "kvm:", 4)) {
+		r = CFG_ERR(e, "invalid %.*s '%s': accel=%s: kvmini only runs on kvm", u->opt_len,
+			    u->opt, u->val, v);
+		goto out;
+	}
+	v = keyed_get(&o, "kernel-irqchip");
+	if (v && strcmp(v, "on")) {
+		r = CFG_ERR(e,
+			    "invalid %.*s '%s': kernel-irqchip=%s: kvmini always uses KVM's "
+			    "in-kernel irqchip (on)",
+			    u->opt_len, u->opt, u->val, v);
+		goto out;
+	}
+	if ((r = machine_off(&o, "usb", "kvmini has no USB", e)) ||
+	    (r = machine_off(&o, "vmport", "kvmini has no VMware I/O port", e)) ||
+	    (r = machine_off(&o, "smm", "kvmini has no system management mode", e)))
+		goto out;
+	/* QEMU's mem-merge is what kvmini calls --ksm. */
+	if ((r = keyed_get_bool(&o, "mem-merge", cfg->ksm, &merge, e)))
+		goto out;
+	cfg->ksm = merge;
+	r = keyed_check_used(&o, "type, accel, kernel-irqchip, usb, vmport, smm, mem-merge", e);
+out:
+	keyed_opts_free(&o);
+	return r;
+}
+
+static int set_display(const struct opt_use *u, struct errbuf *e)
+{
+	if (strcmp(u->val, "none"))
+		return CFG_ERR(e,
+			       "invalid %.*s '%s': kvmini has no display (only -display none is "
+			       "accepted; the console is the serial port)",
+			       u->opt_len, u->opt, u->val);
+	return 0;
+}
+
+static int set_monitor(struct vm_config *cfg, const struct opt_use *u, struct errbuf *e)
+{
+	if (!strcmp(u->val, "none"))
+		cfg->monitor = (struct chardev_cfg){.backend = CHARDEV_NONE};
+	else if (!strcmp(u->val, "stdio"))
+		cfg->monitor = (struct chardev_cfg){.id = "monitor0", .backend = CHARDEV_STDIO};
+	else
+		return CFG_ERR(e, "invalid %.*s '%s': must be none or stdio", u->opt_len, u->opt,
+			       u->val);
 	return 0;
 }
 
@@ -640,7 +779,22 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 		return keyed_list_add(&cfg->objects, "object", u->val, NULL, e);
 	case OPT_MON:
 		return keyed_list_add(&cfg->mons, "mon", u->val, NULL, e);
+	case OPT_DISPLAY:
+		return set_display(u, e);
+	case OPT_MONITOR:
+		return set_monitor(cfg, u, e);
+	case OPT_NODEFAULTS:
+		cfg->nodefaults = true;
+		return 0;
+	case OPT_NO_USER_CONFIG: /* kvmini reads no configuration files */
+		return 0;
+	case OPT_MACHINE:
+		return set_machine(cfg, u, e);
+	case OPT_START_PAUSED:
+		cfg->start_paused = true;
+		return 0;
 	case OPT_HELP:
+	case OPT_VERSION:
 		break; /* handled by the caller before any value is looked at */
 	}
 	return 0;
@@ -708,6 +862,8 @@ static int refuse_unread_keyed(const struct vm_config *cfg, struct errbuf *e)
 	if (cfg->mons.n)
 		return CFG_ERR(e, "invalid -mon '%s': kvmini has no monitor yet",
 			       cfg->mons.items[0].spec);
+	if (cfg->monitor.backend != CHARDEV_NONE)
+		return CFG_ERR(e, "invalid -monitor 'stdio': kvmini has no monitor yet");
 	return 0;
 }
 
@@ -763,6 +919,8 @@ static int parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf
 		}
 		if (o->id == OPT_HELP)
 			return 1;
+		if (o->id == OPT_VERSION)
+			return 2;
 		if (o->has_value) {
 			if (eq) {
 				u.val = eq + 1;
@@ -784,6 +942,14 @@ static int parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf
 				       eq + 1);
 		}
 		r = apply_opt(cfg, o->id, &u, &console_given, e);
+		if (r)
+			return r;
+	}
+	/* As in QEMU, -nodefaults drops the default serial port whatever the order, unless a
+	 * -serial (or --console) asks for one. */
+	if (cfg->nodefaults && !console_given) {
+		struct opt_use nd = {.opt = "-nodefaults", .opt_len = 11, .val = "none"};
+		int r = set_console(cfg, &nd, e);
 		if (r)
 			return r;
 	}

@@ -105,6 +105,10 @@ struct vm_config {
 	unsigned nserials;
 	/* Keyed options as given, for the device code to read (VirtIO comes next). */
 	struct keyed_list devices, drives, netdevs, chardevs, objects, mons;
+	/* -monitor: CHARDEV_NONE (the default, and -monitor none) or CHARDEV_STDIO (-monitor
+	 * stdio: the monitor's prompt on stdin/stdout). */
+	struct chardev_cfg monitor;
+	bool nodefaults;   /* -nodefaults: no serial port unless -serial/--console names one */
 	bool start_paused; /* -S: vCPUs wait for `cont` from the monitor */
 	/* The isa-debug-exit ports: kvmini's default is 0xf4..0xf7; -device isa-debug-exit moves
 	 * them (iobase=, default 0x501; iosize=, default 2, as QEMU). */
@@ -118,6 +122,7 @@ struct vm_config {
 	bool no_reboot; /* a guest reset ends kvmini (status 0) instead of rebooting the VM */
 	int cpu_affinity[KVMINI_MAX_VCPUS]; /* host CPU per vCPU, -1 = not pinned */
 	int verbosity;			    /* 0 default, +1 per -v, -1 for -q */
+	char *owned_name;		    /* what name points at after -name/--name */
 };
 
 void config_init(struct vm_config *cfg);
@@ -125,7 +130,8 @@ void config_init(struct vm_config *cfg);
 void config_free(struct vm_config *cfg);
 /* Parses the options of `kvmini run` (argv[0] is the first option, not the program name).
  * Whatever cfg held is overwritten (config_free() it first if it held a parse). Returns 0
- * (call config_free() when done), 1 if --help was asked for (nothing else parsed), or
+ * (call config_free() when done), 1 if --help was asked for (nothing else parsed), 2 if
+ * -version was (print the version and exit, as QEMU does whatever else is given), or
  * -EINVAL with e filled with one line that names the offending option or value; on
  * anything but 0 nothing is left to free. */
 int config_parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf *e);

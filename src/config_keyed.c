@@ -14,10 +14,10 @@ static const struct {
 	const char *implied; /* NULL: none */
 	bool need_type, need_id;
 } keyed_kinds[] = {
-    {"device", "driver", true, false}, {"drive", NULL, false, false},
-    {"netdev", "type", true, true},    {"chardev", "backend", true, true},
+    {"device", "driver", true, false},	{"drive", NULL, false, false},
+    {"netdev", "type", true, true},	{"chardev", "backend", true, true},
     {"object", "qom-type", true, true}, {"mon", "chardev", true, false},
-    {"machine", "type", false, false}, {"name", "guest", false, false},
+    {"machine", "type", false, false},	{"name", "guest", false, false},
 };
 
 static int kind_of(const char *option)
@@ -46,7 +46,8 @@ static int kerr(struct errbuf *e, int code)
 
 int config_parse_bool(const char *s, bool *out)
 {
-	static const char *const yes[] = {"on", "yes", "true"}, *const no[] = {"off", "no", "false"};
+	static const char *const yes[] = {"on", "yes", "true"}, *const no[] = {"off", "no",
+									       "false"};
 
 	for (int i = 0; i < 3; i++) {
 		if (!strcmp(s, yes[i]) || !strcmp(s, no[i])) {
@@ -218,8 +219,8 @@ static int parse_item(struct keyed_opts *o, const char *implied, const char *raw
 		free(key);
 		if (o->type) {
 			free(val);
-			return KERR(e, "invalid -%s '%s': key '%s' given twice", o->option,
-				    o->spec, implied);
+			return KERR(e, "invalid -%s '%s': key '%s' given twice", o->option, o->spec,
+				    implied);
 		}
 		o->type = val;
 		return 0;
@@ -271,8 +272,7 @@ const char *keyed_get(struct keyed_opts *o, const char *key)
 	return kv->val;
 }
 
-int keyed_get_bool(struct keyed_opts *o, const char *key, bool dflt, bool *out,
-		   struct errbuf *e)
+int keyed_get_bool(struct keyed_opts *o, const char *key, bool dflt, bool *out, struct errbuf *e)
 {
 	const char *v = keyed_get(o, key);
 
@@ -283,8 +283,8 @@ int keyed_get_bool(struct keyed_opts *o, const char *key, bool dflt, bool *out,
 	return 0;
 }
 
-int keyed_get_u64(struct keyed_opts *o, const char *key, uint64_t dflt, uint64_t max,
-		  uint64_t *out, struct errbuf *e)
+int keyed_get_u64(struct keyed_opts *o, const char *key, uint64_t dflt, uint64_t max, uint64_t *out,
+		  struct errbuf *e)
 {
 	const char *v = keyed_get(o, key), *p;
 	uint64_t n = 0;
@@ -318,8 +318,8 @@ int keyed_get_u64(struct keyed_opts *o, const char *key, uint64_t dflt, uint64_t
 			goto bad;
 		if (__builtin_mul_overflow(n, base, &n) || __builtin_add_overflow(n, d, &n) ||
 		    n > max)
-			return KERR(e, "invalid -%s '%s': %s=%s is above %llu", o->option,
-				    o->spec, key, v, (unsigned long long)max);
+			return KERR(e, "invalid -%s '%s': %s=%s is above %llu", o->option, o->spec,
+				    key, v, (unsigned long long)max);
 	}
 	*out = n;
 	return 0;
@@ -359,8 +359,8 @@ int keyed_list_add(struct keyed_list *l, const char *option, const char *s,
 	if (r)
 		return r;
 	if (o.id && keyed_list_find(l, o.id)) {
-		KERR(e, "invalid -%s '%s': id '%s' is already used by another -%s", option, s,
-		     o.id, option);
+		KERR(e, "invalid -%s '%s': id '%s' is already used by another -%s", option, s, o.id,
+		     option);
 		keyed_opts_free(&o);
 		return -EINVAL;
 	}

@@ -46,10 +46,13 @@ void rtc_set_machine_info(struct rtc *r, uint64_t ram_below_4g, uint64_t ram_abo
 void rtc_destroy(struct rtc *r);
 int rtc_attach(struct rtc *r, struct bus *pio);
 
-/* QEMU's isa-debug-exit convention: a write of v to port 0xf4 (1, 2 or 4 bytes) stops the
- * VM with exit status (v << 1) | 1. */
+/* QEMU's isa-debug-exit: a write of v (1, 2 or 4 bytes) to any of its ports stops the VM
+ * with exit status (v << 1) | 1. debug_exit_attach() places it where kvmini's test guests
+ * expect it, 0xf4..0xf7; debug_exit_attach_at() where -device isa-debug-exit,iobase=,iosize=
+ * says (size ports from port). */
 #define DEBUG_EXIT_PORT 0xf4
 int debug_exit_attach(struct vm_power *power, struct bus *pio);
+int debug_exit_attach_at(struct vm_power *power, struct bus *pio, uint16_t port, uint32_t size);
 
 /* Boot-time marker: the guest writes a progress code to port 0x80 (the POST-code port, as
  * Cloud Hypervisor's debug port); codes 0x40-0x7f (Cloud Hypervisor's kernel and user-space

@@ -143,7 +143,8 @@ static int vm_create_devices(struct vm *vm, struct errbuf *e)
 	if ((ret = serial_attach(&vm->serial, &vm->pio, SERIAL_COM1_BASE)) < 0 ||
 	    (ret = i8042_attach(&vm->i8042, &vm->pio)) < 0 ||
 	    (ret = rtc_attach(&vm->rtc, &vm->pio)) < 0 ||
-	    (ret = debug_exit_attach(&vm->power, &vm->pio)) < 0 ||
+	    (ret = debug_exit_attach_at(&vm->power, &vm->pio, vm->cfg->debug_exit_port,
+					vm->cfg->debug_exit_size)) < 0 ||
 	    (ret = boot_marker_attach(&vm->boot_marker, &vm->pio)) < 0 ||
 	    (ret = pm_attach(&vm->pm, &vm->pio)) < 0)
 		return errf(e, ret, "cannot place the legacy devices on the I/O bus: %s",
