@@ -20,12 +20,13 @@ static void opt_run(const char *const argv[], struct harness_result *r)
 }
 
 /* Boots portout writing value (width bytes) to port, with one -device; returns the status. */
-static int opt_portout(const char *device, const char *port, const char *value,
-		       const char *width, struct harness_result *r)
+static int opt_portout(const char *device, const char *port, const char *value, const char *width,
+		       struct harness_result *r)
 {
 	char cmdline[128];
-	const char *argv[] = {"kvmini", "-kernel", harness_guest("portout"), "-append", cmdline,
-			      "-device", device, NULL};
+	const char *argv[] = {"kvmini",	 "-kernel", harness_guest("portout"),
+			      "-append", cmdline,   "-device",
+			      device,	 NULL};
 
 	snprintf(cmdline, sizeof(cmdline), "port=%s value=%s width=%s", port, value, width);
 	opt_run(argv, r);
@@ -49,13 +50,13 @@ Test(options, debug_exit_moved_away_from_f4)
 	struct harness_result r;
 
 	/* kvmini's own 0xf4 is gone: the write falls on an empty bus and the guest powers off. */
-	cr_assert_eq(opt_portout("isa-debug-exit,iobase=0x501,iosize=2", "0xf4", "3", "4", &r),
-		     0, "stdout:\n%s\n%s", r.out, r.err);
+	cr_assert_eq(opt_portout("isa-debug-exit,iobase=0x501,iosize=2", "0xf4", "3", "4", &r), 0,
+		     "stdout:\n%s\n%s", r.out, r.err);
 	cr_assert(strstr(r.out, "portout: nothing stopped the VM"), "%s", r.out);
 	harness_result_free(&r);
 	/* Nor does the port just past iosize answer. */
-	cr_assert_eq(opt_portout("isa-debug-exit,iobase=0x501,iosize=2", "0x503", "3", "1", &r),
-		     0, "stdout:\n%s\n%s", r.out, r.err);
+	cr_assert_eq(opt_portout("isa-debug-exit,iobase=0x501,iosize=2", "0x503", "3", "1", &r), 0,
+		     "stdout:\n%s\n%s", r.out, r.err);
 	harness_result_free(&r);
 }
 
@@ -70,10 +71,14 @@ Test(options, debug_exit_as_tutorials_write_it)
 
 Test(options, fractional_m_reaches_the_guest)
 {
-	const char *argv[] = {"kvmini",	 "-m",
-			      "1.5G",	 "-kernel",
-			      harness_guest("bootinfo"), "-append",
-			      "expect_mem_mb=1536 expect_no_initrd", NULL};
+	const char *argv[] = {"kvmini",
+			      "-m",
+			      "1.5G",
+			      "-kernel",
+			      harness_guest("bootinfo"),
+			      "-append",
+			      "expect_mem_mb=1536 expect_no_initrd",
+			      NULL};
 	struct harness_result r;
 
 	opt_run(argv, &r);

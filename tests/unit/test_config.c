@@ -516,8 +516,24 @@ Test(config, usage_lists_every_option)
 					    "default: 1",
 					    "default: stdio",
 					    "default: auto",
-					    "default: kvmini"};
+					    "default: kvmini",
+					    "-nodefaults",
+					    "-no-reboot, --no-reboot",
+					    "status 0 instead of",
+					    "  -S  ",
+					    "-version",
+					    "-device isa-debug-exit[,iobase=PORT][,iosize=N]",
+					    "-machine, -M [type=]pc|q35|microvm[,accel=kvm]",
+					    "one\n                          machine",
+					    "-monitor none",
+					    "-display none",
+					    "-no-user-config",
+					    "debug-threads",
+					    "1.5G",
+					    "',,'"};
 	const char *u = config_usage();
+
+	cr_assert_null(strstr(u, "always exits when the guest resets"), "reset reboots now");
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		cr_assert_not_null(strstr(u, names[i]), "usage lacks '%s'", names[i]);
