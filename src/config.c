@@ -631,6 +631,34 @@ out:
 	return r;
 }
 
+/* QEMU's -accel [accel=]kvm[,kernel-irqchip=on]. */
+static int set_accel(const struct opt_use *u, struct errbuf *e)
+{
+	struct keyed_opts o;
+	const char *v;
+	int r;
+
+	if ((r = keyed_parse("accel", u->val, &o, e)))
+		return r;
+	if (!o.type || strcmp(o.type, "kvm")) {
+		r = CFG_ERR(e, "invalid %.*s '%s': kvmini only runs on 'kvm'", u->opt_len, u->opt,
+			    u->val);
+		goto out;
+	}
+	v = keyed_get(&o, "kernel-irqchip");
+	if (v && strcmp(v, "on")) {
+		r = CFG_ERR(e,
+			    "invalid %.*s '%s': kernel-irqchip=%s: kvmini always uses KVM's "
+			    "in-kernel irqchip (on)",
+			    u->opt_len, u->opt, u->val, v);
+		goto out;
+	}
+	r = keyed_check_used(&o, "kernel-irqchip", e);
+out:
+	keyed_opts_free(&o);
+	return r;
+}
+
 static int set_display(const struct opt_use *u, struct errbuf *e)
 {
 	if (strcmp(u->val, "none"))
@@ -653,6 +681,25 @@ static int set_monitor(struct vm_config *cfg, const struct opt_use *u, struct er
 	return 0;
 }
 
+/* The I/O ports of kvmini's PC (src/devices/legacy.h, serial.h; ttyS0-3 where -serial
+ * puts them), so a moved isa-debug-exit that lands on one is named here rather than failing
+ * later as a bare -EEXIST from the bus. */
+static const struct {
+	uint16_t first, last;
+	const char *what;
+} pc_ports[] = {
+    {0x60, 0x60, "i8042 data port"},
+    {0x64, 0x64, "i8042 command port"},
+    {0x70, 0x71, "CMOS RTC"},
+    {0x80, 0x80, "boot-time marker port"},
+    {0x2e8, 0x2ef, "serial port ttyS3"},
+    {0x2f8, 0x2ff, "serial port ttyS1"},
+    {0x3e8, 0x3ef, "serial port ttyS2"},
+    {0x3f8, 0x3ff, "serial port ttyS0"},
+    {0x600, 0x605, "ACPI PM1a registers"},
+    {0xcf8, 0xcff, "PCI configuration/reset ports"},
+};
+
 /* The one -device kvmini has: QEMU's isa-debug-exit, moved or resized. */
 static int set_debug_exit(struct vm_config *cfg, struct keyed_opts *o, struct errbuf *e)
 {
@@ -670,6 +717,15 @@ static int set_debug_exit(struct vm_config *cfg, struct keyed_opts *o, struct er
 		return CFG_ERR(
 		    e, "invalid -device '%s': ports 0x%llx..0x%llx are outside 0..0xffff", o->spec,
 		    (unsigned long long)base, (unsigned long long)(base + size - 1));
+	for (size_t i = 0; i < sizeof(pc_ports) / sizeof(pc_ports[0]); i++) {
+		if (base <= pc_ports[i].last && base + size - 1 >= pc_ports[i].first)
+			return CFG_ERR(e,
+				       "invalid -device '%s': ports 0x%llx..0x%llx overlap the %s "
+				       "at 0x%x..0x%x",
+				       o->spec, (unsigned long long)base,
+				       (unsigned long long)(base + size - 1), pc_ports[i].what,
+				       pc_ports[i].first, pc_ports[i].last);
+	}
 	if (cfg->debug_exit_given)
 		return CFG_ERR(
 		    e, "invalid -device '%s': kvmini has one isa-debug-exit, given twice", o->spec);
@@ -688,6 +744,13 @@ static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 		return r;
 	if (!strcmp(o->type, "isa-debug-exit"))
 		return set_debug_exit(cfg, o, e);
+	if (!strcmp(o->type, "help") || !strcmp(o->type, "?"))
+		return CFG_ERR(
+		    e,
+		    "-device %s: kvmini's only -device is "
+		    "isa-debug-exit[,iobase=PORT][,iosize=N] (VirtIO devices come in the "
+		    "next version)",
+		    o->type);
 	if (!strncmp(o->type, "virtio-", 7))
 		return CFG_ERR(e,
 			       "invalid -device '%s': kvmini has no %s device yet (VirtIO devices "
@@ -763,10 +826,7 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 				       u->opt_len, u->opt, u->val);
 		return 0;
 	case OPT_ACCEL:
-		if (strcmp(u->val, "kvm"))
-			return CFG_ERR(e, "invalid %.*s '%s': kvmini only runs on 'kvm'",
-				       u->opt_len, u->opt, u->val);
-		return 0;
+		return set_accel(u, e);
 	case OPT_DEVICE:
 		return add_device(cfg, u->val, e);
 	case OPT_DRIVE:

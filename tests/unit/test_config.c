@@ -459,6 +459,13 @@ Test(config, qemu_noops_only_for_kvm_and_host)
 	CFGT_ERR(CFGT_SAY("invalid -cpu 'qemu64'"), "-cpu", "qemu64");
 	CFGT_ERR(CFGT_SAY("invalid -cpu 'host,+x2apic'"), "-cpu", "host,+x2apic");
 	CFGT_ERR(CFGT_SAY("invalid -accel 'tcg'"), "-accel", "tcg");
+	CFGT_OK("-accel", "kvm,kernel-irqchip=on");
+	CFGT_OK("-accel", "accel=kvm");
+	CFGT_ERR(CFGT_SAY("invalid -accel 'kvm,kernel-irqchip=off'", "in-kernel irqchip"), "-accel",
+		 "kvm,kernel-irqchip=off");
+	CFGT_ERR(CFGT_SAY("-accel 'kvm,dirty-ring-size=4096'", "unknown key 'dirty-ring-size'"),
+		 "-accel", "kvm,dirty-ring-size=4096");
+	CFGT_ERR(CFGT_SAY("-accel", "no accel given"), "-accel", "thread=single");
 }
 
 Test(config, stray_positional)
@@ -842,8 +849,8 @@ Test(config, isa_debug_exit)
 	CFGT_OK("-device", "isa-debug-exit,iobase=0xf4,iosize=0x04");
 	cr_assert_eq(cfgt_cfg.debug_exit_port, 0xf4);
 	cr_assert_eq(cfgt_cfg.debug_exit_size, 4);
-	CFGT_OK("-device", "isa-debug-exit,iobase=0x604,iosize=1");
-	cr_assert_eq(cfgt_cfg.debug_exit_port, 0x604);
+	CFGT_OK("-device", "isa-debug-exit,iobase=0x614,iosize=1");
+	cr_assert_eq(cfgt_cfg.debug_exit_port, 0x614);
 	cr_assert_eq(cfgt_cfg.debug_exit_size, 1);
 	/* QEMU's defaults when the keys are left out. */
 	CFGT_OK("-device", "isa-debug-exit");
@@ -867,7 +874,17 @@ Test(config, bad_isa_debug_exit)
 	CFGT_ERR(CFGT_SAY("unknown key 'irq' for isa-debug-exit", "iobase, iosize"), "-device",
 		 "isa-debug-exit,irq=5");
 	CFGT_ERR(CFGT_SAY("one isa-debug-exit"), "-device", "isa-debug-exit", "-device",
-		 "isa-debug-exit,iobase=0x600");
+		 "isa-debug-exit,iobase=0x610");
+	CFGT_ERR(CFGT_SAY("-device 'isa-debug-exit,iobase=0x3f8'", "0x3f8..0x3f9",
+			  "overlap the serial port ttyS0 at 0x3f8..0x3ff"),
+		 "-device", "isa-debug-exit,iobase=0x3f8");
+	CFGT_ERR(CFGT_SAY("0x5f0..0x60f", "ACPI PM1a registers"), "-device",
+		 "isa-debug-exit,iobase=0x5f0,iosize=32");
+	CFGT_ERR(CFGT_SAY("overlap the i8042 data port"), "-device",
+		 "isa-debug-exit,iobase=0x5e,iosize=4");
+	CFGT_OK("-device", "isa-debug-exit,iobase=0x5c,iosize=4");
+	CFGT_OK("-device", "isa-debug-exit,iobase=0x606,iosize=2");
+	CFGT_ERR(CFGT_SAY("-device help", "only -device is isa-debug-exit"), "-device", "help");
 }
 
 /* ---- the spellings QEMU tutorials use ---- */
