@@ -45,8 +45,7 @@ static const void *vq_read_ptr(const struct virtqueue *vq, uint64_t gpa, uint64_
 }
 
 /* Guest-written 16-bit fields are read once, atomically (the guest may change them at
- * any time). The ring addresses are 2-aligned (checked at enable) and guest RAM is
- * page-aligned in the host, so the loads are aligned. */
+ * any time). Enable checked that the rings are aligned in guest and host memory.*/
 static int load_u16(const struct virtqueue *vq, uint64_t gpa, int order, uint16_t *v)
 {
 	const uint16_t *p = vq_read_ptr(vq, gpa, 2);
@@ -63,6 +62,16 @@ static int store_u16(const struct virtqueue *vq, uint64_t gpa, uint16_t v, int o
 		return -EFAULT;
 	__atomic_store_n(p, htole16(v), order);
 	return 0;
+}
+
+/* Copies a descriptor the guest may be rewriting. The compiler barrier after the copy
+ * forbids the compiler to re-read guest memory in place of the local (a double fetch that
+ * would let a check and a use see different values). An indirect table need not be
+ * aligned, so this is a plain copy, not two 64-bit atomic loads. */
+static void read_desc_once(struct vring_desc *d, const void *p)
+{
+	memcpy(d, p, sizeof(*d));
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 }
 
 /* Marks the queue broken with one sentence and returns err. */
@@ -139,10 +148,16 @@ static int check_rings(const struct virtqueue *vq, struct errbuf *e)
 			return errf(e, -EINVAL, "virtqueue %s at 0x%llx is not %llu-byte aligned",
 				    names[i], (unsigned long long)gpa[i],
 				    (unsigned long long)align[i]);
-		if (!gpa_to_hva(vq->mem, gpa[i], len[i]))
+		const void *p = gpa_to_hva(vq->mem, gpa[i], len[i]);
+		if (!p)
 			return errf(e, -EFAULT,
 				    "virtqueue %s [0x%llx, +0x%llx) is not in guest RAM", names[i],
 				    (unsigned long long)gpa[i], (unsigned long long)len[i]);
+		/* The ring fields are accessed atomically, so the host side must be aligned
+		 * too (guest RAM is mmap'ed, so it is unless a caller hands in odd memory). */
+		if ((uintptr_t)p & (align[i] - 1))
+			return errf(e, -EINVAL, "virtqueue %s is misaligned in host memory",
+				    names[i]);
 	}
 	return 0;
 }
@@ -192,7 +207,7 @@ static int walk_chain(struct virtqueue *vq, uint16_t head, struct vq_request *re
 		if (!p)
 			return vq_fail(vq, -EFAULT, "virtqueue descriptor %u is not in guest RAM",
 				       i);
-		memcpy(&d, p, sizeof(d));
+		read_desc_once(&d, p);
 		uint64_t addr = le64toh(d.addr);
 		uint32_t len = le32toh(d.len);
 		uint16_t flags = le16toh(d.flags);
@@ -471,7 +486,8 @@ int virtqueue_load(struct virtqueue *vq, struct state_reader *r)
 {
 	struct virtqueue t;
 
-	virtqueue_init(&t, vq->mem, vq->max_size);
+	if (virtqueue_init(&t, vq->mem, vq->max_size))
+		return -EINVAL;
 	t.size = state_get_u32(r);
 	t.desc_gpa = state_get_u64(r);
 	t.avail_gpa = state_get_u64(r);

@@ -487,7 +487,14 @@ Test(virtqueue, enable_checks_the_rings)
 	cr_assert_eq(virtqueue_set_size(&f->vq, 3), -EINVAL);
 	cr_assert_eq(virtqueue_set_size(&f->vq, 512), -EINVAL, "above the device's maximum");
 	cr_assert_eq(virtqueue_set_size(&f->vq, 0), -EINVAL);
+	/* Guest memory whose host side is odd: the atomic ring accesses would be misaligned. */
+	struct guest_mem odd = {0};
+	cr_assert_eq(guest_mem_add_region(&odd, RAM_GPA, RAM_SIZE - 1, f->ram + 1), 0);
 	struct virtqueue vq;
+	cr_assert_eq(virtqueue_init(&vq, &odd, 8), 0);
+	virtqueue_set_addrs(&vq, DESC_GPA, AVAIL_GPA, USED_GPA);
+	cr_assert_eq(virtqueue_enable(&vq, &e), -EINVAL);
+	cr_assert(strstr(e.msg, "host memory"), "%s", e.msg);
 	cr_assert_eq(virtqueue_init(&vq, &f->mem, 65536), -EINVAL);
 	cr_assert_eq(virtqueue_init(&vq, &f->mem, 32768), 0);
 	fake_free(f);
