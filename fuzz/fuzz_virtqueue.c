@@ -6,9 +6,12 @@
  *
  * Input: [0] log2 of the queue size (low 4 bits), [1] bit 0 INDIRECT_DESC, bit 1
  * EVENT_IDX, bit 2 toggle notifications between pops, [2..7] the descriptor, avail and
- * used ring offsets (u16 little-endian) into RAM at guest address 0; the rest is the start
- * of that RAM (64 KiB, zero beyond the input). A second 4 KiB region at 1 MiB gives chains
- * a second place to point. Build and run: see fuzz/virtqueue.mk. */
+ * used ring offsets (u16 little-endian) into RAM at guest address 0, [8] the number k (low
+ * 4 bits) of guest writes that follow as k x {u16 offset, u16 value}; the rest is the start
+ * of that RAM (64 KiB, zero beyond the input). The guest writes land one at a time between
+ * the device's steps, as a driver adding buffers (or rewriting rings) while the device
+ * works. A second 4 KiB region at 1 MiB gives chains a second place to point. Build and
+ * run: see fuzz/virtqueue.mk. */
 #include <errno.h>
 #include <linux/virtio_ring.h>
 #include <stdint.h>
@@ -54,6 +57,14 @@ static void check_request(const struct guest_mem *mem, const struct virtqueue *v
 	check(rlen + wlen <= UINT32_MAX);
 }
 
+/* The guest stores a 16-bit value into its RAM, as a driver does, past every accessor. */
+static void guest_write(const uint8_t *writes, unsigned j)
+{
+	unsigned off = writes[4 * j] | writes[4 * j + 1] << 8;
+	if (off + 2 <= RAM_SIZE)
+		memcpy(ram + off, writes + 4 * j + 2, 2);
+}
+
 static void save_load_save(struct virtqueue *vq, const struct guest_mem *mem)
 {
 	struct state_writer w1 = {0}, w2 = {0};
@@ -78,13 +89,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct virtqueue vq;
 	struct errbuf e;
 
-	if (size < 8)
+	if (size < 9)
+		return 0;
+	unsigned nwrites = data[8] & 15, next_write = 0;
+	const uint8_t *writes = data + 9;
+	size_t hdr = 9 + 4 * nwrites;
+	if (size < hdr)
 		return 0;
 	memset(&mem, 0, sizeof(mem));
 	memset(ram, 0, sizeof(ram));
 	memset(high, 0, sizeof(high));
-	size_t n = size - 8 < RAM_SIZE ? size - 8 : RAM_SIZE;
-	memcpy(ram, data + 8, n);
+	size_t n = size - hdr < RAM_SIZE ? size - hdr : RAM_SIZE;
+	memcpy(ram, data + hdr, n);
 	check(guest_mem_add_region(&mem, 0, RAM_SIZE, ram) == 0);
 	check(guest_mem_add_region(&mem, HIGH_GPA, HIGH_SIZE, high) == 0);
 
@@ -113,8 +129,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check(virtqueue_push(&vq, 0, 0) == -EIO);
 			break;
 		}
-		if (r == 0)
-			break;
+		if (r == 0) {
+			if (next_write == nwrites)
+				break;
+			guest_write(writes, next_write++);
+			continue;
+		}
 		check_request(&mem, &vq);
 		/* Reads from offset i: all that is left of the readable part, up to the buffer. */
 		uint64_t left = req.readable_len > (unsigned)i ? req.readable_len - i : 0;
@@ -132,6 +152,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			notify_on = !notify_on;
 			(void)virtqueue_set_notification(&vq, notify_on);
 		}
+		if (next_write < nwrites)
+			guest_write(writes, next_write++);
 	}
 	save_load_save(&vq, &mem);
 	return 0;
