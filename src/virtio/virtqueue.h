@@ -39,7 +39,8 @@ struct vq_seg {
 	bool writable; /* device-writable (VRING_DESC_F_WRITE) */
 };
 
-/* A popped descriptor chain: readable segments first, then writable ones. */
+/* A popped descriptor chain: readable segments first, then writable ones. About 16 KiB:
+ * a device keeps one per request in flight, not on a small stack. */
 struct vq_request {
 	uint16_t head; /* what virtqueue_push() returns to the driver */
 	unsigned nseg;

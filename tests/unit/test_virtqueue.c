@@ -243,6 +243,24 @@ Test(virtqueue, several_requests_in_order_and_completed_out_of_order)
 	fake_free(f);
 }
 
+Test(virtqueue, a_popped_request_is_a_copy)
+{
+	/* The guest rewrites the descriptor after the pop: the request keeps what was checked. */
+	struct fake *f = fake_new(4, 0);
+	put_desc(f, 0, BUF_GPA, 8, 0, 0);
+	offer(f, 0);
+	cr_assert_eq(virtqueue_pop(&f->vq, &f->req), 1);
+	put_desc(f, 0, RAM_GPA + RAM_SIZE - 4, 0x100000, VRING_DESC_F_WRITE, 0);
+	put_u16(f, AVAIL_GPA + 4, 3);
+	char buf[64];
+	cr_assert_eq(virtqueue_req_read(&f->vq, &f->req, 0, buf, sizeof(buf)), 8);
+	cr_assert_eq(virtqueue_req_write(&f->vq, &f->req, 0, buf, sizeof(buf)), 0,
+		     "a readable-only request has nothing to write into");
+	cr_assert_eq(virtqueue_push(&f->vq, f->req.head, 0), 0);
+	cr_assert_eq(get_u32(f, USED_GPA + 4), 0, "the head that was popped");
+	fake_free(f);
+}
+
 /* ---- malformed chains and rings ---- */
 
 Test(virtqueue, descriptor_loop_breaks_the_queue)
