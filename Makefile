@@ -65,4 +65,5 @@ format:
 check-format:
 	clang-format --dry-run -Werror $(FORMAT_FILES)
 
+include fuzz/virtqueue.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
