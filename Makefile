@@ -57,7 +57,7 @@ $(BUILD)/linux-tests: $(LINUX_OBJS) $(BUILD)/tests/harness.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(COMPRESS_LIBS) -lcriterion
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 FORMAT_FILES = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h')
 format:
