@@ -8,7 +8,7 @@
 #include "core/guest_mem.h"
 
 #define GM_LO_SIZE (64u << 10) /* [0, 64K) and [64K, 128K): two regions that touch */
-#define GM_FAR 0x100000u       /* [1M, 1M + 64K): one across a hole */
+#define GM_FAR	   0x100000u   /* [1M, 1M + 64K): one across a hole */
 
 struct gm_fake {
 	struct guest_mem mem;

@@ -31,7 +31,8 @@ Test(irq_router, keeps_the_default_pic_and_ioapic_routes)
 	unsigned pic = 0;
 	for (unsigned i = 0; i < r.nentries; i++) {
 		const struct kvm_irq_routing_entry *x = &r.entries[i];
-		if (x->type == KVM_IRQ_ROUTING_IRQCHIP && x->u.irqchip.irqchip != KVM_IRQCHIP_IOAPIC) {
+		if (x->type == KVM_IRQ_ROUTING_IRQCHIP &&
+		    x->u.irqchip.irqchip != KVM_IRQCHIP_IOAPIC) {
 			cr_assert_lt(x->gsi, 16);
 			cr_assert_eq(x->u.irqchip.irqchip,
 				     x->gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE);
