@@ -42,8 +42,8 @@ Test(kvm_core, dirty_log_names_the_pages_the_guest_and_devices_wrote, .timeout =
 	kc_open(&v);
 	if (ioctl(v.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_MMU) < 0)
 		cr_skip_test("KVM_CHECK_EXTENSION failed: %s", strerror(errno));
-	uint8_t *ram = mmap(NULL, KC_RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			    -1, 0);
+	uint8_t *ram =
+	    mmap(NULL, KC_RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	cr_assert_neq(ram, MAP_FAILED);
 	struct guest_mem mem = {0};
 	cr_assert_eq(guest_mem_add_region(&mem, 0, KC_RAM_SIZE, ram), 0);
@@ -136,8 +136,7 @@ static bool kc_ioapic_irr_becomes(const struct kc_vm *v, unsigned pin, bool want
 	return false;
 }
 
-Test(kvm_core, interrupts_reach_the_in_kernel_irqchip_through_routes_and_irqfds,
-     .timeout = 60)
+Test(kvm_core, interrupts_reach_the_in_kernel_irqchip_through_routes_and_irqfds, .timeout = 60)
 {
 	struct kc_vm v;
 	struct errbuf e;
