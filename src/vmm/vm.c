@@ -315,8 +315,9 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	vm->init_done = INIT_RAM;
 	if ((ret = vm_create_irqchip(vm, e)) < 0)
 		return ret;
-	if ((ret = bus_init(&vm->pio, "pio")) < 0 || (ret = bus_init(&vm->mmio, "mmio")) < 0)
-		return errf(e, ret, "cannot create the I/O buses");
+	if ((ret = bus_init(&vm->pio, "pio")) < 0 || (ret = bus_init(&vm->mmio, "mmio")) < 0 ||
+	    (ret = irq_router_init(&vm->irq_router, vm->vm_fd)) < 0)
+		return errf(e, ret, "cannot create the I/O buses and the interrupt router");
 	vm->init_done = INIT_BUSES;
 	if ((ret = power_init(&vm->power)) < 0)
 		return errf(e, ret, "eventfd: %s", strerror(-ret));
@@ -471,6 +472,7 @@ void vm_destroy(struct vm *vm)
 	case INIT_BUSES:
 		bus_destroy(&vm->pio);
 		bus_destroy(&vm->mmio);
+		irq_router_destroy(&vm->irq_router);
 		/* fall through */
 	case INIT_RAM:
 	case INIT_VM:
