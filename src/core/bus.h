@@ -55,7 +55,9 @@ int bus_unregister(struct bus *bus, uint64_t base);
 int bus_move(struct bus *bus, uint64_t old_base, uint64_t new_base);
 /* Returns once every dispatch on this bus that began before the call has returned, except
  * those of the calling thread itself (a handler tearing down a device waits for the other
- * vCPUs, not for itself). Never takes the writers' lock. */
+ * vCPUs, not for itself). Never takes the writers' lock. Two handlers that synchronize
+ * the same bus at the same time wait for each other: teardown from a handler is for one
+ * device at a time (hand anything bigger to the loop thread). */
 void bus_synchronize(struct bus *bus);
 /* Runs the handler for addr. Returns false if no range covers [addr, addr+len): then a read
  * is filled with 0xff (what an empty ISA/PCI bus returns) and a write is dropped. */

@@ -264,9 +264,11 @@ int irq_init_msi_irqfd(struct irq *irq, struct irq_router *r, uint64_t addr, uin
 	irq->msi_addr = addr;
 	irq->msi_data = data;
 	int ret = irq_router_alloc_msi(r, addr, data, &irq->gsi);
-	if (ret < 0)
-		return errf(e, ret, "no free GSI for an MSI route (%d in use)",
+	if (ret == -ENOSPC)
+		return errf(e, ret, "no free GSI for an MSI route (all %d in use)",
 			    IRQ_ROUTER_MAX_GSI - IRQ_ROUTER_IOAPIC_PINS);
+	if (ret < 0)
+		return errf(e, ret, "cannot allocate an MSI route: %s", strerror(-ret));
 	irq->router = r;
 	ret = bind_irqfd(irq, false, e);
 	if (ret < 0) {

@@ -36,7 +36,8 @@ int loop_add_fd(struct event_loop *l, int fd, uint32_t events, loop_fd_fn fn, vo
 /* Stops watching fd. Once it returns, the fd's callback is not running and will not run
  * again, so its data may be freed: called from another thread it waits for a running
  * callback of this fd to return; called from a callback (the loop thread) it does not
- * wait. Returns 0 or -ENOENT. */
+ * wait. So a caller off the loop thread must not hold a lock that the callback takes.
+ * Returns 0 or -ENOENT. */
 int loop_del_fd(struct event_loop *l, int fd);
 /* A periodic (interval_ns > 0) or one-shot timer; returns its timerfd (>= 0) or -errno.
  * Remove it with loop_del_fd() and close() it. */
