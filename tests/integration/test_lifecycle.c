@@ -94,9 +94,9 @@ static void live_start(struct live_vm *l, unsigned ncpus, bool paused)
 {
 	memset(l, 0, sizeof(*l));
 	struct errbuf e;
-	cr_assert_eq(read_whole_file(harness_guest("count"), "guest", &l->kernel, &l->kernel_size,
-				     &e),
-		     0, "%s", e.msg);
+	cr_assert_eq(
+	    read_whole_file(harness_guest("count"), "guest", &l->kernel, &l->kernel_size, &e), 0,
+	    "%s", e.msg);
 	config_init(&l->cfg);
 	snprintf(l->console, sizeof(l->console), "/tmp/kvmini-lifecycle-%d", getpid());
 	l->cfg.console = CONSOLE_FILE;
@@ -106,9 +106,9 @@ static void live_start(struct live_vm *l, unsigned ncpus, bool paused)
 	l->cfg.start_paused = paused;
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	cr_assert_eq(vm_create(&l->vm, &l->cfg, &start, l->kernel, l->kernel_size, "count", NULL,
-			       0, &l->e),
-		     0, "%s", l->e.msg);
+	cr_assert_eq(
+	    vm_create(&l->vm, &l->cfg, &start, l->kernel, l->kernel_size, "count", NULL, 0, &l->e),
+	    0, "%s", l->e.msg);
 	cr_assert_eq(pthread_create(&l->thread, NULL, live_vm_thread, l), 0);
 }
 

@@ -201,8 +201,7 @@ Test(legacy_state, truncated_foreign_or_wrong_version_blobs_are_refused)
 				      d->ops->name);
 		cr_assert_neq(device_load(d, w.buf, 3), 0, "%s: no version", d->ops->name);
 		w.buf[0] ^= 0xff;
-		cr_assert_neq(device_load(d, w.buf, w.len), 0, "%s: other version",
-			      d->ops->name);
+		cr_assert_neq(device_load(d, w.buf, w.len), 0, "%s: other version", d->ops->name);
 		w.buf[0] ^= 0xff;
 		state_put_u8(&w, 0);
 		cr_assert_neq(device_load(d, w.buf, w.len), 0, "%s: trailing byte", d->ops->name);

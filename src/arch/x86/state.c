@@ -4,9 +4,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#define STATE_IOCTL(fd, req, arg, what, e)                                                 \
-	do {                                                                               \
-		if (ioctl((fd), (req), (arg)) < 0)                                         \
+#define STATE_IOCTL(fd, req, arg, what, e)                                                  \
+	do {                                                                                \
+		if (ioctl((fd), (req), (arg)) < 0)                                          \
 			return errf((e), -errno, "%s failed: %s", (what), strerror(errno)); \
 	} while (0)
 
