@@ -41,6 +41,9 @@ struct vm {
 	struct event_loop loop;
 	struct console console;
 
+	/* The GSI routing table: KVM's PIC/IOAPIC defaults plus the MSI routes devices take;
+	 * installed only once a device changes it. */
+	struct irq_router irq_router;
 	struct irq_line serial_irq;
 	struct serial serial;
 	struct device_list devices; /* every device but the serial port: reset, save, destroy */
