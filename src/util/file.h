@@ -6,8 +6,28 @@
 
 #include "util/err.h"
 
-/* Reads a whole regular file into a malloc'ed buffer. Returns 0 or -errno with e filled
- * ("cannot open kernel 'x': No such file or directory"). `what` names the file's role. */
+/* Opens a kernel or initrd for reading. The open never blocks (O_NONBLOCK: a FIFO path would
+ * otherwise wait for a writer), and anything but a regular file (FIFO, socket, character or
+ * block device, directory) is refused: their size is not st_size and a disk given as an
+ * initrd is a mistake. Returns 0 with *fd (close-on-exec, blocking again) and *size, or
+ * -errno with e filled ("cannot open kernel 'x': No such file or directory"). `what` names
+ * the file's role. */
+int file_open_input(const char *path, const char *what, int *fd, uint64_t *size, struct errbuf *e);
+
+/* A regular file mapped read-only and private: only the pages the loader touches are read.
+ * data is never NULL (an empty file maps to a static empty buffer). */
+struct file_map {
+	const uint8_t *data;
+	size_t size;
+};
+int file_map_input(const char *path, const char *what, struct file_map *m, struct errbuf *e);
+void file_unmap(struct file_map *m);
+
+/* Reads exactly len bytes at offset off. Returns 0, -errno, or -EIO if the file is shorter. */
+int file_pread_all(int fd, uint64_t off, void *dst, size_t len);
+
+/* Reads a whole regular file into a malloc'ed buffer (tests use it), with the checks of
+ * file_open_input. Returns 0 or -errno with e filled. */
 int read_whole_file(const char *path, const char *what, uint8_t **buf, size_t *len,
 		    struct errbuf *e);
 
