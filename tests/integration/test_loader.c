@@ -14,7 +14,8 @@
 
 static void loader_boot_hello(const char *guest, const char *mem)
 {
-	const char *argv[] = {"kvmini", "run", "--mem", mem, "--kernel", harness_guest(guest), NULL};
+	const char *argv[] = {"kvmini", "run", "--mem", mem, "--kernel", harness_guest(guest),
+			      NULL};
 	struct harness_result r;
 	struct harness_opts o = {.timeout_s = 30};
 	cr_assert_eq(harness_run(argv, &o, &r), 0);
@@ -59,8 +60,9 @@ Test(loader, initrd_goes_straight_into_guest_ram)
 	for (size_t done = 0; done < n; done += sizeof(chunk))
 		cr_assert_eq(write(fd, chunk, sizeof(chunk)), (ssize_t)sizeof(chunk));
 	close(fd);
-	const char *argv[] = {"kvmini", "run",	  "--mem", "256M", "--kernel", harness_guest("hello"),
-			      "--initrd", path, NULL};
+	const char *argv[] = {"kvmini",	  "run",      "--mem",
+			      "256M",	  "--kernel", harness_guest("hello"),
+			      "--initrd", path,	      NULL};
 	struct harness_result r;
 	struct harness_opts o = {.timeout_s = 30};
 	cr_assert_eq(harness_run(argv, &o, &r), 0);
