@@ -120,8 +120,8 @@ static struct buf c_xz(const struct buf *in, int alone)
 	lzma_lzma_preset(&opt, 6);
 	opt.dict_size = 1 << 20;
 	lzma_filter f[] = {{LZMA_FILTER_LZMA2, &opt}, {LZMA_VLI_UNKNOWN, NULL}};
-	if ((alone ? lzma_alone_encoder(&ls, &opt) : lzma_stream_encoder(&ls, f, LZMA_CHECK_CRC32)) !=
-	    LZMA_OK)
+	if ((alone ? lzma_alone_encoder(&ls, &opt)
+		   : lzma_stream_encoder(&ls, f, LZMA_CHECK_CRC32)) != LZMA_OK)
 		die("lzma encoder");
 	ls.next_in = in->p;
 	ls.avail_in = in->len;
@@ -164,8 +164,8 @@ static struct buf c_bzip2(const struct buf *in)
 {
 	unsigned cap = (unsigned)(in->len * 2 + 1024);
 	struct buf o = {malloc(cap + 4), 0};
-	if (BZ2_bzBuffToBuffCompress((char *)o.p, &cap, (char *)in->p, (unsigned)in->len, 9, 0, 0) !=
-	    BZ_OK)
+	if (BZ2_bzBuffToBuffCompress((char *)o.p, &cap, (char *)in->p, (unsigned)in->len, 9, 0,
+				     0) != BZ_OK)
 		die("bzip2");
 	o.len = append_size(o.p, cap, in->len);
 	return o;
@@ -212,9 +212,8 @@ int main(int argc, char **argv)
 	struct {
 		const char *name;
 		struct buf payload;
-	} p[] = {{"none", vmlinux},	      {"gzip", c_gzip(&vmlinux)},
-		 {"xz", c_xz(&vmlinux, 0)},   {"lzma", c_xz(&vmlinux, 1)},
-		 {"zstd", c_zstd(&vmlinux)},  {"lz4", c_lz4(&vmlinux)},
+	} p[] = {{"none", vmlinux},	      {"gzip", c_gzip(&vmlinux)}, {"xz", c_xz(&vmlinux, 0)},
+		 {"lzma", c_xz(&vmlinux, 1)}, {"zstd", c_zstd(&vmlinux)}, {"lz4", c_lz4(&vmlinux)},
 		 {"bzip2", c_bzip2(&vmlinux)}};
 	for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
 		char name[64];

@@ -10,6 +10,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <asm/bootparam.h>
+#include <zstd.h>
+
 #include "harness.h"
 
 static void loader_boot_hello(const char *guest, const char *mem)
@@ -70,5 +73,63 @@ Test(loader, initrd_goes_straight_into_guest_ram)
 	cr_assert(r.exited && r.exit_status == 0, "exit %d; stderr: %s", r.exit_status, r.err);
 	long rss = loader_children_maxrss_mib();
 	cr_assert_lt(rss, 96 + 40, "kvmini peaked at %ld MiB for a 96 MiB initrd", rss);
+	harness_result_free(&r);
+}
+
+/* A bzImage whose 20 KiB zstd payload claims a 1 GiB window and unpacks to 400 MiB: with
+ * 64 MiB of guest RAM that is an error naming --mem, reached without kvmini's memory
+ * growing past the guest's size (it used to reach 1 GiB, then hand the payload to the
+ * guest's decompressor). */
+Test(loader, zstd_bomb_is_an_error_with_bounded_memory)
+{
+	const size_t n = 400u << 20;
+	uint8_t *zeros = calloc(1, n);
+	size_t cap = ZSTD_compressBound(n);
+	uint8_t *z = malloc(cap);
+	ZSTD_CCtx *cc = ZSTD_createCCtx();
+	cr_assert(zeros && z && cc);
+	ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 1);
+	ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, 30);
+	size_t zlen = ZSTD_compress2(cc, z, cap, zeros, n);
+	cr_assert(!ZSTD_isError(zlen));
+	ZSTD_freeCCtx(cc);
+	free(zeros);
+
+	const size_t setup = 5 * 512, poff = 0x100, ksize = (poff + zlen + 15) & ~(size_t)15;
+	uint8_t *img = calloc(1, setup + ksize);
+	struct setup_header h = {.setup_sects = 4,
+				 .syssize = (uint32_t)(ksize / 16),
+				 .boot_flag = 0xaa55,
+				 .header = 0x53726448,
+				 .version = 0x020f,
+				 .loadflags = LOADED_HIGH,
+				 .kernel_alignment = 0x200000,
+				 .xloadflags = XLF_KERNEL_64,
+				 .cmdline_size = 2047,
+				 .payload_offset = (uint32_t)poff,
+				 .payload_length = (uint32_t)zlen,
+				 .pref_address = 0x1000000,
+				 .init_size = 0x1000000};
+	memcpy(img + 0x1f1, &h, sizeof(h));
+	memcpy(img + setup + poff, z, zlen);
+	free(z);
+	char path[] = "/tmp/kvmini-bomb-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, img, setup + ksize), (ssize_t)(setup + ksize));
+	close(fd);
+	free(img);
+
+	const char *argv[] = {"kvmini", "run", "--mem", "64M", "--kernel", path, NULL};
+	struct harness_result r;
+	struct harness_opts o = {.timeout_s = 30};
+	cr_assert_eq(harness_run(argv, &o, &r), 0);
+	unlink(path);
+	cr_assert(r.exited && r.exit_status == 1, "exit %d; stderr: %s", r.exit_status, r.err);
+	cr_assert(strstr(r.err, "more than the 64 MiB of guest RAM") && strstr(r.err, "--mem"),
+		  "%s", r.err);
+	cr_assert_null(strstr(r.err, "falling back"), "%s", r.err);
+	long rss = loader_children_maxrss_mib();
+	cr_assert_lt(rss, 64 + 40, "kvmini peaked at %ld MiB", rss);
 	harness_result_free(&r);
 }
