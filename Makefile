@@ -84,7 +84,7 @@ fuzz-run: fuzz
 clean:
 	rm -rf build build-san build-fuzz
 
-FORMAT_FILES = $(shell git ls-files '*.c' '*.h')
+FORMAT_FILES = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h')
 format:
 	clang-format -i $(FORMAT_FILES)
 check-format:

@@ -330,6 +330,17 @@ void serial_destroy(struct serial *s)
 	pthread_mutex_destroy(&s->lock);
 }
 
+void serial_reset(struct serial *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->ier = s->lcr = s->mcr = s->scr = s->fcr = 0;
+	s->dll = 0x0c;
+	s->dlm = 0;
+	s->thr_empty_irq = false;
+	serial_update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
 void serial_stop_output(struct serial *s)
 {
 	atomic_store_explicit(&s->discard_output, true, memory_order_release);

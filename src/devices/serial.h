@@ -45,6 +45,8 @@ void serial_destroy(struct serial *s);
 /* From now on transmitted bytes are dropped, and a write blocked on a full pipe gives up
  * at its next EINTR: called when the VM stops, before the vCPUs are kicked. */
 void serial_stop_output(struct serial *s);
+/* Registers to their power-on values; queued input is kept (it is still on the wire). */
+void serial_reset(struct serial *s);
 /* Registers the 8 ports at base on the port-I/O bus. */
 int serial_attach(struct serial *s, struct bus *pio, uint16_t base);
 /* Queues bytes for the guest; returns how many fit (never blocks, never drops silently:

@@ -10,12 +10,15 @@
 #include <linux/kvm.h>
 
 #include "arch/x86/boot.h"
+#include "arch/x86/state.h"
 #include "config.h"
 #include "devices/legacy.h"
 #include "devices/serial.h"
 #include "util/err.h"
 #include "core/guest_mem.h"
 #include "core/bus.h"
+#include "core/control.h"
+#include "core/device.h"
 #include "vmm/console.h"
 #include "core/irq.h"
 #include "vmm/kvm.h"
@@ -40,10 +43,8 @@ struct vm {
 
 	struct irq_line serial_irq;
 	struct serial serial;
-	struct i8042 i8042;
-	struct rtc rtc;
-	struct boot_marker boot_marker;
-	struct pm pm;
+	struct device_list devices; /* every device but the serial port: reset, save, destroy */
+	struct vm_control control;  /* what the monitor may ask of the VM */
 
 	struct kvm_cpuid2 *supported_cpuid;
 	/* KVM_GET_SUPPORTED_CPUID runs on its own thread while the VM is assembled: on hosts
@@ -52,7 +53,11 @@ struct vm {
 	bool cpuid_thread_started;
 	int cpuid_ret;
 	struct errbuf cpuid_err;
+	struct x86_boot_args boot_args; /* kept: a reset loads the kernel again */
 	struct x86_boot_setup boot;
+	/* Power-on state, captured before the first KVM_RUN: what a reset returns to. */
+	struct x86_vm_state reset_vm_state;
+	struct x86_vcpu_state *reset_vcpu_state; /* one per vCPU */
 	struct vcpu_env vcpu_env;
 	struct vcpu vcpus[KVMINI_MAX_VCPUS];
 	unsigned nvcpus;
@@ -71,5 +76,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
  * Returns 0, or -errno if the VM could not run (with e set). */
 int vm_run(struct vm *vm, int *exit_status, struct errbuf *e);
 void vm_destroy(struct vm *vm);
+
+/* Parks every vCPU (returns once all are parked) and lets them go again; the monitor's
+ * stop/cont, and what snapshot and migration will stand on. Loop thread or any thread but
+ * a vCPU's. */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
 
 #endif
