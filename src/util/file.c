@@ -117,7 +117,7 @@ int read_whole_file(const char *path, const char *what, uint8_t **buf, size_t *l
 		return errf(e, -EFBIG, "%s '%s' is too large (%llu bytes)", what, path,
 			    (unsigned long long)size);
 	}
-	uint8_t *p = malloc(size ? (size_t)size : 1);
+	uint8_t *p = malloc((size_t)size + 1);
 	if (!p) {
 		close(fd);
 		return errf(e, -ENOMEM, "out of memory reading %s '%s'", what, path);
@@ -129,6 +129,7 @@ int read_whole_file(const char *path, const char *what, uint8_t **buf, size_t *l
 		return errf(e, ret, "cannot read %s '%s': %s", what, path,
 			    ret == -EIO ? "file shrank while reading" : strerror(-ret));
 	}
+	p[size] = 0;
 	*buf = p;
 	*len = (size_t)size;
 	return 0;

@@ -27,7 +27,8 @@ void file_unmap(struct file_map *m);
 int file_pread_all(int fd, uint64_t off, void *dst, size_t len);
 
 /* Reads a whole regular file into a malloc'ed buffer (tests use it), with the checks of
- * file_open_input. Returns 0 or -errno with e filled. */
+ * file_open_input; a NUL byte follows the len bytes, so text can be searched as a string.
+ * Returns 0 or -errno with e filled. */
 int read_whole_file(const char *path, const char *what, uint8_t **buf, size_t *len,
 		    struct errbuf *e);
 
