@@ -133,3 +133,28 @@ Test(loader, zstd_bomb_is_an_error_with_bounded_memory)
 	cr_assert_lt(rss, 64 + 40, "kvmini peaked at %ld MiB", rss);
 	harness_result_free(&r);
 }
+
+/* A guest reset loads the kernel and initrd again from what main.c keeps open (the kernel
+ * mapping, the initrd fd): with an initrd, every boot of the reboot guest comes up. */
+Test(loader, reboot_reloads_the_kernel_and_initrd_from_the_kept_files)
+{
+	char path[] = "/tmp/kvmini-initrd-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	static uint8_t chunk[1 << 20];
+	memset(chunk, 0xa5, sizeof(chunk));
+	cr_assert_eq(write(fd, chunk, sizeof(chunk)), (ssize_t)sizeof(chunk));
+	close(fd);
+	const char *argv[] = {
+	    "kvmini",	"run", "-v",	   "--mem",	"64M", "--kernel", harness_guest("reboot"),
+	    "--initrd", path,  "--append", "reset=kbd", NULL};
+	struct harness_result r;
+	struct harness_opts o = {.timeout_s = 40};
+	cr_assert_eq(harness_run(argv, &o, &r), 0);
+	unlink(path);
+	cr_assert(r.exited && r.exit_status == 0, "exit %d; stdout: %s; stderr: %s", r.exit_status,
+		  r.out, r.err);
+	cr_assert(strstr(r.out, "reboot: 3 boots OK"), "%s", r.out);
+	cr_assert_geq(harness_count(r.err, "initrd: 1048576 bytes at"), 1, "%s", r.err);
+	harness_result_free(&r);
+}
