@@ -88,6 +88,39 @@ static struct buf make_elf(uint64_t base, int pvh, int gnu_ld)
 	return b;
 }
 
+/* A 32-bit ELF with a PVH note: the only 32-bit kernel kvmini enters. */
+static struct buf make_elf32_pvh(void)
+{
+	struct buf b = {calloc(1, 8192), 4096 + 64};
+	Elf32_Ehdr *eh = (Elf32_Ehdr *)b.p;
+	memcpy(eh->e_ident, ELFMAG, SELFMAG);
+	eh->e_ident[EI_CLASS] = ELFCLASS32;
+	eh->e_ident[EI_DATA] = ELFDATA2LSB;
+	eh->e_ident[EI_VERSION] = EV_CURRENT;
+	eh->e_type = ET_EXEC;
+	eh->e_machine = EM_386;
+	eh->e_version = EV_CURRENT;
+	eh->e_entry = 0x100010;
+	eh->e_phoff = sizeof(*eh);
+	eh->e_ehsize = sizeof(*eh);
+	eh->e_phentsize = sizeof(Elf32_Phdr);
+	eh->e_phnum = 2;
+	Elf32_Phdr *ph = (Elf32_Phdr *)(b.p + sizeof(*eh));
+	ph[0] = (Elf32_Phdr){.p_type = PT_LOAD,
+			     .p_offset = 4096,
+			     .p_vaddr = 0x100000,
+			     .p_paddr = 0x100000,
+			     .p_filesz = 64,
+			     .p_memsz = 4096,
+			     .p_flags = PF_R | PF_X};
+	ph[1] = (Elf32_Phdr){.p_type = PT_NOTE, .p_offset = 2048, .p_filesz = 20};
+	uint32_t note[5] = {4, 4, 18, 0, 0x100020};
+	memcpy(note + 3, "Xen", 4);
+	memcpy(b.p + 2048, note, sizeof(note));
+	memset(b.p + 4096, 0x90, 64);
+	return b;
+}
+
 static size_t append_size(uint8_t *p, size_t pos, size_t n)
 {
 	for (int i = 0; i < 4; i++)
@@ -209,6 +242,8 @@ int main(int argc, char **argv)
 	put(dir, "elf64", &elf);
 	put(dir, "elf-pvh", &pvh);
 	put(dir, "elf-gnu-ld", &gnu);
+	struct buf elf32 = make_elf32_pvh();
+	put(dir, "elf32-pvh", &elf32);
 	struct {
 		const char *name;
 		struct buf payload;
