@@ -87,8 +87,10 @@ static int cmd_run(int argc, char **argv, const struct timespec *start)
 	    kernel.data ? kernel.size : (size_t)(demo_guest_elf_end - demo_guest_elf);
 	ret =
 	    vm_create(vm, &cfg, start, image, image_size, kernel_name, initrd_fd, initrd_size, &e);
-	if (ret == 0)
+	if (ret == 0) {
+		file_map_release(&kernel);
 		ret = vm_run(vm, &status, &e);
+	}
 	vm_destroy(vm);
 	free(vm);
 	vm = NULL;

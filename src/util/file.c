@@ -88,6 +88,12 @@ void file_unmap(struct file_map *m)
 	m->size = 0;
 }
 
+void file_map_release(const struct file_map *m)
+{
+	if (m->data && m->size)
+		madvise((void *)m->data, m->size, MADV_DONTNEED);
+}
+
 int file_pread_all(int fd, uint64_t off, void *dst, size_t len)
 {
 	size_t done = 0;

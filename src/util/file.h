@@ -15,13 +15,20 @@
 int file_open_input(const char *path, const char *what, int *fd, uint64_t *size, struct errbuf *e);
 
 /* A regular file mapped read-only and private: only the pages the loader touches are read.
- * data is never NULL (an empty file maps to a static empty buffer). */
+ * data is never NULL (an empty file maps to a static empty buffer). The mapping follows the
+ * file: a file rewritten in place (cp over it) while mapped shows its new bytes, and one cut
+ * shorter raises SIGBUS when the cut pages are read (a reset reloads the kernel); replacing
+ * it by rename, as install(1) and package managers do, leaves the mapping alone. */
 struct file_map {
 	const uint8_t *data;
 	size_t size;
 };
 int file_map_input(const char *path, const char *what, struct file_map *m, struct errbuf *e);
 void file_unmap(struct file_map *m);
+/* Drops the mapping's pages from the process (they stay in the page cache and come back on
+ * the next read), so a kernel that has been loaded costs no resident memory until a reset
+ * reads it again. */
+void file_map_release(const struct file_map *m);
 
 /* Reads exactly len bytes at offset off. Returns 0, -errno, or -EIO if the file is shorter. */
 int file_pread_all(int fd, uint64_t off, void *dst, size_t len);
