@@ -341,10 +341,10 @@ static int elf_load(const struct guest_mem *mem, const uint8_t *img, size_t len,
 		uint8_t *dst = wraps ? NULL : gpa_to_hva(mem, ph.p_paddr, ph.p_memsz);
 		if (inert && (hit || !dst)) {
 			/* QEMU loads such a segment if it can and nobody misses it if not. */
-			log_debug("kernel '%s': segment %u at 0x%llx holds only ELF headers or "
-				  "notes; not loaded (%s)",
-				  name, i, (unsigned long long)ph.p_paddr,
-				  hit ? hit->what : "outside guest RAM");
+			log_info("kernel '%s': segment %u at 0x%llx holds only ELF headers or "
+				 "notes; not loaded (%s)",
+				 name, i, (unsigned long long)ph.p_paddr,
+				 hit ? hit->what : "outside guest RAM");
 			continue;
 		}
 		if (hit)
