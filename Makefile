@@ -56,6 +56,31 @@ $(BUILD)/integration-tests: $(INTEG_OBJS) $(BUILD)/tests/harness.o $(LIB_OBJS)
 $(BUILD)/linux-tests: $(LINUX_OBJS) $(BUILD)/tests/harness.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(COMPRESS_LIBS) -lcriterion
 
+# libFuzzer target for the kernel parsers and decompressors (fuzz/fuzz_boot.c), with ASan and
+# UBSan, in build-fuzz/. `make fuzz-run FUZZ_SECONDS=N` fuzzes for N seconds from a seed
+# corpus fuzz/make_seeds.c writes; a crash leaves its input in build-fuzz/crash-*.
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_SRCS    := src/arch/x86/boot.c src/arch/x86/bzimage.c src/arch/x86/decompress.c \
+	src/arch/x86/acpi.c src/arch/x86/mptable.c src/core/guest_mem.c src/util/err.c \
+	src/util/file.c src/util/log.c
+FUZZ_CFLAGS  := -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE \
+	-Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+.PHONY: fuzz fuzz-run
+fuzz: build-fuzz/fuzz-boot build-fuzz/make-seeds
+build-fuzz/fuzz-boot: fuzz/fuzz_boot.c $(FUZZ_SRCS) $(wildcard src/*/*.h src/*/*/*.h src/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_boot.c $(FUZZ_SRCS) -ldl -lpthread
+build-fuzz/make-seeds: fuzz/make_seeds.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -o $@ $< $(COMPRESS_LIBS)
+fuzz-run: fuzz
+	rm -rf build-fuzz/seeds && mkdir -p build-fuzz/seeds build-fuzz/corpus
+	build-fuzz/make-seeds build-fuzz/seeds
+	build-fuzz/fuzz-boot -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+		-malloc_limit_mb=1024 -timeout=20 -print_final_stats=1 \
+		-artifact_prefix=build-fuzz/ build-fuzz/corpus build-fuzz/seeds
+
 clean:
 	rm -rf build build-san build-fuzz
 

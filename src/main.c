@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "util/err.h"
@@ -62,42 +63,52 @@ static int cmd_run(int argc, char **argv, const struct timespec *start)
 	}
 	apply_verbosity(cfg.verbosity);
 
-	uint8_t *kernel = NULL, *initrd = NULL;
-	size_t kernel_size = 0, initrd_size = 0;
+	/* The kernel stays mapped and the initrd open until the VM is gone: a guest reset
+	 * loads both again. */
+	struct file_map kernel = {NULL, 0};
+	int initrd_fd = -1;
+	uint64_t initrd_size = 0;
 	const char *kernel_name = cfg.kernel_path;
+	struct vm *vm = NULL;
 	int status = 1;
 	if (cfg.kernel_path) {
-		if (read_whole_file(cfg.kernel_path, "kernel", &kernel, &kernel_size, &e) < 0)
+		if (file_map_input(cfg.kernel_path, "kernel", &kernel, &e) < 0)
 			goto fail;
 	} else {
 		kernel_name = "built-in demo guest";
 	}
 	if (cfg.initrd_path &&
-	    read_whole_file(cfg.initrd_path, "initrd", &initrd, &initrd_size, &e) < 0)
+	    file_open_input(cfg.initrd_path, "initrd", &initrd_fd, &initrd_size, &e) < 0)
 		goto fail;
 
-	struct vm *vm = calloc(1, sizeof(*vm));
+	vm = calloc(1, sizeof(*vm));
 	if (!vm) {
 		errf(&e, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	const uint8_t *image = kernel ? kernel : demo_guest_elf;
-	size_t image_size = kernel ? kernel_size : (size_t)(demo_guest_elf_end - demo_guest_elf);
-	/* The images stay until the VM is gone: a guest reset loads them again. */
-	ret = vm_create(vm, &cfg, start, image, image_size, kernel_name, initrd, initrd_size, &e);
-	if (ret == 0)
+	const uint8_t *image = kernel.data ? kernel.data : demo_guest_elf;
+	size_t image_size =
+	    kernel.data ? kernel.size : (size_t)(demo_guest_elf_end - demo_guest_elf);
+	ret =
+	    vm_create(vm, &cfg, start, image, image_size, kernel_name, initrd_fd, initrd_size, &e);
+	if (ret == 0) {
+		file_map_release(&kernel);
 		ret = vm_run(vm, &status, &e);
+	}
 	vm_destroy(vm);
 	free(vm);
+	vm = NULL;
 	if (ret < 0)
 		goto fail;
-	free(kernel);
-	free(initrd);
+	file_unmap(&kernel);
+	if (initrd_fd >= 0)
+		close(initrd_fd);
 	config_free(&cfg);
 	return status;
 fail:
-	free(kernel);
-	free(initrd);
+	file_unmap(&kernel);
+	if (initrd_fd >= 0)
+		close(initrd_fd);
 	config_free(&cfg);
 	log_error("%s", e.msg);
 	return 1;

@@ -284,8 +284,8 @@ static const struct vm_control_ops vm_control_ops = {
 };
 
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec *start,
-	      const uint8_t *kernel, size_t kernel_size, const char *kernel_name,
-	      const uint8_t *initrd, size_t initrd_size, struct errbuf *e)
+	      const uint8_t *kernel, size_t kernel_size, const char *kernel_name, int initrd_fd,
+	      uint64_t initrd_size, struct errbuf *e)
 {
 	int ret;
 
@@ -336,7 +336,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	    .kernel = kernel,
 	    .kernel_size = kernel_size,
 	    .kernel_name = kernel_name,
-	    .initrd = initrd,
+	    .initrd_fd = initrd_fd,
 	    .initrd_size = initrd_size,
 	    .cmdline = cfg->cmdline,
 	    .decompress = cfg->boot_decompress,

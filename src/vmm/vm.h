@@ -68,12 +68,13 @@ struct vm {
 	unsigned init_done; /* how far vm_create got, for vm_destroy */
 };
 
-/* Builds the VM described by cfg: memory, irqchip, devices, kernel, vCPUs. kernel/initrd
- * are the file contents (kernel may be the built-in demo); they must stay valid until
- * vm_destroy(), since a guest reset loads them again. Returns 0 or -errno with e set. */
+/* Builds the VM described by cfg: memory, irqchip, devices, kernel, vCPUs. kernel is the
+ * image (a mapping of the file, or the built-in demo), initrd_fd the open initrd (-1 for
+ * none), read into guest RAM with pread. Both must stay valid until vm_destroy (a reset
+ * loads them again). Returns 0 or -errno with e set. */
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec *start,
-	      const uint8_t *kernel, size_t kernel_size, const char *kernel_name,
-	      const uint8_t *initrd, size_t initrd_size, struct errbuf *e);
+	      const uint8_t *kernel, size_t kernel_size, const char *kernel_name, int initrd_fd,
+	      uint64_t initrd_size, struct errbuf *e);
 /* Runs until the guest or the user stops it; *exit_status is what kvmini should exit with.
  * Returns 0, or -errno if the VM could not run (with e set). */
 int vm_run(struct vm *vm, int *exit_status, struct errbuf *e);

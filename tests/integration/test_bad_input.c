@@ -1,11 +1,13 @@
 /* Bad input gets one clear line on stderr and a non-zero exit: never a crash, never a hang,
  * never a VM that starts anyway. Each case runs the real binary. */
 #include <criterion/criterion.h>
+#include <elf.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -204,6 +206,69 @@ Test(bad_input, initrd_larger_than_memory)
 	const char *argv[] = {"kvmini",	  "run",  "--mem", "8M", "--kernel", harness_guest("hello"),
 			      "--initrd", initrd, NULL};
 	bad_expect_failure(argv, (const char *[]){"initrd", NULL});
+}
+
+/* A FIFO blocks open() until a writer comes: kvmini must refuse it at once. */
+Test(bad_input, kernel_and_initrd_that_are_fifos)
+{
+	char fifo[512];
+	snprintf(fifo, sizeof(fifo), "%s/fifo", bad_tmpdir);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	const char *argv[] = {"kvmini", "run", "--kernel", fifo, NULL};
+	bad_expect_failure(argv, (const char *[]){fifo, "not a regular file (it is a FIFO)", NULL});
+	const char *argv2[] = {"kvmini",   "run", "--kernel", harness_guest("hello"),
+			       "--initrd", fifo,  NULL};
+	bad_expect_failure(argv2, (const char *[]){"initrd", "it is a FIFO", NULL});
+}
+
+Test(bad_input, initrd_that_is_a_character_device)
+{
+	const char *argv[] = {"kvmini",	  "run",       "--kernel", harness_guest("hello"),
+			      "--initrd", "/dev/zero", NULL};
+	bad_expect_failure(argv, (const char *[]){"/dev/zero", "it is a character device", NULL});
+}
+
+/* 2 GB of zeros is judged by its header, not read first (it used to take 9.7 s and 2 GB). */
+Test(bad_input, two_gigabytes_of_zeros_fail_fast)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/zeros", bad_tmpdir);
+	int fd = open(path, O_CREAT | O_WRONLY, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, 2000000000), 0);
+	close(fd);
+	const char *argv[] = {"kvmini", "run", "--kernel", path, NULL};
+	struct harness_result r;
+	struct harness_opts o = {.timeout_s = 20};
+	cr_assert_eq(harness_run(argv, &o, &r), 0);
+	cr_assert(r.exited && r.exit_status != 0, "status %d", r.exit_status);
+	cr_assert(strstr(r.err, "boot_flag"), "%s", r.err);
+	cr_assert_lt(r.seconds, 1.0, "took %.2f s", r.seconds);
+	struct rusage ru;
+	getrusage(RUSAGE_CHILDREN, &ru);
+	cr_assert_lt(ru.ru_maxrss >> 10, 64, "kvmini peaked at %ld MiB", ru.ru_maxrss >> 10);
+	harness_result_free(&r);
+}
+
+/* A segment that holds code and lands on kvmini's page tables: one line naming both. */
+Test(bad_input, elf_segment_over_the_boot_page_tables)
+{
+	size_t len;
+	uint8_t *img = bad_read_file(harness_guest("hello-gnu-ld"), &len);
+	Elf64_Ehdr eh;
+	memcpy(&eh, img, sizeof(eh));
+	Elf64_Phdr ph;
+	memcpy(&ph, img + eh.e_phoff, sizeof(ph));
+	cr_assert_eq(ph.p_paddr, 0xff000, "the header segment GNU ld makes");
+	ph.p_paddr = ph.p_vaddr = 0x9000;
+	ph.p_flags = PF_R | PF_X; /* no longer just headers: code */
+	memcpy(img + eh.e_phoff, &ph, sizeof(ph));
+	const char *path = bad_write_file("collide.elf", img, len);
+	const char *argv[] = {"kvmini", "run", "--kernel", path, NULL};
+	bad_expect_failure(
+	    argv, (const char *[]){"segment 0 [0x9000-0x9",
+				   "overlaps the identity-map page tables [0x9000-0xf000)", NULL});
+	free(img);
 }
 
 Test(bad_input, missing_initrd)

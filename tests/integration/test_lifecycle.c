@@ -107,8 +107,8 @@ static void live_start(struct live_vm *l, unsigned ncpus, bool paused)
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	cr_assert_eq(
-	    vm_create(&l->vm, &l->cfg, &start, l->kernel, l->kernel_size, "count", NULL, 0, &l->e),
-	    0, "%s", l->e.msg);
+	    vm_create(&l->vm, &l->cfg, &start, l->kernel, l->kernel_size, "count", -1, 0, &l->e), 0,
+	    "%s", l->e.msg);
 	cr_assert_eq(pthread_create(&l->thread, NULL, live_vm_thread, l), 0);
 }
 

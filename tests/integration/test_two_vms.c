@@ -29,8 +29,7 @@ static void *two_vm_thread(void *arg)
 	struct errbuf e = {{0}};
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	struct vm *vm = calloc(1, sizeof(*vm));
-	j->ret =
-	    vm_create(vm, &j->cfg, &start, j->kernel, j->kernel_size, "smp guest", NULL, 0, &e);
+	j->ret = vm_create(vm, &j->cfg, &start, j->kernel, j->kernel_size, "smp guest", -1, 0, &e);
 	if (j->ret == 0)
 		j->ret = vm_run(vm, &j->status, &e);
 	vm_destroy(vm);

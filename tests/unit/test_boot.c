@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/layout.h"
+#include "arch/x86/mptable.h"
 #include "kernels.h"
 #include "util/file.h"
 
@@ -334,12 +336,314 @@ Test(boot, elf_segment_outside_memory_is_refused)
 	struct errbuf e;
 	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), -ENOSPC);
 	cr_assert(strstr(e.msg, "--mem"), "%s", e.msg);
-	ph[0].p_paddr = 0x8000; /* where kvmini's boot tables live */
+	ph[0].p_paddr = 0x8000; /* where kvmini's boot stack and page tables live */
+	ph[0].p_memsz = 0x2000;
 	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), -EINVAL);
-	cr_assert(strstr(e.msg, "below 1 MiB"), "%s", e.msg);
+	cr_assert(
+	    strstr(e.msg, "segment 0 [0x8000-0xa000) overlaps the boot stack [0x8000-0x9000)"),
+	    "names both ranges: %s", e.msg);
 	ph[0].p_paddr = 0x100000;
 	ph[0].p_offset = UINT64_MAX - 8; /* offset + size overflows */
 	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), -ENOEXEC, "%s", e.msg);
+}
+
+/* What GNU ld makes of `-Ttext=0x100000` with its default script: the ELF and program
+ * headers in a read-only PT_LOAD of their own just below the text (0xff000), the code at
+ * 1 MiB, and .note.gnu.build-id in a read-only PT_LOAD at the default base (0x400000 for
+ * x86-64, 0x08048000 for i386), described by a PT_NOTE too. */
+#define BT_GNU_NPHDR 5
+static void bt_build_gnu_ld_elf(struct bt_elf *out, uint64_t note_addr)
+{
+	bt_build_elf64(out, false);
+	Elf64_Ehdr *eh = (Elf64_Ehdr *)out->bytes;
+	eh->e_phnum = BT_GNU_NPHDR;
+	Elf64_Phdr *ph = (Elf64_Phdr *)(out->bytes + sizeof(*eh));
+	uint64_t hdrs = sizeof(*eh) + BT_GNU_NPHDR * sizeof(Elf64_Phdr);
+	ph[0] = (Elf64_Phdr){.p_type = PT_LOAD,
+			     .p_vaddr = 0xff000,
+			     .p_paddr = 0xff000,
+			     .p_filesz = hdrs,
+			     .p_memsz = hdrs,
+			     .p_flags = PF_R};
+	ph[1] = (Elf64_Phdr){.p_type = PT_LOAD,
+			     .p_offset = 4096,
+			     .p_vaddr = 0x100000,
+			     .p_paddr = 0x100000,
+			     .p_filesz = 64,
+			     .p_memsz = 8192,
+			     .p_flags = PF_R | PF_X};
+	ph[2] = (Elf64_Phdr){.p_type = PT_LOAD,
+			     .p_offset = 4096 + 64,
+			     .p_vaddr = note_addr,
+			     .p_paddr = note_addr,
+			     .p_filesz = 36,
+			     .p_memsz = 36,
+			     .p_flags = PF_R};
+	ph[3] = ph[2];
+	ph[3].p_type = PT_NOTE;
+	ph[4] = (Elf64_Phdr){.p_type = PT_GNU_STACK, .p_flags = PF_R | PF_W};
+	uint32_t note[3] = {4, 20, 3}; /* "GNU", NT_GNU_BUILD_ID */
+	memcpy(out->bytes + 4096 + 64, note, 12);
+	memcpy(out->bytes + 4096 + 64 + 12, "GNU", 4);
+	memset(out->bytes + 4096 + 64 + 16, 0xab, 20);
+	out->len = 4096 + 64 + 36;
+}
+
+static int bt_load_elf(const struct bt_elf *elf, struct x86_boot_setup *s, struct errbuf *e)
+{
+	struct x86_boot_args a = {.kernel = elf->bytes,
+				  .kernel_size = elf->len,
+				  .kernel_name = "t",
+				  .cmdline = "gnu ld",
+				  .ncpus = 2};
+	return x86_boot_load(&bt_mem, &a, s, e);
+}
+
+Test(boot, gnu_ld_layout_header_segment_below_1m_is_loaded)
+{
+	struct bt_elf elf;
+	bt_build_gnu_ld_elf(&elf, 0x400000);
+	bt_make_memory(64 << 20);
+	struct x86_boot_setup s;
+	struct errbuf e;
+	cr_assert_eq(bt_load_elf(&elf, &s, &e), 0, "%s", e.msg);
+	cr_assert_eq(s.entry, 0x100010);
+	/* QEMU loads the header segment too: it is clear of the MP table's real extent. */
+	cr_assert_eq(memcmp(bt_ram + 0xff000, elf.bytes, SELFMAG), 0);
+	cr_assert_eq(memcmp(bt_ram + 0x400000 + 12, "GNU", 4), 0, "the note segment fits: loaded");
+	cr_assert_eq(s.kernel_start, 0x100000, "header and note segments are not the kernel");
+	cr_assert_eq(s.kernel_end, 0x102000);
+	/* The MP table and ACPI tables are intact after the load. */
+	cr_assert_eq(memcmp(bt_ram + 0xf0000, "_MP_", 4), 0);
+	cr_assert_eq(memcmp(bt_ram + ACPI_RSDP_ADDR, "RSD PTR ", 8), 0);
+}
+
+Test(boot, gnu_ld_layout_note_segment_beyond_ram_is_skipped)
+{
+	struct bt_elf elf;
+	bt_build_gnu_ld_elf(&elf, 0x08048000); /* i386's default base: 128 MiB + 32 KiB */
+	bt_make_memory(64 << 20);
+	struct x86_boot_setup s;
+	struct errbuf e;
+	cr_assert_eq(bt_load_elf(&elf, &s, &e), 0, "%s", e.msg);
+	cr_assert_eq(s.mode, X86_ENTRY_LINUX64);
+	cr_assert_eq(bt_ram[0x100000], 0x90);
+}
+
+Test(boot, header_segment_over_the_boot_tables_is_skipped_not_refused)
+{
+	struct bt_elf elf;
+	bt_build_gnu_ld_elf(&elf, 0x400000);
+	Elf64_Phdr *ph = (Elf64_Phdr *)(elf.bytes + sizeof(Elf64_Ehdr));
+	ph[0].p_paddr = ph[0].p_vaddr = X86_ZERO_PAGE_ADDR;
+	bt_make_memory(64 << 20);
+	struct x86_boot_setup s;
+	struct errbuf e;
+	cr_assert_eq(bt_load_elf(&elf, &s, &e), 0, "%s", e.msg);
+	cr_assert_eq(bt_zero_page()->hdr.cmd_line_ptr, X86_CMDLINE_ADDR, "zero page intact");
+}
+
+Test(boot, code_over_the_real_extent_of_the_tables_is_refused_and_beside_it_loads)
+{
+	struct bt_elf elf;
+	bt_build_gnu_ld_elf(&elf, 0x400000);
+	Elf64_Phdr *ph = (Elf64_Phdr *)(elf.bytes + sizeof(Elf64_Ehdr));
+	Elf64_Ehdr *eh = (Elf64_Ehdr *)elf.bytes;
+	bt_make_memory(64 << 20);
+	struct x86_boot_setup s;
+	struct errbuf e;
+	/* Code at 0xf0000 lands on the MP floating pointer. */
+	ph[1].p_paddr = ph[1].p_vaddr = 0xf0000;
+	ph[1].p_memsz = 0x1000;
+	eh->e_entry = 0xf0010;
+	cr_assert_eq(bt_load_elf(&elf, &s, &e), -EINVAL);
+	cr_assert(strstr(e.msg, "segment 1 [0xf0000-0xf1000) overlaps the MP table [0xf0000-0xf0"),
+		  "%s", e.msg);
+	/* Code at 0xe0100 overlaps the RSDP and XSDT. */
+	ph[1].p_paddr = ph[1].p_vaddr = 0xe0100 - 0x100;
+	eh->e_entry = 0xe0010;
+	cr_assert_eq(bt_load_elf(&elf, &s, &e), -EINVAL);
+	cr_assert(strstr(e.msg, "the ACPI tables [0xe0000-0xe"), "%s", e.msg);
+	/* The same code at 0xf8000, past the tables' real end, loads. */
+	ph[1].p_paddr = ph[1].p_vaddr = 0xf8000;
+	eh->e_entry = 0xf8010;
+	cr_assert_eq(bt_load_elf(&elf, &s, &e), 0, "%s", e.msg);
+	cr_assert_eq(s.entry, 0xf8010);
+	cr_assert_eq(bt_ram[0xf8000], 0x90);
+}
+
+Test(boot, entry_outside_the_identity_map_is_refused)
+{
+	struct bt_elf elf;
+	bt_build_elf64(&elf, false);
+	Elf64_Phdr *ph = (Elf64_Phdr *)(elf.bytes + sizeof(Elf64_Ehdr));
+	Elf64_Ehdr *eh = (Elf64_Ehdr *)elf.bytes;
+	ph[0].p_paddr = ph[0].p_vaddr = X86_MMIO_HOLE_END + 0x100000; /* RAM above 4 GiB */
+	eh->e_entry = ph[0].p_paddr + 0x10;
+	bt_make_memory(5ull << 30);
+	struct x86_boot_setup s;
+	struct errbuf e;
+	cr_assert_eq(bt_load_elf(&elf, &s, &e), -ENOEXEC);
+	cr_assert(strstr(e.msg, "0x100100010") && strstr(e.msg, "identity map"), "%s", e.msg);
+}
+
+/* boot.rst: the loader copies the setup header from the image and then writes the fields it
+ * owns. A real Debian kernel, with those fields set to junk in the image, gets kvmini's. */
+static void bt_poison_loader_fields(uint8_t *img)
+{
+	struct setup_header h;
+	memcpy(&h, img + 0x1f1, sizeof(h));
+	h.setup_data = 0xdead0000beefull;
+	h.type_of_loader = 0x42;
+	h.ext_loader_ver = 7;
+	h.ext_loader_type = 9;
+	h.loadflags |= CAN_USE_HEAP | KEEP_SEGMENTS | QUIET_FLAG;
+	h.heap_end_ptr = 0xfe00;
+	h.setup_move_size = 0x8000;
+	h.code32_start = 0x12345678;
+	h.hardware_subarch = 2;
+	h.hardware_subarch_data = 0xabcdef;
+	h.vid_mode = 0x0f04;
+	h.cmd_line_ptr = 0x9999;
+	h.ramdisk_image = 0x777000;
+	h.ramdisk_size = 0x1000;
+	memcpy(img + 0x1f1, &h, sizeof(h));
+}
+
+static void bt_check_loader_fields(const struct setup_header *orig)
+{
+	const struct setup_header *h = &bt_zero_page()->hdr;
+	cr_assert_eq(h->setup_data, 0, "setup_data is the loader's: 0, there is no list");
+	cr_assert_eq(h->type_of_loader, 0xff);
+	cr_assert_eq(h->ext_loader_ver, 0);
+	cr_assert_eq(h->ext_loader_type, 0);
+	cr_assert_eq(h->loadflags, LOADED_HIGH);
+	cr_assert_eq(h->heap_end_ptr, 0);
+	cr_assert_eq(h->setup_move_size, 0);
+	cr_assert_eq(h->code32_start, 0x100000);
+	cr_assert_eq(h->hardware_subarch, 0);
+	cr_assert_eq(h->hardware_subarch_data, 0);
+	cr_assert_eq(h->vid_mode, 0xffff);
+	cr_assert_eq(h->cmd_line_ptr, X86_CMDLINE_ADDR);
+	cr_assert_eq(h->ramdisk_image, 0);
+	cr_assert_eq(h->ramdisk_size, 0);
+	/* What the kernel owns comes from the image. */
+	cr_assert_eq(h->version, orig->version);
+	cr_assert_eq(h->init_size, orig->init_size);
+	cr_assert_eq(h->pref_address, orig->pref_address);
+	cr_assert_eq(h->xloadflags, orig->xloadflags);
+	cr_assert_eq(h->kernel_alignment, orig->kernel_alignment);
+	cr_assert_eq(bt_zero_page()->sentinel, 0);
+}
+
+Test(boot, loader_fields_are_written_not_copied_from_the_image, .timeout = 60)
+{
+	size_t len;
+	uint8_t *img = bt_read_kernel(&len);
+	struct setup_header orig;
+	memcpy(&orig, img + 0x1f1, sizeof(orig));
+	bt_poison_loader_fields(img);
+	bt_make_memory(512 << 20);
+	enum boot_decompress modes[] = {BOOT_DECOMPRESS_HOST, BOOT_DECOMPRESS_GUEST};
+	for (unsigned i = 0; i < 2; i++) {
+		struct x86_boot_args a = {.kernel = img,
+					  .kernel_size = len,
+					  .kernel_name = "cloud",
+					  .cmdline = "console=ttyS0",
+					  .decompress = modes[i],
+					  .ncpus = 1};
+		struct x86_boot_setup s;
+		struct errbuf e;
+		cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), 0, "%s", e.msg);
+		bt_check_loader_fields(&orig);
+	}
+	free(img);
+}
+
+/* Writes n bytes of a pattern to an unlinked temporary file and returns its fd. */
+static int bt_initrd_fd(size_t n)
+{
+	char path[] = "/tmp/kvmini-initrd-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	uint8_t *buf = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (uint8_t)(i * 7 + (i >> 12));
+	cr_assert_eq(write(fd, buf, n), (ssize_t)n);
+	free(buf);
+	return fd;
+}
+
+Test(boot, initrd_is_read_from_its_fd_into_guest_ram)
+{
+	struct bt_elf elf;
+	bt_build_elf64(&elf, false);
+	bt_make_memory(64 << 20);
+	const size_t n = 3 << 20;
+	int fd = bt_initrd_fd(n);
+	struct x86_boot_args a = {.kernel = elf.bytes,
+				  .kernel_size = elf.len,
+				  .kernel_name = "t",
+				  .initrd_fd = fd,
+				  .initrd_size = n,
+				  .cmdline = "",
+				  .ncpus = 1};
+	struct x86_boot_setup s;
+	struct errbuf e;
+	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), 0, "%s", e.msg);
+	cr_assert_eq(s.initrd_size, n);
+	const uint8_t *p = gpa_to_hva(&bt_mem, s.initrd_addr, n);
+	for (size_t i = 0; i < n; i += 4093)
+		cr_assert_eq(p[i], (uint8_t)(i * 7 + (i >> 12)), "byte %zu", i);
+	cr_assert_eq(p[n - 1], (uint8_t)((n - 1) * 7 + ((n - 1) >> 12)));
+	/* The file shrinks under us: an error, not a short initrd. */
+	cr_assert_eq(ftruncate(fd, n / 2), 0);
+	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s, &e), -EIO);
+	cr_assert(strstr(e.msg, "initrd"), "%s", e.msg);
+	close(fd);
+}
+
+/* A guest reset loads again with the same args: the same bytes everywhere kvmini writes. */
+Test(boot, loading_twice_gives_the_same_guest_memory)
+{
+	struct bt_elf elf;
+	bt_build_gnu_ld_elf(&elf, 0x400000);
+	const uint64_t size = 64 << 20;
+	bt_make_memory(size);
+	int fd = bt_initrd_fd(1 << 20);
+	struct x86_boot_args a = {.kernel = elf.bytes,
+				  .kernel_size = elf.len,
+				  .kernel_name = "t",
+				  .initrd_fd = fd,
+				  .initrd_size = 1 << 20,
+				  .cmdline = "reboot me",
+				  .ncpus = 3};
+	struct x86_boot_setup s1, s2;
+	struct errbuf e;
+	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s1, &e), 0, "%s", e.msg);
+	uint8_t *first = malloc(size);
+	memcpy(first, bt_ram, size);
+	/* The guest ran and scribbled over its memory, tables included. */
+	memset(bt_ram, 0x5a, size);
+	cr_assert_eq(x86_boot_load(&bt_mem, &a, &s2, &e), 0, "%s", e.msg);
+	cr_assert_eq(memcmp(&s1, &s2, sizeof(s1)), 0);
+	const uint64_t ranges[][2] = {
+	    {X86_GDT_ADDR, 0x30},
+	    {X86_ZERO_PAGE_ADDR, 0x1000},
+	    {X86_PML4_ADDR, 0x6000},
+	    {X86_CMDLINE_ADDR, 10},
+	    {ACPI_TABLES_START, acpi_tables_size(3)},
+	    {MPTABLE_START, mptable_size(3)},
+	    {0xff000, sizeof(Elf64_Ehdr) + BT_GNU_NPHDR * sizeof(Elf64_Phdr)},
+	    {0x100000, 0x2000},
+	    {s1.initrd_addr, 1 << 20}};
+	for (unsigned i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++)
+		cr_assert_eq(memcmp(first + ranges[i][0], bt_ram + ranges[i][0], ranges[i][1]), 0,
+			     "range at 0x%llx differs after the second load",
+			     (unsigned long long)ranges[i][0]);
+	free(first);
+	close(fd);
 }
 
 Test(boot, cpuid_is_patched_per_vcpu)

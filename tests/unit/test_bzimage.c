@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <bzlib.h>
@@ -14,6 +16,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "arch/x86/boot.h"
 #include "arch/x86/bzimage.h"
 #include "util/file.h"
 
@@ -808,4 +811,89 @@ Test(decompress, empty_payload_rejected)
 	    payload_decompress((const uint8_t *)"", 0, PAYLOAD_GZIP, 1 << 20, &out, &out_len, &e),
 	    -EINVAL);
 	cr_assert(strstr(e.msg, "empty"), "%s", e.msg);
+}
+
+/* ---- bounded decompression ---- */
+
+static long bzt_maxrss_mib(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss >> 10;
+}
+
+/* n zero bytes as one zstd frame whose header asks for a 2^wlog-byte window: a few KiB
+ * that claim hundreds of MiB. */
+static uint8_t *bzt_zstd_bomb(size_t n, int wlog, size_t *out_len)
+{
+	uint8_t *zeros = calloc(1, n);
+	size_t cap = ZSTD_compressBound(n) + 4;
+	uint8_t *out = malloc(cap);
+	ZSTD_CCtx *cc = ZSTD_createCCtx();
+	cr_assert(zeros && out && cc);
+	ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 1);
+	ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, wlog);
+	size_t r = ZSTD_compress2(cc, out, cap - 4, zeros, n);
+	cr_assert(!ZSTD_isError(r), "%s", ZSTD_getErrorName(r));
+	ZSTD_freeCCtx(cc);
+	free(zeros);
+	*out_len = bzt_append_size(out, r, n);
+	return out;
+}
+
+Test(decompress, zstd_bomb_stops_at_the_limit_with_bounded_memory, .timeout = 60)
+{
+	size_t plen;
+	uint8_t *p = bzt_zstd_bomb(400u << 20, 30, &plen);
+	cr_assert_lt(plen, 64 << 10, "a small payload: %zu bytes", plen);
+	long before = bzt_maxrss_mib();
+	struct errbuf e = {{0}};
+	uint8_t *out;
+	size_t out_len;
+	cr_assert_eq(payload_decompress(p, plen, PAYLOAD_ZSTD, 32u << 20, &out, &out_len, &e),
+		     -EFBIG);
+	cr_assert(strstr(e.msg, "exceeds"), "%s", e.msg);
+	/* The output buffer up to the limit and nothing for the 1 GiB window. */
+	cr_assert_lt(bzt_maxrss_mib() - before, 64, "RSS grew by %ld MiB",
+		     bzt_maxrss_mib() - before);
+	/* Allowed to finish, it costs its output and no window on top. */
+	cr_assert_eq(payload_decompress(p, plen, PAYLOAD_ZSTD, BZT_MAX_OUT, &out, &out_len, &e), 0,
+		     "%s", e.msg);
+	cr_assert_eq(out_len, 400u << 20);
+	cr_assert_lt(bzt_maxrss_mib() - before, 400 + 64, "RSS grew by %ld MiB",
+		     bzt_maxrss_mib() - before);
+	free(out);
+	free(p);
+}
+
+/* In a VM: the guest's RAM is the limit, and "too big" is an error, not a reason to hand
+ * the payload to the guest's own decompressor. */
+Test(decompress, payload_larger_than_guest_ram_is_an_error_not_a_fallback, .timeout = 60)
+{
+	size_t plen, len;
+	uint8_t *p = bzt_zstd_bomb(200u << 20, 27, &plen);
+	uint8_t *img = bzt_make_image(p, plen, &len);
+	const uint64_t ram = 64 << 20;
+	uint8_t *hva = mmap(NULL, ram, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	cr_assert_neq(hva, MAP_FAILED);
+	struct guest_mem mem = {.nregions = 0};
+	cr_assert_eq(guest_mem_add_region(&mem, 0, ram, hva), 0);
+	long before = bzt_maxrss_mib();
+	struct x86_boot_args a = {.kernel = img,
+				  .kernel_size = len,
+				  .kernel_name = "bomb",
+				  .cmdline = "",
+				  .decompress = BOOT_DECOMPRESS_AUTO,
+				  .ncpus = 1};
+	struct x86_boot_setup s;
+	struct errbuf e = {{0}};
+	cr_assert_eq(x86_boot_load(&mem, &a, &s, &e), -EFBIG, "%s", e.msg);
+	cr_assert(strstr(e.msg, "more than the 64 MiB of guest RAM") && strstr(e.msg, "--mem"),
+		  "%s", e.msg);
+	cr_assert_lt(bzt_maxrss_mib() - before, 64 + 32, "RSS grew by %ld MiB",
+		     bzt_maxrss_mib() - before);
+	munmap(hva, ram);
+	free(img);
+	free(p);
 }

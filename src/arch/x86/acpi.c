@@ -406,7 +406,9 @@ static void acpi_write_madt(struct acpi_image *img, long off, unsigned ncpus)
 	acpi_image_checksum(img, (size_t)off, size);
 }
 
-int acpi_write_tables(const struct guest_mem *mem, unsigned ncpus)
+/* Lays out every table in img; acpi_write_tables copies it into guest memory and
+ * acpi_tables_size reports its extent. */
+static int acpi_build(struct acpi_image *out, unsigned ncpus)
 {
 	struct acpi_image img = {.len = 0};
 	const size_t xsdt_size = sizeof(struct acpi_header) + 2 * sizeof(uint64_t);
@@ -464,5 +466,19 @@ int acpi_write_tables(const struct guest_mem *mem, unsigned ncpus)
 
 	acpi_write_madt(&img, madt, ncpus);
 
-	return guest_mem_write(mem, ACPI_TABLES_START, img.bytes, img.len);
+	*out = img;
+	return 0;
+}
+
+int acpi_write_tables(const struct guest_mem *mem, unsigned ncpus)
+{
+	struct acpi_image img;
+	int ret = acpi_build(&img, ncpus);
+	return ret < 0 ? ret : guest_mem_write(mem, ACPI_TABLES_START, img.bytes, img.len);
+}
+
+uint64_t acpi_tables_size(unsigned ncpus)
+{
+	struct acpi_image img;
+	return acpi_build(&img, ncpus) < 0 ? ACPI_TABLES_SIZE : img.len;
 }

@@ -33,4 +33,8 @@
  * tables would not fit. */
 int acpi_write_tables(const struct guest_mem *mem, unsigned ncpus);
 
+/* Bytes from ACPI_TABLES_START the tables occupy for ncpus (the whole window if ncpus is
+ * out of range). */
+uint64_t acpi_tables_size(unsigned ncpus);
+
 #endif

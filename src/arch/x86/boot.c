@@ -11,6 +11,7 @@
 #include "arch/x86/gdt.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/mptable.h"
+#include "util/file.h"
 #include "util/log.h"
 
 #define PAGE_SIZE	  4096ull
@@ -136,8 +137,66 @@ struct elf_image {
 	bool is64;
 	uint64_t entry;
 	uint64_t pvh_entry; /* 0 if no PVH note */
-	uint64_t low, high; /* physical range of the PT_LOAD segments */
+	uint64_t low, high; /* physical range of the PT_LOAD segments that hold code or data */
 };
+
+/* A guest-physical range kvmini writes its own boot structures into. */
+struct boot_range {
+	uint64_t start, end; /* end exclusive */
+	const char *what;
+};
+#define BOOT_RANGES_MAX 8
+
+/* Everything x86_boot_load writes besides the kernel and initrd, at its real extent for this
+ * command line and CPU count: what a kernel segment may not overlap. */
+static unsigned boot_reserved_ranges(const char *cmdline, unsigned ncpus, struct boot_range *r)
+{
+	unsigned n = 0;
+	r[n++] = (struct boot_range){X86_GDT_ADDR, X86_GDT_ADDR + 6 * 8, "the boot GDT"};
+	r[n++] = (struct boot_range){X86_PVH_INFO_ADDR, X86_ZERO_PAGE_ADDR,
+				     "the PVH start info and memory map"};
+	r[n++] = (struct boot_range){X86_ZERO_PAGE_ADDR, X86_ZERO_PAGE_ADDR + PAGE_SIZE,
+				     "the zero page (boot_params)"};
+	r[n++] = (struct boot_range){X86_BOOT_STACK_TOP & ~(PAGE_SIZE - 1), X86_PML4_ADDR,
+				     "the boot stack"};
+	r[n++] = (struct boot_range){X86_PML4_ADDR, X86_PD_ADDR + 4 * PAGE_SIZE,
+				     "the identity-map page tables"};
+	r[n++] = (struct boot_range){X86_CMDLINE_ADDR,
+				     X86_CMDLINE_ADDR +
+					 (cmdline ? strnlen(cmdline, X86_CMDLINE_MAX) : 0) + 1,
+				     "the command line"};
+	r[n++] = (struct boot_range){ACPI_TABLES_START, ACPI_TABLES_START + acpi_tables_size(ncpus),
+				     "the ACPI tables"};
+	r[n++] =
+	    (struct boot_range){MPTABLE_START, MPTABLE_START + mptable_size(ncpus), "the MP table"};
+	return n;
+}
+
+/* Where an ELF file keeps data that is not part of the program: its own headers and its
+ * notes. A PT_LOAD made only of those (GNU ld puts the ELF header in a read-only segment
+ * just below -Ttext, and .note.gnu.build-id at its default base, 4 MiB or 0x08048000)
+ * holds nothing the kernel runs or reads as data. */
+struct elf_meta {
+	uint64_t start[257], end[257];
+	unsigned n;
+};
+
+static bool elf_meta_covers(const struct elf_meta *m, uint64_t off, uint64_t len)
+{
+	uint64_t pos = off, end = off + len;
+	while (pos < end) {
+		bool advanced = false;
+		for (unsigned i = 0; i < m->n; i++) {
+			if (m->start[i] <= pos && pos < m->end[i]) {
+				pos = m->end[i];
+				advanced = true;
+			}
+		}
+		if (!advanced)
+			return false;
+	}
+	return true;
+}
 
 /* The program headers of either class, normalised to 64-bit. */
 static int elf_phdr(const uint8_t *img, size_t len, bool is64, uint64_t phoff, unsigned i,
@@ -192,7 +251,7 @@ static uint64_t elf_find_pvh_entry(const uint8_t *img, size_t len, const Elf64_P
 }
 
 static int elf_load(const struct guest_mem *mem, const uint8_t *img, size_t len, const char *name,
-		    struct elf_image *out, struct errbuf *e)
+		    const struct x86_boot_args *a, struct elf_image *out, struct errbuf *e)
 {
 	if (len < EI_NIDENT || memcmp(img, ELFMAG, SELFMAG) != 0)
 		return errf(e, -ENOEXEC, "kernel '%s' is not an ELF file", name);
@@ -202,7 +261,7 @@ static int elf_load(const struct guest_mem *mem, const uint8_t *img, size_t len,
 	if (img[EI_DATA] != ELFDATA2LSB)
 		return errf(e, -ENOEXEC, "kernel '%s': ELF is not little-endian", name);
 
-	uint64_t entry, phoff;
+	uint64_t entry, phoff, ehsize;
 	unsigned phnum, machine, type;
 	if (is64) {
 		Elf64_Ehdr h;
@@ -210,7 +269,7 @@ static int elf_load(const struct guest_mem *mem, const uint8_t *img, size_t len,
 			return errf(e, -ENOEXEC, "kernel '%s': truncated ELF header", name);
 		memcpy(&h, img, sizeof(h));
 		entry = h.e_entry, phoff = h.e_phoff, phnum = h.e_phnum;
-		machine = h.e_machine, type = h.e_type;
+		machine = h.e_machine, type = h.e_type, ehsize = sizeof(h);
 		if (h.e_phentsize != sizeof(Elf64_Phdr))
 			return errf(e, -ENOEXEC, "kernel '%s': bad e_phentsize %u", name,
 				    h.e_phentsize);
@@ -220,7 +279,7 @@ static int elf_load(const struct guest_mem *mem, const uint8_t *img, size_t len,
 			return errf(e, -ENOEXEC, "kernel '%s': truncated ELF header", name);
 		memcpy(&h, img, sizeof(h));
 		entry = h.e_entry, phoff = h.e_phoff, phnum = h.e_phnum;
-		machine = h.e_machine, type = h.e_type;
+		machine = h.e_machine, type = h.e_type, ehsize = sizeof(h);
 		if (h.e_phentsize != sizeof(Elf32_Phdr))
 			return errf(e, -ENOEXEC, "kernel '%s': bad e_phentsize %u", name,
 				    h.e_phentsize);
@@ -233,7 +292,13 @@ static int elf_load(const struct guest_mem *mem, const uint8_t *img, size_t len,
 	if (phnum == 0 || phnum > 256)
 		return errf(e, -ENOEXEC, "kernel '%s': %u program headers", name, phnum);
 
+	/* First pass: the PVH note, and which file bytes are headers or notes. */
 	*out = (struct elf_image){.is64 = is64, .entry = entry, .low = UINT64_MAX};
+	struct elf_meta meta = {.n = 0};
+	uint64_t phsize = (uint64_t)phnum * (is64 ? sizeof(Elf64_Phdr) : sizeof(Elf32_Phdr));
+	meta.start[meta.n] = 0, meta.end[meta.n++] = ehsize;
+	if (phoff <= len && phsize <= len - phoff)
+		meta.start[meta.n] = phoff, meta.end[meta.n++] = phoff + phsize;
 	for (unsigned i = 0; i < phnum; i++) {
 		Elf64_Phdr ph;
 		if (elf_phdr(img, len, is64, phoff, i, &ph) < 0)
@@ -241,11 +306,23 @@ static int elf_load(const struct guest_mem *mem, const uint8_t *img, size_t len,
 			    e, -ENOEXEC,
 			    "kernel '%s': truncated ELF: program header %u is outside the file",
 			    name, i);
-		if (ph.p_type == PT_NOTE && !out->pvh_entry)
+		if (ph.p_type != PT_NOTE)
+			continue;
+		if (!out->pvh_entry)
 			out->pvh_entry = elf_find_pvh_entry(img, len, &ph);
+		uint64_t note_end;
+		if (meta.n < 257 && !__builtin_add_overflow(ph.p_offset, ph.p_filesz, &note_end))
+			meta.start[meta.n] = ph.p_offset, meta.end[meta.n++] = note_end;
+	}
+
+	struct boot_range rsv[BOOT_RANGES_MAX];
+	unsigned nrsv = boot_reserved_ranges(a->cmdline, a->ncpus, rsv);
+	for (unsigned i = 0; i < phnum; i++) {
+		Elf64_Phdr ph;
+		elf_phdr(img, len, is64, phoff, i, &ph);
 		if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
 			continue;
-		uint64_t file_end;
+		uint64_t file_end, mem_end;
 		if (ph.p_filesz > ph.p_memsz ||
 		    __builtin_add_overflow(ph.p_offset, ph.p_filesz, &file_end) || file_end > len)
 			return errf(
@@ -254,30 +331,66 @@ static int elf_load(const struct guest_mem *mem, const uint8_t *img, size_t len,
 			    "the file",
 			    name, i, (unsigned long long)ph.p_offset,
 			    (unsigned long long)ph.p_filesz);
-		if (ph.p_paddr < X86_HIMEM_START)
-			return errf(
-			    e, -EINVAL,
-			    "kernel '%s': segment %u at 0x%llx is below 1 MiB, where kvmini "
-			    "keeps the boot tables",
-			    name, i, (unsigned long long)ph.p_paddr);
+		bool inert = !(ph.p_flags & (PF_X | PF_W)) && ph.p_filesz == ph.p_memsz &&
+			     elf_meta_covers(&meta, ph.p_offset, ph.p_filesz);
+		const struct boot_range *hit = NULL;
+		bool wraps = __builtin_add_overflow(ph.p_paddr, ph.p_memsz, &mem_end);
+		for (unsigned r = 0; r < nrsv && !wraps && !hit; r++)
+			if (ph.p_paddr < rsv[r].end && rsv[r].start < mem_end)
+				hit = &rsv[r];
+		uint8_t *dst = wraps ? NULL : gpa_to_hva(mem, ph.p_paddr, ph.p_memsz);
+		if (inert && (hit || !dst)) {
+			/* QEMU loads such a segment if it can and nobody misses it if not. */
+			log_info("kernel '%s': segment %u at 0x%llx holds only ELF headers or "
+				 "notes; not loaded (%s)",
+				 name, i, (unsigned long long)ph.p_paddr,
+				 hit ? hit->what : "outside guest RAM");
+			continue;
+		}
+		if (hit)
+			return errf(e, -EINVAL,
+				    "kernel '%s': segment %u [0x%llx-0x%llx) overlaps %s "
+				    "[0x%llx-0x%llx) that kvmini writes there",
+				    name, i, (unsigned long long)ph.p_paddr,
+				    (unsigned long long)mem_end, hit->what,
+				    (unsigned long long)hit->start, (unsigned long long)hit->end);
 		/* -ENOSPC means "guest RAM too small", which no fallback can fix. */
-		uint8_t *dst = gpa_to_hva(mem, ph.p_paddr, ph.p_memsz);
 		if (!dst)
 			return errf(
 			    e, -ENOSPC,
 			    "kernel '%s': segment %u at 0x%llx (%llu bytes) does not fit in "
-			    "guest RAM above 1 MiB; try a larger --mem",
+			    "guest RAM; try a larger --mem",
 			    name, i, (unsigned long long)ph.p_paddr,
 			    (unsigned long long)ph.p_memsz);
 		memcpy(dst, img + ph.p_offset, ph.p_filesz);
 		memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
+		if (inert)
+			continue;
 		if (ph.p_paddr < out->low)
 			out->low = ph.p_paddr;
-		if (ph.p_paddr + ph.p_memsz > out->high)
-			out->high = ph.p_paddr + ph.p_memsz;
+		if (mem_end > out->high)
+			out->high = mem_end;
 	}
 	if (out->low == UINT64_MAX)
 		return errf(e, -ENOEXEC, "kernel '%s': ELF has no loadable segment", name);
+	return 0;
+}
+
+/* The entry point must be code kvmini loaded, and reachable: 64-bit kernels start with
+ * paging on and only the first 4 GiB identity-mapped; PVH starts with paging off. */
+static int check_entry(const struct guest_mem *mem, const struct elf_image *elf, uint64_t entry,
+		       enum x86_entry_mode mode, const char *name, struct errbuf *e)
+{
+	uint64_t limit = mode == X86_ENTRY_LINUX64 ? X86_IDENTITY_MAP_END : 1ull << 32;
+	if (entry >= limit)
+		return errf(e, -ENOEXEC,
+			    "kernel '%s': entry point 0x%llx is above 4 GiB, outside the identity "
+			    "map kvmini enters the kernel with",
+			    name, (unsigned long long)entry);
+	if (!gpa_to_hva(mem, entry, 1) || entry < elf->low || entry >= elf->high)
+		return errf(e, -ENOEXEC,
+			    "kernel '%s': entry point 0x%llx is not inside its loaded segments",
+			    name, (unsigned long long)entry);
 	return 0;
 }
 
@@ -315,10 +428,23 @@ static int write_zero_page(const struct guest_mem *mem, const struct setup_heade
 	if (!bp)
 		return -EFAULT;
 	memset(bp, 0, sizeof(*bp));
+	/* boot.rst: copy the image's setup header, then write every field the boot loader
+	 * owns. A value left over from the image would be believed: a non-zero setup_data is
+	 * a list the kernel walks at boot. */
 	bp->hdr = *hdr;
-	bp->hdr.type_of_loader = LOADER_TYPE_OTHER;
-	bp->hdr.loadflags |= LOADED_HIGH;
 	bp->hdr.vid_mode = 0xffff; /* "normal": no video mode change asked */
+	bp->hdr.type_of_loader = LOADER_TYPE_OTHER;
+	bp->hdr.ext_loader_ver = 0;
+	bp->hdr.ext_loader_type = 0;
+	/* LOADED_HIGH is the image's and true here; QUIET, KEEP_SEGMENTS and CAN_USE_HEAP
+	 * are ours and off (the real-mode setup code, whose heap that is, never runs). */
+	bp->hdr.loadflags = LOADED_HIGH;
+	bp->hdr.setup_move_size = 0;
+	bp->hdr.code32_start = (uint32_t)X86_BZIMAGE_LOAD;
+	bp->hdr.heap_end_ptr = 0;
+	bp->hdr.setup_data = 0;
+	bp->hdr.hardware_subarch = 0; /* a PC */
+	bp->hdr.hardware_subarch_data = 0;
 	bp->hdr.cmd_line_ptr = (uint32_t)X86_CMDLINE_ADDR;
 	bp->hdr.ramdisk_image = (uint32_t)s->initrd_addr;
 	bp->hdr.ramdisk_size = (uint32_t)s->initrd_size;
@@ -358,11 +484,12 @@ static int write_pvh_start_info(const struct guest_mem *mem, const struct x86_bo
 
 /* ---- the three kernel kinds ---- */
 
-static int load_elf_kernel(const struct guest_mem *mem, const uint8_t *img, size_t len,
-			   const char *name, struct x86_boot_setup *s, struct errbuf *e)
+static int load_elf_kernel(const struct guest_mem *mem, const struct x86_boot_args *a,
+			   struct x86_boot_setup *s, struct errbuf *e)
 {
 	struct elf_image elf;
-	int ret = elf_load(mem, img, len, name, &elf, e);
+	const char *name = a->kernel_name;
+	int ret = elf_load(mem, a->kernel, a->kernel_size, name, a, &elf, e);
 	if (ret < 0)
 		return ret;
 	s->kernel_start = elf.low;
@@ -379,26 +506,35 @@ static int load_elf_kernel(const struct guest_mem *mem, const uint8_t *img, size
 			    "(XEN_ELFNOTE_PHYS32_ENTRY); kvmini cannot enter it",
 			    name);
 	}
-	if (!gpa_to_hva(mem, s->entry, 1) || s->entry < elf.low || s->entry >= elf.high)
-		return errf(e, -ENOEXEC,
-			    "kernel '%s': entry point 0x%llx is not inside its loaded segments",
-			    name, (unsigned long long)s->entry);
-	return 0;
+	return check_entry(mem, &elf, s->entry, s->mode, name, e);
 }
 
 /* Host-side decompression: boot the vmlinux inside the bzImage directly, keeping the
  * image's own setup header for the zero page. */
 static int load_bzimage_host(const struct guest_mem *mem, const struct bzimage_info *bz,
-			     const char *name, struct x86_boot_setup *s, struct errbuf *e)
+			     const struct x86_boot_args *a, struct x86_boot_setup *s,
+			     struct errbuf *e)
 {
+	const char *name = a->kernel_name;
 	uint8_t *vmlinux = NULL;
 	size_t vmlinux_len = 0;
-	int ret = payload_decompress(bz->payload, bz->payload_size, bz->payload_format,
-				     MAX_DECOMPRESSED, &vmlinux, &vmlinux_len, e);
+	/* A vmlinux larger than guest RAM cannot be loaded, so the decompressor's output (and
+	 * with it kvmini's memory) stops there. */
+	size_t max_out = MAX_DECOMPRESSED;
+	if (mem->ram_size < max_out)
+		max_out = (size_t)mem->ram_size;
+	struct errbuf dc_err;
+	int ret = payload_decompress(bz->payload, bz->payload_size, bz->payload_format, max_out,
+				     &vmlinux, &vmlinux_len, &dc_err);
+	if (ret == -EFBIG)
+		return errf(e, ret,
+			    "kernel '%s': its %s payload decompresses to more than the %zu MiB of "
+			    "guest RAM; try a larger --mem",
+			    name, payload_format_name(bz->payload_format), max_out >> 20);
 	if (ret < 0)
-		return ret;
+		return errf(e, ret, "kernel '%s': %s", name, dc_err.msg);
 	struct elf_image elf;
-	ret = elf_load(mem, vmlinux, vmlinux_len, name, &elf, e);
+	ret = elf_load(mem, vmlinux, vmlinux_len, name, a, &elf, e);
 	free(vmlinux);
 	if (ret < 0)
 		return ret;
@@ -407,6 +543,8 @@ static int load_bzimage_host(const struct guest_mem *mem, const struct bzimage_i
 			    name);
 	s->mode = X86_ENTRY_LINUX64;
 	s->entry = elf.entry;
+	if ((ret = check_entry(mem, &elf, s->entry, s->mode, name, e)) < 0)
+		return ret;
 	s->kernel_start = elf.low;
 	/* The kernel uses memory past its image (early page tables, brk) up to init_size. */
 	s->kernel_end = elf.high;
@@ -457,7 +595,7 @@ int x86_boot_load(const struct guest_mem *mem, const struct x86_boot_args *a,
 		return errf(e, -ENOSPC, "guest memory is too small to boot anything");
 
 	if (a->kernel_size >= SELFMAG && memcmp(a->kernel, ELFMAG, SELFMAG) == 0) {
-		ret = load_elf_kernel(mem, a->kernel, a->kernel_size, a->kernel_name, s, e);
+		ret = load_elf_kernel(mem, a, s, e);
 		if (ret < 0)
 			return ret;
 		snprintf(s->description, sizeof(s->description), "ELF kernel, %s entry at 0x%llx",
@@ -492,10 +630,12 @@ int x86_boot_load(const struct guest_mem *mem, const struct x86_boot_args *a,
 				 a->kernel_name, payload_format_name(bz.payload_format));
 		if (a->decompress != BOOT_DECOMPRESS_GUEST && host_ok) {
 			struct errbuf host_err;
-			ret = load_bzimage_host(mem, &bz, a->kernel_name, s, &host_err);
-			/* Falling back helps only when the payload could not be unpacked; a
-			 * kernel that does not fit in memory will not fit either way. */
-			if (ret < 0 && (a->decompress == BOOT_DECOMPRESS_HOST || ret == -ENOSPC))
+			ret = load_bzimage_host(mem, &bz, a, s, &host_err);
+			/* Falling back helps only when kvmini lacks the library or cannot use
+			 * the vmlinux it found; a payload that is corrupt, or too big for the
+			 * guest's RAM, is no better in the guest's own decompressor. */
+			bool fallback = ret == -ENOENT || ret == -ENOEXEC || ret == -ENOTSUP;
+			if (ret < 0 && (a->decompress == BOOT_DECOMPRESS_HOST || !fallback))
 				return errf(e, ret, "%s", host_err.msg);
 			if (ret < 0)
 				log_warn("%s; falling back to the guest's own decompressor",
@@ -514,17 +654,27 @@ int x86_boot_load(const struct guest_mem *mem, const struct x86_boot_args *a,
 	if (ret < 0)
 		return ret == -EFAULT ? errf(e, ret, "cannot write the command line") : ret;
 
-	if (a->initrd && a->initrd_size) {
+	if (a->initrd_size) {
 		uint64_t max = hdr.initrd_addr_max ? hdr.initrd_addr_max : DEFAULT_INITRD_ADDR_MAX;
 		ret = x86_place_initrd(mem, a->initrd_size, align_up(s->kernel_end, PAGE_SIZE), max,
 				       &s->initrd_addr);
 		if (ret < 0)
 			return errf(e, ret,
-				    "initrd of %zu bytes does not fit in guest memory between the "
+				    "initrd of %llu bytes does not fit in guest memory between the "
 				    "kernel's end (0x%llx) and 0x%llx; try a larger --mem",
-				    a->initrd_size, (unsigned long long)s->kernel_end,
-				    (unsigned long long)max);
-		guest_mem_write(mem, s->initrd_addr, a->initrd, a->initrd_size);
+				    (unsigned long long)a->initrd_size,
+				    (unsigned long long)s->kernel_end, (unsigned long long)max);
+		/* Placed and checked: read it straight to its final address, no copy. */
+		uint8_t *dst = gpa_to_hva(mem, s->initrd_addr, a->initrd_size);
+		if (!a->initrd) {
+			ret = file_pread_all(a->initrd_fd, 0, dst, a->initrd_size);
+			if (ret < 0)
+				return errf(e, ret, "cannot read the initrd: %s",
+					    ret == -EIO ? "the file shrank since it was opened"
+							: strerror(-ret));
+		} else {
+			memcpy(dst, a->initrd, a->initrd_size);
+		}
 		s->initrd_size = a->initrd_size;
 	}
 

@@ -18,12 +18,18 @@ enum x86_entry_mode {
 	X86_ENTRY_PVH32,   /* 32-bit protected mode, paging off, EBX = hvm_start_info */
 };
 
+/* What x86_boot_load reads. Everything pointed to must stay valid for as long as the VM may
+ * be reset: a reset calls x86_boot_load again with the same args and gets the same result
+ * (the kernel image is only read, the initrd is read again from its fd with pread). */
 struct x86_boot_args {
-	const uint8_t *kernel;
+	const uint8_t *kernel; /* the whole image, e.g. a read-only mapping of the file */
 	size_t kernel_size;
 	const char *kernel_name; /* for messages */
-	const uint8_t *initrd;	 /* NULL for none */
-	size_t initrd_size;
+	/* The initrd (none if initrd_size is 0): copied from initrd if that is set, else read
+	 * from initrd_fd with pread straight into guest RAM at its final address. */
+	const uint8_t *initrd;
+	int initrd_fd;
+	uint64_t initrd_size;
 	const char *cmdline;
 	enum boot_decompress decompress;
 	unsigned ncpus;

@@ -25,6 +25,10 @@
 #define X86_KVM_TSS_ADDR   0xfffbd000ull
 #define X86_KVM_IDMAP_ADDR 0xfffbc000ull
 
+/* The boot page tables identity-map [0, 4 GiB) with 2 MiB pages; a 64-bit kernel's entry
+ * point must lie below this, since that is all it can reach before it sets up its own. */
+#define X86_IDENTITY_MAP_END 0x100000000ull
+
 #define X86_GDT_CODE_SEL 0x10 /* __BOOT_CS of the Linux boot protocol */
 #define X86_GDT_DATA_SEL 0x18 /* __BOOT_DS */
 #define X86_GDT_TSS_SEL	 0x20
