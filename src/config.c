@@ -210,7 +210,6 @@ void config_init(struct vm_config *cfg)
 	cfg->name = "kvmini";
 	cfg->mem_size = KVMINI_DEFAULT_MEM;
 	cfg->ncpus = 1;
-	cfg->console = CONSOLE_STDIO;
 	cfg->boot_decompress = BOOT_DECOMPRESS_AUTO;
 	cfg->serial[0] = (struct chardev_cfg){.id = "serial0", .backend = CHARDEV_STDIO};
 	cfg->nserials = 1;
@@ -415,21 +414,112 @@ static int set_smp(struct vm_config *cfg, const struct opt_use *u, struct errbuf
 	return 0;
 }
 
-static int set_console(struct vm_config *cfg, const struct opt_use *u, struct errbuf *e)
+static const char *const serial_ids[KVMINI_MAX_SERIALS] = {"serial0", "serial1", "serial2",
+							   "serial3"};
+
+/* The options after "unix:PATH": QEMU's server[=on|off], wait[=on|off] and the older
+ * nowait. Returns NULL or what is wrong. */
+static const char *unix_opts(struct chardev_cfg *ch, const char *opts)
 {
-	if (!strcmp(u->val, "stdio")) {
-		cfg->console = CONSOLE_STDIO;
-		cfg->console_path = NULL;
-	} else if (!strcmp(u->val, "none")) {
-		cfg->console = CONSOLE_NONE;
-		cfg->console_path = NULL;
-	} else if (!strncmp(u->val, "file:", 5) && u->val[5]) {
-		cfg->console = CONSOLE_FILE;
-		cfg->console_path = u->val + 5;
-	} else {
-		return CFG_ERR(e, "invalid %.*s '%s': must be stdio, none or file:PATH", u->opt_len,
-			       u->opt, u->val);
+	bool wait_given = false;
+
+	while (*opts) {
+		const char *end = strchrnul(opts, ',');
+		size_t n = (size_t)(end - opts);
+		if ((n == 6 && !memcmp(opts, "server", 6)) ||
+		    (n == 9 && !memcmp(opts, "server=on", 9)))
+			ch->server = true;
+		else if (n == 10 && !memcmp(opts, "server=off", 10))
+			ch->server = false;
+		else if ((n == 6 && !memcmp(opts, "nowait", 6)) ||
+			 (n == 8 && !memcmp(opts, "wait=off", 8)))
+			ch->wait = false, wait_given = true;
+		else if ((n == 4 && !memcmp(opts, "wait", 4)) ||
+			 (n == 7 && !memcmp(opts, "wait=on", 7)))
+			ch->wait = true, wait_given = true;
+		else
+			return "unix: knows server[=on|off], wait[=on|off] and nowait";
+		opts = *end ? end + 1 : end;
 	}
+	/* As in QEMU, a server waits for its first client unless told not to. */
+	if (ch->server && !wait_given)
+		ch->wait = true;
+	return NULL;
+}
+
+/* One -serial/--console value: QEMU's stdio, mon:stdio, pty, null, none, file:PATH,
+ * unix:PATH[,server][,nowait], or chardev:ID (resolved once every -chardev is known). */
+static int parse_serial_spec(struct chardev_cfg *ch, const char *v, const char **ref,
+			     const char **why)
+{
+	*ch = (struct chardev_cfg){0};
+	*ref = NULL;
+	*why = NULL;
+	if (!strcmp(v, "stdio")) {
+		ch->backend = CHARDEV_STDIO;
+	} else if (!strcmp(v, "mon:stdio")) {
+		ch->backend = CHARDEV_STDIO;
+		ch->mux = true;
+	} else if (!strcmp(v, "none")) {
+		ch->backend = CHARDEV_NONE;
+	} else if (!strcmp(v, "null")) {
+		ch->backend = CHARDEV_NULL;
+	} else if (!strcmp(v, "pty")) {
+		ch->backend = CHARDEV_PTY;
+	} else if (!strncmp(v, "file:", 5) && v[5]) {
+		ch->backend = CHARDEV_FILE;
+		ch->path = v + 5;
+	} else if (!strncmp(v, "unix:", 5) && v[5] && v[5] != ',') {
+		const char *comma = strchrnul(v + 5, ',');
+		size_t n = (size_t)(comma - (v + 5));
+		ch->backend = CHARDEV_UNIX;
+		if (n >= sizeof(ch->path_buf)) {
+			*why = "the socket path is too long (at most 107 bytes)";
+			return -EINVAL;
+		}
+		memcpy(ch->path_buf, v + 5, n);
+		ch->path_buf[n] = '\0';
+		*why = unix_opts(ch, *comma ? comma + 1 : comma);
+		if (*why)
+			return -EINVAL;
+	} else if (!strncmp(v, "chardev:", 8) && v[8]) {
+		*ref = v + 8;
+	} else if (!strncmp(v, "mon:", 4)) {
+		*why = "kvmini multiplexes the monitor only with stdio (mon:stdio)";
+		return -EINVAL;
+	} else {
+		*why = "must be stdio, mon:stdio, pty, null, none, file:PATH, "
+		       "unix:PATH[,server][,nowait] or chardev:ID";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The first -serial (or --console) replaces the default ttyS0 on stdio; each further one
+ * adds the next port, as QEMU does. */
+static int add_serial(struct vm_config *cfg, const struct opt_use *u, bool *serial_given,
+		      const char **refs, struct errbuf *e)
+{
+	struct chardev_cfg ch;
+	const char *ref, *why;
+
+	if (!*serial_given) {
+		cfg->nserials = 0;
+		*serial_given = true;
+	}
+	if (cfg->nserials == KVMINI_MAX_SERIALS)
+		return CFG_ERR(e, "too many %.*s: a PC has %d serial ports", u->opt_len, u->opt,
+			       KVMINI_MAX_SERIALS);
+	int r = parse_serial_spec(&ch, u->val, &ref, &why);
+	if (r < 0)
+		return CFG_ERR(e, "invalid %.*s '%s': %s", u->opt_len, u->opt, u->val, why);
+	ch.id = serial_ids[cfg->nserials];
+	refs[cfg->nserials] = ref;
+	cfg->serial[cfg->nserials] = ch;
+	/* path_buf moved with the struct: point into the copy. */
+	if (ch.backend == CHARDEV_UNIX)
+		cfg->serial[cfg->nserials].path = cfg->serial[cfg->nserials].path_buf;
+	cfg->nserials++;
 	return 0;
 }
 
@@ -522,7 +612,7 @@ static int set_name(struct vm_config *cfg, const struct opt_use *u, struct errbu
 /* -nographic in QEMU only moves the serial port to stdio when no -serial says otherwise,
  * whatever the order; console_given tracks that. */
 static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use *u,
-		     bool *console_given, struct errbuf *e)
+		     bool *console_given, const char **refs, struct errbuf *e)
 {
 	switch (id) {
 	case OPT_KERNEL:
@@ -541,8 +631,7 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 	case OPT_SMP:
 		return set_smp(cfg, u, e);
 	case OPT_CONSOLE:
-		*console_given = true;
-		return set_console(cfg, u, e);
+		return add_serial(cfg, u, console_given, refs, e);
 	case OPT_NAME:
 		return set_name(cfg, u, e);
 	case OPT_HUGEPAGES:
@@ -565,9 +654,11 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 		cfg->verbosity = -1;
 		return 0;
 	case OPT_NOGRAPHIC:
+		/* QEMU's -nographic puts ttyS0 and the monitor on stdio (Ctrl-A c). */
 		if (!*console_given) {
-			cfg->console = CONSOLE_STDIO;
-			cfg->console_path = NULL;
+			cfg->serial[0] = (struct chardev_cfg){
+			    .id = "serial0", .backend = CHARDEV_STDIO, .mux = true};
+			cfg->nserials = 1;
 		}
 		return 0;
 	case OPT_NO_REBOOT:
@@ -634,8 +725,28 @@ static bool looks_like_option(const char *s)
 
 /* Affinity may come before --cpus or -smp, so it can only be checked against the final
  * vCPU count. */
-static int check_final(const struct vm_config *cfg, struct errbuf *e)
+static int check_serials(struct vm_config *cfg, const char *const *refs, struct errbuf *e)
 {
+	bool stdio = false;
+	for (unsigned i = 0; i < cfg->nserials; i++) {
+		if (refs[i])
+			return CFG_ERR(e, "invalid -serial 'chardev:%s': no -chardev with id=%s",
+				       refs[i], refs[i]);
+		if (cfg->serial[i].backend != CHARDEV_STDIO)
+			continue;
+		if (stdio)
+			return CFG_ERR(e, "stdio is used by two serial ports: only one can have it "
+					  "(as in QEMU)");
+		stdio = true;
+	}
+	return 0;
+}
+
+static int check_final(struct vm_config *cfg, const char *const *refs, struct errbuf *e)
+{
+	int r = check_serials(cfg, refs, e);
+	if (r)
+		return r;
 	for (unsigned v = cfg->ncpus; v < KVMINI_MAX_VCPUS; v++) {
 		if (cfg->cpu_affinity[v] >= 0)
 			return CFG_ERR(e,
@@ -649,6 +760,7 @@ static int check_final(const struct vm_config *cfg, struct errbuf *e)
 int config_parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf *e)
 {
 	bool console_given = false;
+	const char *serial_refs[KVMINI_MAX_SERIALS] = {0};
 
 	/* The result depends on argv alone, whatever the caller left in cfg. */
 	config_init(cfg);
@@ -700,11 +812,11 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf
 			return CFG_ERR(e, "option '%.*s' takes no value (got '%s')", u.opt_len, arg,
 				       eq + 1);
 		}
-		r = apply_opt(cfg, o->id, &u, &console_given, e);
+		r = apply_opt(cfg, o->id, &u, &console_given, serial_refs, e);
 		if (r)
 			return r;
 	}
-	return check_final(cfg, e);
+	return check_final(cfg, serial_refs, e);
 }
 
 const char *config_usage(void)
@@ -722,8 +834,14 @@ const char *config_usage(void)
 	       "  --append STR            kernel command line (default: empty); alias --cmdline\n"
 	       "  --mem SIZE              guest RAM, 2M to 1T, a multiple of 4K (default: 256M)\n"
 	       "  --cpus N                number of vCPUs, 1 to 64 (default: 1)\n"
-	       "  --console MODE          serial console: stdio, none or file:PATH (default: "
-	       "stdio)\n"
+	       "  --console SPEC          a serial port's backend (default: stdio); given again,\n"
+	       "                          the next port (ttyS0 0x3f8 IRQ 4, ttyS1 0x2f8 IRQ 3,\n"
+	       "                          ttyS2 0x3e8 IRQ 4, ttyS3 0x2e8 IRQ 3). SPEC is one of\n"
+	       "                          stdio, mon:stdio (console and monitor: Ctrl-A c),\n"
+	       "                          pty (path printed on stderr), null (output dropped),\n"
+	       "                          none (no port), file:PATH, chardev:ID,\n"
+	       "                          unix:PATH[,server[,nowait]] (a unix stream socket:\n"
+	       "                          connect, or listen and wait for the first client)\n"
 	       "  --name NAME             name of the VM (default: kvmini)\n"
 	       "  --hugepages             back guest RAM with huge pages (default: off)\n"
 	       "  --mem-prealloc          allocate all guest RAM at start-up (default: off)\n"
@@ -746,9 +864,9 @@ const char *config_usage(void)
 	       "                          same as --cpus; maxcpus must equal cpus, and the\n"
 	       "                          topology must fit cpus (checked only: the guest sees\n"
 	       "                          one socket of N single-thread cores)\n"
-	       "  -serial stdio|none|file:PATH   same as --console\n"
-	       "  -nographic              console on stdio unless -serial/--console says "
-	       "otherwise\n"
+	       "  -serial SPEC            same as --console\n"
+	       "  -nographic              ttyS0 and the monitor on stdio (mon:stdio) unless\n"
+	       "                          -serial/--console says otherwise\n"
 	       "  -no-reboot              accepted: kvmini always exits when the guest resets\n"
 	       "  -enable-kvm, -accel kvm, -cpu host   accepted and ignored: kvmini always uses\n"
 	       "                          KVM and the host CPU\n"

@@ -128,20 +128,57 @@ static int vm_create_irqchip(struct vm *vm, struct errbuf *e)
 	return 0;
 }
 
+/* The host side of every serial port: backends open (a pty printed, a socket listening)
+ * before the UART that writes into them exists. */
+static int vm_open_consoles(struct vm *vm, struct errbuf *e)
+{
+	const struct vm_config *cfg = vm->cfg;
+	for (unsigned i = 0; i < cfg->nserials; i++) {
+		if (cfg->serial[i].backend == CHARDEV_NONE)
+			continue;
+		int ret = console_open(&vm->consoles[i], &cfg->serial[i], cfg->serial[i].id, e);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+static int vm_create_serials(struct vm *vm, struct errbuf *e)
+{
+	const struct vm_config *cfg = vm->cfg;
+	for (unsigned i = 0; i < cfg->nserials; i++) {
+		if (cfg->serial[i].backend == CHARDEV_NONE)
+			continue;
+		struct serial *s = &vm->serials[i];
+		irq_line_init(&vm->serial_irqs[i], vm->vm_fd, serial_port_irq(i));
+		int ret = serial_init(s, &vm->serial_irqs[i], &vm->consoles[i].chr);
+		if (ret < 0)
+			return errf(e, ret, "cannot create ttyS%u: %s", i, strerror(-ret));
+		if ((ret = device_list_add(&vm->devices, &serial_device_ops, s, i)) < 0) {
+			serial_destroy(s);
+			return errf(e, ret, "cannot create ttyS%u: %s", i, strerror(-ret));
+		}
+		vm->serial_present[i] = true;
+		if ((ret = serial_attach(s, &vm->pio, serial_port_base(i))) < 0)
+			return errf(e, ret, "cannot place ttyS%u at 0x%x: %s", i,
+				    serial_port_base(i), strerror(-ret));
+	}
+	return 0;
+}
+
 static int vm_create_devices(struct vm *vm, struct errbuf *e)
 {
 	int ret;
-	irq_line_init(&vm->serial_irq, vm->vm_fd, SERIAL_COM1_IRQ);
-	if ((ret = serial_init(&vm->serial, &vm->serial_irq, vm->console.out_fd)) < 0 ||
-	    (ret = i8042_init(&vm->i8042, &vm->power)) < 0 || (ret = rtc_init(&vm->rtc)) < 0 ||
+	if ((ret = i8042_init(&vm->i8042, &vm->power)) < 0 || (ret = rtc_init(&vm->rtc)) < 0 ||
 	    (ret = boot_marker_init(&vm->boot_marker, &vm->start)) < 0 ||
 	    (ret = pm_init(&vm->pm, &vm->power)) < 0)
 		return errf(e, ret, "cannot create the legacy devices: %s", strerror(-ret));
 	vm->init_done = INIT_DEVICES;
 	uint64_t below = guest_mem_end_below_4g(&vm->mem);
 	rtc_set_machine_info(&vm->rtc, below, vm->mem.ram_size - below, vm->cfg->ncpus);
-	if ((ret = serial_attach(&vm->serial, &vm->pio, SERIAL_COM1_BASE)) < 0 ||
-	    (ret = i8042_attach(&vm->i8042, &vm->pio)) < 0 ||
+	if ((ret = vm_create_serials(vm, e)) < 0)
+		return ret;
+	if ((ret = i8042_attach(&vm->i8042, &vm->pio)) < 0 ||
 	    (ret = rtc_attach(&vm->rtc, &vm->pio)) < 0 ||
 	    (ret = debug_exit_attach(&vm->power, &vm->pio)) < 0 ||
 	    (ret = boot_marker_attach(&vm->boot_marker, &vm->pio)) < 0 ||
@@ -225,9 +262,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	if ((ret = loop_init(&vm->loop)) < 0)
 		return errf(e, ret, "cannot create the event loop: %s", strerror(-ret));
 	vm->init_done = INIT_LOOP;
-	if ((ret = console_open(&vm->console, cfg, e)) < 0)
-		return ret;
+	device_list_init(&vm->devices);
 	vm->init_done = INIT_CONSOLE;
+	if ((ret = vm_open_consoles(vm, e)) < 0)
+		return ret;
 	if ((ret = vm_create_devices(vm, e)) < 0)
 		return ret;
 
@@ -270,6 +308,44 @@ static void vm_on_signal(void *opaque, int fd, uint32_t events)
 	power_request_stop(&vm->power, STOP_SIGNAL, 128 + (int)si.ssi_signo);
 }
 
+/* The monitor's view of the VM. Pause and resume arrive with the run-state machine. */
+static int vm_ctl_pause(void *opaque)
+{
+	return -ENOTSUP;
+}
+
+static int vm_ctl_resume(void *opaque)
+{
+	return -ENOTSUP;
+}
+
+static void vm_ctl_reset(void *opaque)
+{
+	struct vm *vm = opaque;
+	power_request_stop(&vm->power, STOP_RESET, 0);
+}
+
+static void vm_ctl_quit(void *opaque)
+{
+	struct vm *vm = opaque;
+	log_warn("quit from the monitor");
+	power_request_stop(&vm->power, STOP_SIGNAL, 0);
+}
+
+static enum vm_run_status vm_ctl_status(void *opaque)
+{
+	struct vm *vm = opaque;
+	return power_stop_requested(&vm->power) ? VM_STATUS_SHUTDOWN : VM_STATUS_RUNNING;
+}
+
+static const struct vm_control_ops vm_control_ops = {
+    .pause = vm_ctl_pause,
+    .resume = vm_ctl_resume,
+    .reset = vm_ctl_reset,
+    .quit = vm_ctl_quit,
+    .status = vm_ctl_status,
+};
+
 int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 {
 	int ret;
@@ -292,8 +368,15 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 	    (ret = loop_add_fd(&vm->loop, vm->signal_fd, EPOLLIN, vm_on_signal, vm)) < 0 ||
 	    (ret = loop_add_fd(&vm->loop, vm->power.wake_fd, EPOLLIN, vm_on_stop, vm)) < 0)
 		return errf(e, ret, "cannot set up the event loop: %s", strerror(-ret));
-	if ((ret = console_start(&vm->console, &vm->serial, &vm->loop, &vm->power, e)) < 0)
-		return ret;
+	vm->control = (struct vm_control){&vm_control_ops, vm};
+	for (unsigned i = 0; i < KVMINI_MAX_SERIALS; i++) {
+		if (!vm->serial_present[i])
+			continue;
+		ret = console_start(&vm->consoles[i], &vm->serials[i], &vm->loop, &vm->power,
+				    &vm->control, e);
+		if (ret < 0)
+			return ret;
+	}
 	/* --name is what ps and top show for the VM (the kernel keeps 15 bytes of it). */
 	prctl(PR_SET_NAME, vm->cfg->name, 0, 0, 0);
 
@@ -309,12 +392,13 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 			errf(e, ret, "event loop failed: %s", strerror(-ret));
 	}
 	power_request_stop(&vm->power, STOP_ERROR, 1); /* no-op if a stop is already recorded */
-	serial_stop_output(&vm->serial);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		vcpu_join(&vm->vcpus[i]);
-	console_close(&vm->console);
+	/* What the guest wrote before it stopped still reaches its reader (bounded wait). */
+	for (unsigned i = 0; i < KVMINI_MAX_SERIALS; i++)
+		console_close(&vm->consoles[i]);
 
 	int status = 0;
 	enum stop_reason why = power_stop_reason(&vm->power, &status);
@@ -348,14 +432,15 @@ void vm_destroy(struct vm *vm)
 	vm->signal_fd = -1;
 	switch (vm->init_done) {
 	case INIT_DEVICES:
-		serial_destroy(&vm->serial);
 		i8042_destroy(&vm->i8042);
 		rtc_destroy(&vm->rtc);
 		boot_marker_destroy(&vm->boot_marker);
 		pm_destroy(&vm->pm);
 		/* fall through */
 	case INIT_CONSOLE:
-		console_close(&vm->console);
+		device_list_destroy(&vm->devices);
+		for (unsigned i = 0; i < KVMINI_MAX_SERIALS; i++)
+			console_close(&vm->consoles[i]);
 		/* fall through */
 	case INIT_LOOP:
 		loop_destroy(&vm->loop);

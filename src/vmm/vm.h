@@ -16,6 +16,8 @@
 #include "util/err.h"
 #include "core/guest_mem.h"
 #include "core/bus.h"
+#include "core/control.h"
+#include "core/device.h"
 #include "vmm/console.h"
 #include "core/irq.h"
 #include "vmm/kvm.h"
@@ -36,10 +38,14 @@ struct vm {
 	struct bus pio, mmio;
 	struct vm_power power;
 	struct event_loop loop;
-	struct console console;
-
-	struct irq_line serial_irq;
-	struct serial serial;
+	/* ttyS0..3: the host side (backend, escapes, monitor) and the UART; a port whose
+	 * -serial is none has neither. */
+	struct console consoles[KVMINI_MAX_SERIALS];
+	struct irq_line serial_irqs[KVMINI_MAX_SERIALS];
+	struct serial serials[KVMINI_MAX_SERIALS];
+	bool serial_present[KVMINI_MAX_SERIALS];
+	struct device_list devices;
+	struct vm_control control;
 	struct i8042 i8042;
 	struct rtc rtc;
 	struct boot_marker boot_marker;

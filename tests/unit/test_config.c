@@ -52,8 +52,8 @@ Test(config, defaults)
 	cr_assert_str_eq(cfgt_cfg.name, "kvmini");
 	cr_assert_eq(cfgt_cfg.mem_size, 256ull << 20);
 	cr_assert_eq(cfgt_cfg.ncpus, 1);
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_STDIO);
-	cr_assert_null(cfgt_cfg.console_path);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
+	cr_assert_null(cfgt_cfg.serial[0].path);
 	cr_assert_eq(cfgt_cfg.boot_decompress, BOOT_DECOMPRESS_AUTO);
 	cr_assert(!cfgt_cfg.hugepages && !cfgt_cfg.mem_prealloc && !cfgt_cfg.ksm);
 	cr_assert(!cfgt_cfg.no_reboot);
@@ -85,8 +85,8 @@ Test(config, every_kvmini_option)
 	cr_assert_str_eq(cfgt_cfg.cmdline, "console=ttyS0");
 	cr_assert_eq(cfgt_cfg.mem_size, 512ull << 20);
 	cr_assert_eq(cfgt_cfg.ncpus, 4);
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_FILE);
-	cr_assert_str_eq(cfgt_cfg.console_path, "/tmp/log");
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_FILE);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "/tmp/log");
 	cr_assert_str_eq(cfgt_cfg.name, "vm1");
 	cr_assert(cfgt_cfg.hugepages && cfgt_cfg.mem_prealloc && cfgt_cfg.ksm);
 	cr_assert_eq(cfgt_cfg.cpu_affinity[0], 2);
@@ -108,7 +108,7 @@ Test(config, equals_form)
 	cr_assert_str_eq(cfgt_cfg.cmdline, "root=/dev/vda ro");
 	cr_assert_eq(cfgt_cfg.mem_size, 2ull << 30);
 	cr_assert_eq(cfgt_cfg.ncpus, 2);
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_NONE);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_NONE);
 	cr_assert_str_eq(cfgt_cfg.name, "x");
 	cr_assert_eq(cfgt_cfg.cpu_affinity[1], 5);
 	cr_assert_eq(cfgt_cfg.boot_decompress, BOOT_DECOMPRESS_HOST);
@@ -126,14 +126,12 @@ Test(config, cmdline_alias_and_last_wins)
 
 Test(config, console_modes)
 {
-	CFGT_OK("--console", "none", "--console", "stdio");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_STDIO);
-	cr_assert_null(cfgt_cfg.console_path);
 	CFGT_OK("--console", "none");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_NONE);
+	cr_assert_eq(cfgt_cfg.nserials, 1);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_NONE);
 	CFGT_OK("--console", "file:out.txt");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_FILE);
-	cr_assert_str_eq(cfgt_cfg.console_path, "out.txt");
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_FILE);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "out.txt");
 }
 
 Test(config, boot_decompress_modes)
@@ -231,7 +229,7 @@ Test(config, classic_qemu_command_line)
 	cr_assert_eq(cfgt_cfg.ncpus, 2);
 	cr_assert_str_eq(cfgt_cfg.kernel_path, "bzImage");
 	cr_assert_str_eq(cfgt_cfg.cmdline, "root=/dev/vda console=ttyS0");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_STDIO);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
 }
 
 Test(config, qemu_spellings)
@@ -243,13 +241,13 @@ Test(config, qemu_spellings)
 	cr_assert_str_eq(cfgt_cfg.name, "guest1");
 	cr_assert(cfgt_cfg.no_reboot);
 	cr_assert(cfgt_cfg.mem_prealloc);
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_NONE);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_NONE);
 
 	CFGT_OK("--smp", "3", "--m", "size=3G", "--serial", "file:/x", "--enable-kvm");
 	cr_assert_eq(cfgt_cfg.ncpus, 3);
 	cr_assert_eq(cfgt_cfg.mem_size, 3ull << 30);
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_FILE);
-	cr_assert_str_eq(cfgt_cfg.console_path, "/x");
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_FILE);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "/x");
 }
 
 Test(config, qemu_m_forms)
@@ -291,11 +289,12 @@ Test(config, qemu_smp_forms)
 Test(config, nographic_does_not_override_explicit_serial)
 {
 	CFGT_OK("-serial", "none", "-nographic");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_NONE);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_NONE);
 	CFGT_OK("-nographic", "-serial", "file:f");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_FILE);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_FILE);
 	CFGT_OK("-nographic");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_STDIO);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
+	cr_assert(cfgt_cfg.serial[0].mux, "-nographic gives stdio with the monitor, as QEMU");
 }
 
 Test(config, affinity_may_precede_cpus)
@@ -423,10 +422,10 @@ Test(config, bad_cpu_affinity)
 
 Test(config, bad_console_and_decompress)
 {
-	CFGT_ERR(CFGT_SAY("invalid --console 'bogus'", "stdio, none or file:PATH"), "--console",
-		 "bogus");
+	CFGT_ERR(CFGT_SAY("invalid --console 'bogus'", "stdio, mon:stdio, pty, null, none"),
+		 "--console", "bogus");
 	CFGT_ERR(CFGT_SAY("invalid --console 'file:'"), "--console", "file:");
-	CFGT_ERR(CFGT_SAY("invalid -serial 'mon:stdio'"), "-serial", "mon:stdio");
+	CFGT_ERR(CFGT_SAY("invalid -serial 'mon:pty'", "only with stdio"), "-serial", "mon:pty");
 	CFGT_ERR(CFGT_SAY("invalid --boot-decompress 'bogus'", "auto, host or guest"),
 		 "--boot-decompress", "bogus");
 }
@@ -504,4 +503,60 @@ Test(config, usage_lists_every_option)
 		cr_assert_leq(nl - line, 100, "usage line too long: %.*s", (int)(nl - line), line);
 		line = nl + 1;
 	}
+}
+
+Test(config, serial_ports_in_order)
+{
+	CFGT_PARSE(NULL);
+	cr_assert_eq(cfgt_cfg.nserials, 1, "one port by default");
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
+	cr_assert_not(cfgt_cfg.serial[0].mux);
+
+	CFGT_OK("-serial", "file:/a", "-serial", "stdio", "--console", "pty", "-serial", "null");
+	cr_assert_eq(cfgt_cfg.nserials, 4);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_FILE);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "/a");
+	cr_assert_str_eq(cfgt_cfg.serial[0].id, "serial0");
+	cr_assert_eq(cfgt_cfg.serial[1].backend, CHARDEV_STDIO);
+	cr_assert_eq(cfgt_cfg.serial[2].backend, CHARDEV_PTY);
+	cr_assert_eq(cfgt_cfg.serial[3].backend, CHARDEV_NULL);
+	cr_assert_str_eq(cfgt_cfg.serial[3].id, "serial3");
+
+	CFGT_OK("-serial", "none", "-serial", "mon:stdio");
+	cr_assert_eq(cfgt_cfg.nserials, 2);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_NONE);
+	cr_assert_eq(cfgt_cfg.serial[1].backend, CHARDEV_STDIO);
+	cr_assert(cfgt_cfg.serial[1].mux);
+
+	CFGT_ERR(CFGT_SAY("too many -serial", "4 serial ports"), "-serial", "null", "-serial",
+		 "null", "-serial", "null", "-serial", "null", "-serial", "null");
+	CFGT_ERR(CFGT_SAY("stdio is used by two serial ports"), "-serial", "stdio", "-serial",
+		 "mon:stdio");
+}
+
+Test(config, serial_unix_sockets)
+{
+	CFGT_OK("-serial", "unix:/tmp/s.sock,server,nowait");
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_UNIX);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "/tmp/s.sock");
+	cr_assert(cfgt_cfg.serial[0].server);
+	cr_assert_not(cfgt_cfg.serial[0].wait);
+
+	CFGT_OK("-serial", "unix:/tmp/s.sock,server");
+	cr_assert(cfgt_cfg.serial[0].server);
+	cr_assert(cfgt_cfg.serial[0].wait, "a server waits for its client unless told not to");
+
+	CFGT_OK("-serial", "unix:/tmp/s.sock,server=on,wait=off");
+	cr_assert(cfgt_cfg.serial[0].server && !cfgt_cfg.serial[0].wait);
+
+	CFGT_OK("-serial", "unix:/tmp/c.sock");
+	cr_assert_not(cfgt_cfg.serial[0].server);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "/tmp/c.sock");
+
+	CFGT_ERR(CFGT_SAY("invalid -serial 'unix:/x,bogus'", "server"), "-serial", "unix:/x,bogus");
+	CFGT_ERR(CFGT_SAY("invalid -serial 'unix:'"), "-serial", "unix:");
+	char longpath[200] = "unix:/";
+	memset(longpath + 6, 'a', 150);
+	CFGT_ERR(CFGT_SAY("too long"), "-serial", longpath);
+	CFGT_ERR(CFGT_SAY("chardev:c9", "no -chardev with id=c9"), "-serial", "chardev:c9");
 }
