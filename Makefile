@@ -59,7 +59,7 @@ $(BUILD)/linux-tests: $(LINUX_OBJS) $(BUILD)/tests/harness.o $(LIB_OBJS)
 clean:
 	rm -rf build build-san
 
-FORMAT_FILES = $(shell git ls-files '*.c' '*.h')
+FORMAT_FILES = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h')
 format:
 	clang-format -i $(FORMAT_FILES)
 check-format:

@@ -79,17 +79,16 @@ static int cmd_run(int argc, char **argv, const struct timespec *start)
 	}
 	const uint8_t *image = kernel ? kernel : demo_guest_elf;
 	size_t image_size = kernel ? kernel_size : (size_t)(demo_guest_elf_end - demo_guest_elf);
+	/* The images stay until the VM is gone: a guest reset loads them again. */
 	ret = vm_create(vm, &cfg, start, image, image_size, kernel_name, initrd, initrd_size, &e);
-	/* The guest owns copies now. */
-	free(kernel);
-	free(initrd);
-	kernel = initrd = NULL;
 	if (ret == 0)
 		ret = vm_run(vm, &status, &e);
 	vm_destroy(vm);
 	free(vm);
 	if (ret < 0)
 		goto fail;
+	free(kernel);
+	free(initrd);
 	return status;
 fail:
 	free(kernel);

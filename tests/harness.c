@@ -134,6 +134,8 @@ int harness_run(const char *const argv[], const struct harness_opts *o, struct h
 				all = m && strchr(m, '\n');
 			}
 			if (all) {
+				if (o->inspect)
+					o->inspect(pid, o->inspect_arg);
 				kill(pid, SIGTERM);
 				term_sent = true;
 				deadline = now_s() + 3;

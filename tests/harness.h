@@ -16,6 +16,11 @@ struct harness_opts {
 	/* NULL-terminated; once stdout holds all of these (each on a complete line), kvmini gets
 	 * SIGTERM (the run still counts as not timed out). */
 	const char *const *stop_when;
+	/* Called once, when stop_when is met and before the SIGTERM, with kvmini's pid: a test
+	 * looks at /proc/<pid> while the VM runs. It must not cr_assert (kvmini is still
+	 * running): it records what it finds in inspect_arg for the test to check after. */
+	void (*inspect)(int pid, void *inspect_arg);
+	void *inspect_arg;
 };
 
 struct harness_result {

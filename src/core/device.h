@@ -40,8 +40,8 @@ void state_get_bytes(struct state_reader *r, void *p, size_t n);
 int state_reader_finish(const struct state_reader *r);
 
 struct device_ops {
-	const char *name;  /* "serial", "rtc", ...: names the state section */
-	uint32_t version;  /* of the state blob; load refuses others */
+	const char *name; /* "serial", "rtc", ...: names the state section */
+	uint32_t version; /* of the state blob; load refuses others */
 	/* Back to power-on state, as a PC reset does (a device may keep what survives one,
 	 * such as CMOS NVRAM). Called with every vCPU parked. */
 	void (*reset)(void *dev);

@@ -1,5 +1,8 @@
 #include "devices/legacy.h"
 
+#include <errno.h>
+#include <stdlib.h>
+
 #include <string.h>
 
 #include "util/log.h"
@@ -65,4 +68,61 @@ void boot_marker_destroy(struct boot_marker *m)
 int boot_marker_attach(struct boot_marker *m, struct bus *pio)
 {
 	return bus_register(pio, BOOT_MARKER_PORT, 1, boot_marker_io, m, "boot-marker");
+}
+
+static int boot_marker_dev_save(void *dev, struct state_writer *w)
+{
+	struct boot_marker *m = dev;
+	pthread_mutex_lock(&m->lock);
+	state_put_u32(w, m->count);
+	state_put_u8(w, m->last_code);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+static int boot_marker_dev_load(void *dev, struct state_reader *r)
+{
+	struct boot_marker *m = dev;
+	uint32_t count = state_get_u32(r);
+	uint8_t code = state_get_u8(r);
+	if (state_reader_finish(r) < 0 || count > BOOT_MARKER_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&m->lock);
+	m->count = count;
+	m->last_code = code;
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+static void boot_marker_dev_destroy(void *dev)
+{
+	boot_marker_destroy(dev);
+	free(dev);
+}
+
+/* No reset: the markers of every boot count against one cap, so a guest that reboots in
+ * a loop cannot flood the log. */
+const struct device_ops boot_marker_device_ops = {
+    .name = "boot-marker",
+    .version = 1,
+    .save = boot_marker_dev_save,
+    .load = boot_marker_dev_load,
+    .destroy = boot_marker_dev_destroy,
+};
+
+int boot_marker_create(struct device_list *l, struct bus *pio, const struct timespec *start)
+{
+	struct boot_marker *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	int ret = boot_marker_init(m, start);
+	if (ret < 0) {
+		free(m);
+		return ret;
+	}
+	if ((ret = device_list_add(l, &boot_marker_device_ops, m, 0)) < 0) {
+		boot_marker_dev_destroy(m);
+		return ret;
+	}
+	return boot_marker_attach(m, pio);
 }

@@ -32,3 +32,16 @@ int debug_exit_attach(struct vm_power *power, struct bus *pio)
 	return bus_register(pio, DEBUG_EXIT_PORT, DEBUG_EXIT_WIDTH, debug_exit_io, power,
 			    "debug-exit");
 }
+
+static const struct device_ops debug_exit_device_ops = {
+    .name = "debug-exit",
+    .version = 1,
+};
+
+int debug_exit_create(struct device_list *l, struct bus *pio, struct vm_power *power)
+{
+	int ret = device_list_add(l, &debug_exit_device_ops, power, 0);
+	if (ret < 0)
+		return ret;
+	return debug_exit_attach(power, pio);
+}

@@ -1,5 +1,7 @@
 #include "devices/legacy.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/log.h"
@@ -40,7 +42,7 @@ static void i8042_output(struct i8042 *k, uint8_t v)
 static void i8042_reset(struct i8042 *k, const char *why)
 {
 	log_info("i8042: %s: resetting", why);
-	power_request_stop(k->power, STOP_RESET, 0);
+	power_request_reset(k->power);
 }
 
 /* Called with k->lock held. */
@@ -166,4 +168,75 @@ int i8042_attach(struct i8042 *k, struct bus *pio)
 	if (ret)
 		bus_unregister(pio, I8042_DATA_PORT);
 	return ret;
+}
+
+static void i8042_dev_reset(void *dev)
+{
+	struct i8042 *k = dev;
+	pthread_mutex_lock(&k->lock);
+	k->last_command = 0;
+	k->command_byte = CTR_DEFAULT;
+	k->out = 0;
+	k->out_full = false;
+	pthread_mutex_unlock(&k->lock);
+}
+
+static int i8042_dev_save(void *dev, struct state_writer *w)
+{
+	struct i8042 *k = dev;
+	pthread_mutex_lock(&k->lock);
+	state_put_u8(w, k->last_command);
+	state_put_u8(w, k->command_byte);
+	state_put_u8(w, k->out);
+	state_put_u8(w, k->out_full);
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}
+
+static int i8042_dev_load(void *dev, struct state_reader *r)
+{
+	struct i8042 *k = dev;
+	uint8_t last = state_get_u8(r), ctr = state_get_u8(r), out = state_get_u8(r);
+	uint8_t full = state_get_u8(r);
+	if (state_reader_finish(r) < 0 || full > 1)
+		return -EINVAL;
+	pthread_mutex_lock(&k->lock);
+	k->last_command = last;
+	k->command_byte = ctr;
+	k->out = out;
+	k->out_full = full;
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}
+
+static void i8042_dev_destroy(void *dev)
+{
+	i8042_destroy(dev);
+	free(dev);
+}
+
+const struct device_ops i8042_device_ops = {
+    .name = "i8042",
+    .version = 1,
+    .reset = i8042_dev_reset,
+    .save = i8042_dev_save,
+    .load = i8042_dev_load,
+    .destroy = i8042_dev_destroy,
+};
+
+int i8042_create(struct device_list *l, struct bus *pio, struct vm_power *power)
+{
+	struct i8042 *k = calloc(1, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	int ret = i8042_init(k, power);
+	if (ret < 0) {
+		free(k);
+		return ret;
+	}
+	if ((ret = device_list_add(l, &i8042_device_ops, k, 0)) < 0) {
+		i8042_dev_destroy(k);
+		return ret;
+	}
+	return i8042_attach(k, pio);
 }

@@ -10,11 +10,12 @@
 #include <time.h>
 
 #include "core/bus.h"
+#include "core/device.h"
 #include "core/power.h"
 
 /* i8042 keyboard controller at 0x60/0x64 with nothing attached: enough of the controller
  * for Linux's probe (self-test, command byte) to finish at once; command 0xfe (pulse reset
- * line) written to 0x64 stops the VM with STOP_RESET. Never raises an interrupt. */
+ * line) written to 0x64 resets the VM (power_request_reset). Never raises an interrupt. */
 #define I8042_DATA_PORT	   0x60
 #define I8042_COMMAND_PORT 0x64
 struct i8042 {
@@ -28,6 +29,9 @@ struct i8042 {
 int i8042_init(struct i8042 *k, struct vm_power *power);
 void i8042_destroy(struct i8042 *k);
 int i8042_attach(struct i8042 *k, struct bus *pio);
+extern const struct device_ops i8042_device_ops; /* dev: struct i8042 * */
+/* Allocates, initialises and attaches one, and registers it in the device list. */
+int i8042_create(struct device_list *l, struct bus *pio, struct vm_power *power);
 
 /* MC146818 CMOS RTC at 0x70 (index, bit 7 = NMI mask) / 0x71 (data): the host's current
  * UTC time in BCD, 24-hour mode, plus 128 bytes of CMOS RAM. */
@@ -45,11 +49,17 @@ void rtc_set_machine_info(struct rtc *r, uint64_t ram_below_4g, uint64_t ram_abo
 			  unsigned ncpus);
 void rtc_destroy(struct rtc *r);
 int rtc_attach(struct rtc *r, struct bus *pio);
+/* Reset keeps the CMOS RAM (battery-backed on a PC) and clears the interrupt enables. */
+extern const struct device_ops rtc_device_ops;
+int rtc_create(struct device_list *l, struct bus *pio, uint64_t ram_below_4g, uint64_t ram_above_4g,
+	       unsigned ncpus);
 
 /* QEMU's isa-debug-exit convention: a write of v to port 0xf4 (1, 2 or 4 bytes) stops the
  * VM with exit status (v << 1) | 1. */
 #define DEBUG_EXIT_PORT 0xf4
 int debug_exit_attach(struct vm_power *power, struct bus *pio);
+/* Stateless: registered so the list names every device the VM has. */
+int debug_exit_create(struct device_list *l, struct bus *pio, struct vm_power *power);
 
 /* Boot-time marker: the guest writes a progress code to port 0x80 (the POST-code port, as
  * Cloud Hypervisor's debug port); codes 0x40-0x7f (Cloud Hypervisor's kernel and user-space
@@ -67,6 +77,8 @@ struct boot_marker {
 int boot_marker_init(struct boot_marker *m, const struct timespec *start);
 void boot_marker_destroy(struct boot_marker *m);
 int boot_marker_attach(struct boot_marker *m, struct bus *pio);
+extern const struct device_ops boot_marker_device_ops;
+int boot_marker_create(struct device_list *l, struct bus *pio, const struct timespec *start);
 
 /* The ACPI PM1a fixed registers the FADT points at (src/arch/x86/acpi.h): status at 0x600
  * (write 1 to clear), enable at 0x602, control at 0x604. Control reads with SCI_EN set (the
@@ -84,5 +96,13 @@ struct pm {
 int pm_init(struct pm *pm, struct vm_power *power);
 void pm_destroy(struct pm *pm);
 int pm_attach(struct pm *pm, struct bus *pio);
+extern const struct device_ops pm_device_ops;
+int pm_create(struct device_list *l, struct bus *pio, struct vm_power *power);
+
+/* The PC's reset control register at 0xcf9 (PIIX/ICH): a write with bit 2 (RST_CPU) set
+ * resets the machine; the FADT names it as the ACPI reset register (value 0x06). */
+#define RESET_CONTROL_PORT  0xcf9
+#define RESET_CONTROL_VALUE 0x06
+int reset_control_create(struct device_list *l, struct bus *pio, struct vm_power *power);
 
 #endif

@@ -1,6 +1,9 @@
 #include "devices/legacy.h"
 
 #include <errno.h>
+#include <stdlib.h>
+
+#include <errno.h>
 #include <string.h>
 
 #include "util/log.h"
@@ -62,4 +65,96 @@ void pm_destroy(struct pm *pm)
 int pm_attach(struct pm *pm, struct bus *pio)
 {
 	return bus_register(pio, PM1A_EVT_PORT, 2 * PM1_NREGS, pm_io, pm, "acpi-pm1a");
+}
+
+static void pm_dev_reset(void *dev)
+{
+	struct pm *pm = dev;
+	pthread_mutex_lock(&pm->lock);
+	memset(pm->regs, 0, sizeof(pm->regs));
+	pthread_mutex_unlock(&pm->lock);
+}
+
+static int pm_dev_save(void *dev, struct state_writer *w)
+{
+	struct pm *pm = dev;
+	pthread_mutex_lock(&pm->lock);
+	for (unsigned i = 0; i < PM1_NREGS; i++)
+		state_put_u16(w, pm->regs[i]);
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
+}
+
+static int pm_dev_load(void *dev, struct state_reader *r)
+{
+	struct pm *pm = dev;
+	uint16_t regs[PM1_NREGS];
+	for (unsigned i = 0; i < PM1_NREGS; i++)
+		regs[i] = state_get_u16(r);
+	if (state_reader_finish(r) < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&pm->lock);
+	memcpy(pm->regs, regs, sizeof(regs));
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
+}
+
+static void pm_dev_destroy(void *dev)
+{
+	pm_destroy(dev);
+	free(dev);
+}
+
+const struct device_ops pm_device_ops = {
+    .name = "acpi-pm",
+    .version = 1,
+    .reset = pm_dev_reset,
+    .save = pm_dev_save,
+    .load = pm_dev_load,
+    .destroy = pm_dev_destroy,
+};
+
+int pm_create(struct device_list *l, struct bus *pio, struct vm_power *power)
+{
+	struct pm *pm = calloc(1, sizeof(*pm));
+	if (!pm)
+		return -ENOMEM;
+	int ret = pm_init(pm, power);
+	if (ret < 0) {
+		free(pm);
+		return ret;
+	}
+	if ((ret = device_list_add(l, &pm_device_ops, pm, 0)) < 0) {
+		pm_dev_destroy(pm);
+		return ret;
+	}
+	return pm_attach(pm, pio);
+}
+
+/* The reset control register: only RST_CPU matters (SYS_RST picks hard or soft reset,
+ * which are the same here); reads return 0, as after a PC's reset. */
+static void reset_control_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			     bool is_write)
+{
+	if (!is_write) {
+		memset(data, 0, len);
+		return;
+	}
+	if (data[0] & 0x04) {
+		log_info("reset control register: guest wrote 0x%02x: resetting", data[0]);
+		power_request_reset(opaque);
+	}
+}
+
+static const struct device_ops reset_control_device_ops = {
+    .name = "reset-control",
+    .version = 1,
+};
+
+int reset_control_create(struct device_list *l, struct bus *pio, struct vm_power *power)
+{
+	int ret = device_list_add(l, &reset_control_device_ops, power, 0);
+	if (ret < 0)
+		return ret;
+	return bus_register(pio, RESET_CONTROL_PORT, 1, reset_control_io, power, "reset-control");
 }

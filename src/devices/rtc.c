@@ -1,5 +1,7 @@
 #include "devices/legacy.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -22,8 +24,10 @@
 #define STATUS_B_24H	 0x02
 #define STATUS_B_BINARY	 0x04
 #define STATUS_B_DEFAULT STATUS_B_24H
-#define STATUS_D_VRT	 0x80 /* battery good */
-#define HOUR_PM		 0x80
+/* What the chip's RESET pin clears: periodic, alarm, update interrupts, square wave. */
+#define STATUS_B_RESET_CLEARS 0x78
+#define STATUS_D_VRT	      0x80 /* battery good */
+#define HOUR_PM		      0x80
 
 static uint8_t rtc_to_bcd(unsigned v)
 {
@@ -180,4 +184,72 @@ void rtc_destroy(struct rtc *r)
 int rtc_attach(struct rtc *r, struct bus *pio)
 {
 	return bus_register(pio, RTC_INDEX_PORT, 2, rtc_io, r, "rtc");
+}
+
+static void rtc_dev_reset(void *dev)
+{
+	struct rtc *r = dev;
+	pthread_mutex_lock(&r->lock);
+	r->index = 0;
+	r->cmos[RTC_STATUS_B] &= (uint8_t)~STATUS_B_RESET_CLEARS;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static int rtc_dev_save(void *dev, struct state_writer *w)
+{
+	struct rtc *r = dev;
+	pthread_mutex_lock(&r->lock);
+	state_put_u8(w, r->index);
+	state_put_bytes(w, r->cmos, sizeof(r->cmos));
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+static int rtc_dev_load(void *dev, struct state_reader *r)
+{
+	struct rtc *rtc = dev;
+	uint8_t cmos[sizeof(rtc->cmos)];
+	uint8_t index = state_get_u8(r);
+	state_get_bytes(r, cmos, sizeof(cmos));
+	if (state_reader_finish(r) < 0 || index > RTC_INDEX_MASK)
+		return -EINVAL;
+	pthread_mutex_lock(&rtc->lock);
+	rtc->index = index;
+	memcpy(rtc->cmos, cmos, sizeof(cmos));
+	pthread_mutex_unlock(&rtc->lock);
+	return 0;
+}
+
+static void rtc_dev_destroy(void *dev)
+{
+	rtc_destroy(dev);
+	free(dev);
+}
+
+const struct device_ops rtc_device_ops = {
+    .name = "rtc",
+    .version = 1,
+    .reset = rtc_dev_reset,
+    .save = rtc_dev_save,
+    .load = rtc_dev_load,
+    .destroy = rtc_dev_destroy,
+};
+
+int rtc_create(struct device_list *l, struct bus *pio, uint64_t ram_below_4g, uint64_t ram_above_4g,
+	       unsigned ncpus)
+{
+	struct rtc *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	int ret = rtc_init(r);
+	if (ret < 0) {
+		free(r);
+		return ret;
+	}
+	if ((ret = device_list_add(l, &rtc_device_ops, r, 0)) < 0) {
+		rtc_dev_destroy(r);
+		return ret;
+	}
+	rtc_set_machine_info(r, ram_below_4g, ram_above_4g, ncpus);
+	return rtc_attach(r, pio);
 }

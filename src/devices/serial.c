@@ -308,10 +308,6 @@ static void serial_reset_regs(struct serial *s)
 	s->ier = s->lcr = s->mcr = s->scr = s->dlm = s->fcr = 0;
 	s->dll = 0x0c;
 	s->thr_empty_irq = false;
-	s->tx_count = 0;
-	s->rx_head = s->rx_count = 0;
-	s->brk_queued = false;
-	s->brk_offset = 0;
 	s->lsr = LSR_THRE | LSR_TEMT;
 	s->msr = MSR_DCD | MSR_DSR | MSR_CTS;
 }
@@ -324,6 +320,7 @@ int serial_init(struct serial *s, struct irq_line *irq, struct chardev *chr)
 	s->irq = irq;
 	s->chr = chr;
 	serial_reset_regs(s);
+	s->tx_count = s->rx_head = s->rx_count = 0;
 	ret = pthread_mutex_init(&s->lock, NULL);
 	if (ret)
 		return -ret;
@@ -405,19 +402,16 @@ void serial_tx_resume(void *opaque)
 
 /* ---- device-list operations ---- */
 
+/* A reset puts the registers back; the bytes queued in either direction stay: input is
+ * still on the wire (typed before the reboot, read after it), and output the backend has
+ * not taken yet goes out once it has room. */
 void serial_reset(void *opaque)
 {
 	struct serial *s = opaque;
-	bool notify = false;
 	pthread_mutex_lock(&s->lock);
 	serial_reset_regs(s);
-	serial_rx_freed(s, &notify);
 	serial_update_irq(s);
-	void (*fn)(void *) = notify ? s->rx_space_fn : NULL;
-	void *fn_opaque = s->rx_space_opaque;
 	pthread_mutex_unlock(&s->lock);
-	if (fn)
-		fn(fn_opaque);
 }
 
 /* Version 1: ier lcr mcr scr dll dlm fcr, flags (bit 0 THRE interrupt pending, bit 1 the

@@ -68,7 +68,8 @@ void serial_set_rx_space_notify(struct serial *s, void (*fn)(void *opaque), void
 /* The backend has room again (its writable notification): the FIFO moves on. */
 void serial_tx_resume(void *serial);
 
-/* Device-list operations (also reachable through serial_device_ops). */
+/* Device-list operations (also reachable through serial_device_ops). A reset keeps the
+ * queued input (it is still on the wire). */
 void serial_reset(void *serial);
 int serial_save(void *serial, struct state_writer *w);
 int serial_load(void *serial, struct state_reader *r);

@@ -131,12 +131,6 @@ static bool handle_exit(struct vcpu *v)
 		return true;
 	case KVM_EXIT_INTR:
 		return true;
-	case KVM_EXIT_HLT:
-		/* With the in-kernel LAPIC, HLT waits in the kernel; an exit here means the
-		 * vCPU halted for good (interrupts off). */
-		log_warn("vCPU %u halted with interrupts disabled", v->id);
-		power_request_stop(v->env->power, STOP_POWEROFF, 0);
-		return false;
 	case KVM_EXIT_SHUTDOWN:
 		vcpu_fail(v, "triple fault (KVM_EXIT_SHUTDOWN): the guest reset itself through an "
 			     "unhandled exception");
@@ -147,8 +141,8 @@ static bool handle_exit(struct vcpu *v)
 			power_request_stop(v->env->power, STOP_POWEROFF, 0);
 			break;
 		case KVM_SYSTEM_EVENT_RESET:
-			power_request_stop(v->env->power, STOP_RESET, 0);
-			break;
+			power_request_reset(v->env->power);
+			return true; /* park; the loop thread reboots the VM */
 		default:
 			vcpu_fail(v, "guest crashed (KVM_SYSTEM_EVENT_CRASH)");
 			break;
@@ -187,7 +181,14 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
-	while (!power_stop_requested(v->env->power)) {
+	struct vm_power *power = v->env->power;
+	while (!power_stop_requested(power)) {
+		if (power_park_requested(power)) {
+			power_park(power);
+			/* A kick that parked us (or came while parked) is spent. */
+			__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+			continue;
+		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			/* EINTR: kicked (or immediate_exit). EAGAIN: an AP leaving
 			 * wait-for-SIPI on some hosts. Both: look at the stop flag, run again. */
@@ -201,6 +202,7 @@ static void *vcpu_thread(void *arg)
 		if (!handle_exit(v))
 			break;
 	}
+	power_vcpu_ended(power);
 	return NULL;
 }
 
@@ -214,11 +216,15 @@ int vcpu_start(struct vcpu *v, struct errbuf *e)
 		CPU_SET(v->host_cpu, &cpus);
 		pthread_attr_setaffinity_np(&attr, sizeof(cpus), &cpus);
 	}
+	/* Counted before it runs, so a pause that starts now waits for this thread too. */
+	power_vcpu_started(v->env->power);
 	int ret = pthread_create(&v->thread, &attr, vcpu_thread, v);
 	pthread_attr_destroy(&attr);
-	if (ret != 0)
+	if (ret != 0) {
+		power_vcpu_ended(v->env->power);
 		return errf(e, -ret, "cannot start vCPU %u%s: %s", v->id,
 			    v->host_cpu >= 0 ? " on its host CPU" : "", strerror(ret));
+	}
 	v->started = true;
 	return 0;
 }

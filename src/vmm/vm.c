@@ -143,6 +143,7 @@ static int vm_open_consoles(struct vm *vm, struct errbuf *e)
 	return 0;
 }
 
+/* ttyS0..3 at the PC's ports and IRQs, each in the device list. */
 static int vm_create_serials(struct vm *vm, struct errbuf *e)
 {
 	const struct vm_config *cfg = vm->cfg;
@@ -169,22 +170,18 @@ static int vm_create_serials(struct vm *vm, struct errbuf *e)
 static int vm_create_devices(struct vm *vm, struct errbuf *e)
 {
 	int ret;
-	if ((ret = i8042_init(&vm->i8042, &vm->power)) < 0 || (ret = rtc_init(&vm->rtc)) < 0 ||
-	    (ret = boot_marker_init(&vm->boot_marker, &vm->start)) < 0 ||
-	    (ret = pm_init(&vm->pm, &vm->power)) < 0)
-		return errf(e, ret, "cannot create the legacy devices: %s", strerror(-ret));
+	struct device_list *l = &vm->devices;
 	vm->init_done = INIT_DEVICES;
-	uint64_t below = guest_mem_end_below_4g(&vm->mem);
-	rtc_set_machine_info(&vm->rtc, below, vm->mem.ram_size - below, vm->cfg->ncpus);
 	if ((ret = vm_create_serials(vm, e)) < 0)
 		return ret;
-	if ((ret = i8042_attach(&vm->i8042, &vm->pio)) < 0 ||
-	    (ret = rtc_attach(&vm->rtc, &vm->pio)) < 0 ||
-	    (ret = debug_exit_attach(&vm->power, &vm->pio)) < 0 ||
-	    (ret = boot_marker_attach(&vm->boot_marker, &vm->pio)) < 0 ||
-	    (ret = pm_attach(&vm->pm, &vm->pio)) < 0)
-		return errf(e, ret, "cannot place the legacy devices on the I/O bus: %s",
-			    strerror(-ret));
+	uint64_t below = guest_mem_end_below_4g(&vm->mem);
+	if ((ret = i8042_create(l, &vm->pio, &vm->power)) < 0 ||
+	    (ret = rtc_create(l, &vm->pio, below, vm->mem.ram_size - below, vm->cfg->ncpus)) < 0 ||
+	    (ret = debug_exit_create(l, &vm->pio, &vm->power)) < 0 ||
+	    (ret = boot_marker_create(l, &vm->pio, &vm->start)) < 0 ||
+	    (ret = pm_create(l, &vm->pio, &vm->power)) < 0 ||
+	    (ret = reset_control_create(l, &vm->pio, &vm->power)) < 0)
+		return errf(e, ret, "cannot create the legacy devices: %s", strerror(-ret));
 	return 0;
 }
 
@@ -218,12 +215,121 @@ static int vm_create_vcpus(struct vm *vm, struct errbuf *e)
 		vm->nvcpus = i + 1;
 		int fd = vm->vcpus[i].fd;
 		if ((ret = x86_vcpu_set_cpuid(fd, vm->supported_cpuid, i, vm->cfg->ncpus, e)) < 0 ||
-		    (ret = x86_vcpu_set_msrs(fd, e)) < 0)
+		    (ret = x86_vcpu_set_msrs(fd, e)) < 0 ||
+		    (ret = x86_vcpu_get_state(fd, &vm->reset_vcpu_state[i], e)) < 0)
 			return ret;
 	}
+	if ((ret = x86_vm_get_state(vm->vm_fd, &vm->reset_vm_state, e)) < 0)
+		return ret;
 	/* Only the boot CPU gets entry state; the others wait for INIT/SIPI from the guest. */
 	return x86_vcpu_set_boot_regs(vm->vcpus[0].fd, &vm->boot, e);
 }
+
+/* A PC reset, in the process: devices and interrupt controllers back to power-on state,
+ * the kernel and boot tables loaded again, the boot CPU at the entry point and the others
+ * waiting for INIT/SIPI. Guest RAM is not cleared, as on a PC. Every vCPU is parked. */
+static int vm_reboot(struct vm *vm, struct errbuf *e)
+{
+	int ret;
+	device_list_reset(&vm->devices);
+	if ((ret = x86_vm_put_state(vm->vm_fd, &vm->reset_vm_state, e)) < 0 ||
+	    (ret = x86_boot_load(&vm->mem, &vm->boot_args, &vm->boot, e)) < 0)
+		return ret;
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		int fd = vm->vcpus[i].fd;
+		if ((ret = x86_vcpu_put_state(fd, &vm->reset_vcpu_state[i], e)) < 0 ||
+		    (ret = x86_vcpu_set_msrs(fd, e)) < 0)
+			return ret;
+	}
+	return x86_vcpu_set_boot_regs(vm->vcpus[0].fd, &vm->boot, e);
+}
+
+static void vm_kick_vcpus(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+}
+
+int vm_pause(struct vm *vm)
+{
+	if (power_stop_requested(&vm->power))
+		return -ESHUTDOWN;
+	power_user_pause(&vm->power);
+	vm_kick_vcpus(vm);
+	power_wait_parked(&vm->power);
+	return power_stop_requested(&vm->power) ? -ESHUTDOWN : 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+	if (power_stop_requested(&vm->power))
+		return -ESHUTDOWN;
+	power_user_resume(&vm->power);
+	return 0;
+}
+
+/* On the loop thread, after a vCPU or the monitor asked for a reset. */
+static void vm_handle_reset(struct vm *vm)
+{
+	if (!power_take_reset(&vm->power))
+		return;
+	if (vm->cfg->no_reboot) {
+		log_info("guest reset: -no-reboot, stopping");
+		power_request_stop(&vm->power, STOP_RESET, 0);
+		power_resume(&vm->power);
+		return;
+	}
+	vm_kick_vcpus(vm);
+	power_wait_parked(&vm->power);
+	if (!power_stop_requested(&vm->power)) {
+		struct errbuf e = {{0}};
+		if (vm_reboot(vm, &e) < 0) {
+			log_error("guest reset failed: %s", e.msg);
+			power_request_stop(&vm->power, STOP_ERROR, 1);
+		} else {
+			log_info("guest reset: rebooted (boot %u)", vm->power.resets + 1);
+		}
+	}
+	power_resume(&vm->power);
+}
+
+static int vm_ctl_pause(void *opaque)
+{
+	return vm_pause(opaque);
+}
+
+static int vm_ctl_resume(void *opaque)
+{
+	return vm_resume(opaque);
+}
+
+static void vm_ctl_reset(void *opaque)
+{
+	struct vm *vm = opaque;
+	power_request_reset(&vm->power);
+}
+
+static void vm_ctl_quit(void *opaque)
+{
+	struct vm *vm = opaque;
+	power_request_stop(&vm->power, STOP_QUIT, 0);
+}
+
+static enum vm_run_status vm_ctl_status(void *opaque)
+{
+	struct vm *vm = opaque;
+	if (power_stop_requested(&vm->power))
+		return VM_STATUS_SHUTDOWN;
+	return power_is_user_paused(&vm->power) ? VM_STATUS_PAUSED : VM_STATUS_RUNNING;
+}
+
+static const struct vm_control_ops vm_control_ops = {
+    .pause = vm_ctl_pause,
+    .resume = vm_ctl_resume,
+    .reset = vm_ctl_reset,
+    .quit = vm_ctl_quit,
+    .status = vm_ctl_status,
+};
 
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec *start,
 	      const uint8_t *kernel, size_t kernel_size, const char *kernel_name,
@@ -236,6 +342,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	vm->start = *start;
 	vm->vm_fd = -1;
 	vm->signal_fd = -1;
+	vm->control = (struct vm_control){&vm_control_ops, vm};
+	device_list_init(&vm->devices);
+	vm->reset_vcpu_state = calloc(cfg->ncpus, sizeof(*vm->reset_vcpu_state));
+	if (!vm->reset_vcpu_state)
+		return errf(e, -ENOMEM, "out of memory");
 
 	if ((ret = kvm_host_open(&vm->kvm, e)) < 0)
 		return ret;
@@ -262,14 +373,13 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	if ((ret = loop_init(&vm->loop)) < 0)
 		return errf(e, ret, "cannot create the event loop: %s", strerror(-ret));
 	vm->init_done = INIT_LOOP;
-	device_list_init(&vm->devices);
 	vm->init_done = INIT_CONSOLE;
 	if ((ret = vm_open_consoles(vm, e)) < 0)
 		return ret;
 	if ((ret = vm_create_devices(vm, e)) < 0)
 		return ret;
 
-	struct x86_boot_args args = {
+	vm->boot_args = (struct x86_boot_args){
 	    .kernel = kernel,
 	    .kernel_size = kernel_size,
 	    .kernel_name = kernel_name,
@@ -279,7 +389,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	    .decompress = cfg->boot_decompress,
 	    .ncpus = cfg->ncpus,
 	};
-	if ((ret = x86_boot_load(&vm->mem, &args, &vm->boot, e)) < 0)
+	if ((ret = x86_boot_load(&vm->mem, &vm->boot_args, &vm->boot, e)) < 0)
 		return ret;
 	log_info("kernel: %s; entry 0x%llx", vm->boot.description,
 		 (unsigned long long)vm->boot.entry);
@@ -289,13 +399,17 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	return vm_create_vcpus(vm, e);
 }
 
-static void vm_on_stop(void *opaque, int fd, uint32_t events)
+/* A stop or a reset was requested (by a device, a vCPU, a signal or the monitor). */
+static void vm_on_power(void *opaque, int fd, uint32_t events)
 {
 	struct vm *vm = opaque;
 	uint64_t v;
 	ssize_t r = read(fd, &v, sizeof(v));
 	(void)r;
-	loop_stop(&vm->loop);
+	if (!power_stop_requested(&vm->power))
+		vm_handle_reset(vm);
+	if (power_stop_requested(&vm->power))
+		loop_stop(&vm->loop);
 }
 
 static void vm_on_signal(void *opaque, int fd, uint32_t events)
@@ -307,44 +421,6 @@ static void vm_on_signal(void *opaque, int fd, uint32_t events)
 	log_warn("terminating on signal %u", si.ssi_signo);
 	power_request_stop(&vm->power, STOP_SIGNAL, 128 + (int)si.ssi_signo);
 }
-
-/* The monitor's view of the VM. Pause and resume arrive with the run-state machine. */
-static int vm_ctl_pause(void *opaque)
-{
-	return -ENOTSUP;
-}
-
-static int vm_ctl_resume(void *opaque)
-{
-	return -ENOTSUP;
-}
-
-static void vm_ctl_reset(void *opaque)
-{
-	struct vm *vm = opaque;
-	power_request_stop(&vm->power, STOP_RESET, 0);
-}
-
-static void vm_ctl_quit(void *opaque)
-{
-	struct vm *vm = opaque;
-	log_warn("quit from the monitor");
-	power_request_stop(&vm->power, STOP_SIGNAL, 0);
-}
-
-static enum vm_run_status vm_ctl_status(void *opaque)
-{
-	struct vm *vm = opaque;
-	return power_stop_requested(&vm->power) ? VM_STATUS_SHUTDOWN : VM_STATUS_RUNNING;
-}
-
-static const struct vm_control_ops vm_control_ops = {
-    .pause = vm_ctl_pause,
-    .resume = vm_ctl_resume,
-    .reset = vm_ctl_reset,
-    .quit = vm_ctl_quit,
-    .status = vm_ctl_status,
-};
 
 int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 {
@@ -366,9 +442,8 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 		return errf(e, -errno, "signalfd: %s", strerror(errno));
 	if ((ret = vcpu_signals_init()) < 0 ||
 	    (ret = loop_add_fd(&vm->loop, vm->signal_fd, EPOLLIN, vm_on_signal, vm)) < 0 ||
-	    (ret = loop_add_fd(&vm->loop, vm->power.wake_fd, EPOLLIN, vm_on_stop, vm)) < 0)
+	    (ret = loop_add_fd(&vm->loop, vm->power.wake_fd, EPOLLIN, vm_on_power, vm)) < 0)
 		return errf(e, ret, "cannot set up the event loop: %s", strerror(-ret));
-	vm->control = (struct vm_control){&vm_control_ops, vm};
 	for (unsigned i = 0; i < KVMINI_MAX_SERIALS; i++) {
 		if (!vm->serial_present[i])
 			continue;
@@ -380,6 +455,9 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 	/* --name is what ps and top show for the VM (the kernel keeps 15 bytes of it). */
 	prctl(PR_SET_NAME, vm->cfg->name, 0, 0, 0);
 
+	/* -S: the vCPUs park before their first instruction until the monitor's cont. */
+	if (vm->cfg->start_paused)
+		power_user_pause(&vm->power);
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		if ((ret = vcpu_start(&vm->vcpus[i], e)) < 0) {
 			power_request_stop(&vm->power, STOP_ERROR, 1);
@@ -392,8 +470,7 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 			errf(e, ret, "event loop failed: %s", strerror(-ret));
 	}
 	power_request_stop(&vm->power, STOP_ERROR, 1); /* no-op if a stop is already recorded */
-	for (unsigned i = 0; i < vm->nvcpus; i++)
-		vcpu_kick(&vm->vcpus[i]);
+	vm_kick_vcpus(vm);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		vcpu_join(&vm->vcpus[i]);
 	/* What the guest wrote before it stopped still reaches its reader (bounded wait). */
@@ -406,6 +483,7 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 	switch (why) {
 	case STOP_POWEROFF:
 	case STOP_RESET:
+	case STOP_QUIT:
 		*exit_status = 0;
 		break;
 	case STOP_DEBUG_EXIT:
@@ -427,18 +505,16 @@ void vm_destroy(struct vm *vm)
 	vm->nvcpus = 0;
 	free(vm->supported_cpuid);
 	vm->supported_cpuid = NULL;
+	free(vm->reset_vcpu_state);
+	vm->reset_vcpu_state = NULL;
 	if (vm->signal_fd >= 0)
 		close(vm->signal_fd);
 	vm->signal_fd = -1;
 	switch (vm->init_done) {
 	case INIT_DEVICES:
-		i8042_destroy(&vm->i8042);
-		rtc_destroy(&vm->rtc);
-		boot_marker_destroy(&vm->boot_marker);
-		pm_destroy(&vm->pm);
 		/* fall through */
 	case INIT_CONSOLE:
-		device_list_destroy(&vm->devices);
+		device_list_destroy(&vm->devices); /* the UARTs too */
 		for (unsigned i = 0; i < KVMINI_MAX_SERIALS; i++)
 			console_close(&vm->consoles[i]);
 		/* fall through */

@@ -10,6 +10,7 @@
 #include <linux/kvm.h>
 
 #include "arch/x86/boot.h"
+#include "arch/x86/state.h"
 #include "config.h"
 #include "devices/legacy.h"
 #include "devices/serial.h"
@@ -38,18 +39,15 @@ struct vm {
 	struct bus pio, mmio;
 	struct vm_power power;
 	struct event_loop loop;
+
 	/* ttyS0..3: the host side (backend, escapes, monitor) and the UART; a port whose
-	 * -serial is none has neither. */
+	 * -serial is none has neither. The UARTs are in `devices` too. */
 	struct console consoles[KVMINI_MAX_SERIALS];
 	struct irq_line serial_irqs[KVMINI_MAX_SERIALS];
 	struct serial serials[KVMINI_MAX_SERIALS];
 	bool serial_present[KVMINI_MAX_SERIALS];
-	struct device_list devices;
-	struct vm_control control;
-	struct i8042 i8042;
-	struct rtc rtc;
-	struct boot_marker boot_marker;
-	struct pm pm;
+	struct device_list devices; /* every device: reset, save, destroy */
+	struct vm_control control;  /* what the monitor may ask of the VM */
 
 	struct kvm_cpuid2 *supported_cpuid;
 	/* KVM_GET_SUPPORTED_CPUID runs on its own thread while the VM is assembled: on hosts
@@ -58,7 +56,11 @@ struct vm {
 	bool cpuid_thread_started;
 	int cpuid_ret;
 	struct errbuf cpuid_err;
+	struct x86_boot_args boot_args; /* kept: a reset loads the kernel again */
 	struct x86_boot_setup boot;
+	/* Power-on state, captured before the first KVM_RUN: what a reset returns to. */
+	struct x86_vm_state reset_vm_state;
+	struct x86_vcpu_state *reset_vcpu_state; /* one per vCPU */
 	struct vcpu_env vcpu_env;
 	struct vcpu vcpus[KVMINI_MAX_VCPUS];
 	unsigned nvcpus;
@@ -67,7 +69,8 @@ struct vm {
 };
 
 /* Builds the VM described by cfg: memory, irqchip, devices, kernel, vCPUs. kernel/initrd
- * are the file contents (kernel may be the built-in demo). Returns 0 or -errno with e set. */
+ * are the file contents (kernel may be the built-in demo); they must stay valid until
+ * vm_destroy(), since a guest reset loads them again. Returns 0 or -errno with e set. */
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec *start,
 	      const uint8_t *kernel, size_t kernel_size, const char *kernel_name,
 	      const uint8_t *initrd, size_t initrd_size, struct errbuf *e);
@@ -75,5 +78,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
  * Returns 0, or -errno if the VM could not run (with e set). */
 int vm_run(struct vm *vm, int *exit_status, struct errbuf *e);
 void vm_destroy(struct vm *vm);
+
+/* Parks every vCPU (returns once all are parked) and lets them go again; the monitor's
+ * stop/cont, and what snapshot and migration will stand on. Loop thread or any thread but
+ * a vCPU's. */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
 
 #endif

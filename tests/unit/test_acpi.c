@@ -196,7 +196,13 @@ static void acpi_t_check_fadt(const struct acpi_t_vm *vm, const uint8_t *f, uint
 	cr_assert_not(flags & (1u << 20), "HW_REDUCED_ACPI set");
 	cr_assert(flags & (1u << 4), "PWR_BUTTON (no fixed power button) clear");
 	cr_assert(flags & (1u << 5), "SLP_BUTTON (no fixed sleep button) clear");
-	cr_assert_not(flags & (1u << 10), "RESET_REG_SUP set without a reset register");
+	cr_assert(flags & (1u << 10), "RESET_REG_SUP");
+	/* RESET_REG: system I/O, 8 bits, byte access, port 0xcf9; RESET_VALUE 6. */
+	cr_assert_eq(f[116], 1, "RESET_REG address space");
+	cr_assert_eq(f[117], 8, "RESET_REG bit width");
+	cr_assert_eq(f[119], 1, "RESET_REG access size");
+	cr_assert_eq(acpi_t_u64(f + 120), 0xcf9, "RESET_REG address");
+	cr_assert_eq(f[128], 6, "RESET_VALUE");
 
 	acpi_t_check_gas(f + 148, 32, ACPI_PM1A_EVT_PORT, "X_PM1a_EVT_BLK");
 	acpi_t_check_gas(f + 172, 16, ACPI_PM1A_CNT_PORT, "X_PM1a_CNT_BLK");

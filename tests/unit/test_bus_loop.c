@@ -1,6 +1,7 @@
 /* The trap bus (address ranges -> handlers) and the event loop, without /dev/kvm. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -148,11 +149,20 @@ Test(loop, periodic_timer_fires_and_can_remove_itself)
 	loop_destroy(&l);
 }
 
-Test(loop, stop_from_another_thread_before_run)
+static void *bl_stop_thread(void *loop)
+{
+	loop_stop(loop);
+	return NULL;
+}
+
+/* A lost stop would leave loop_run waiting forever: the timeout turns that into a failure. */
+Test(loop, stop_from_another_thread_before_run, .timeout = 10)
 {
 	struct event_loop l;
+	pthread_t t;
 	cr_assert_eq(loop_init(&l), 0);
-	loop_stop(&l); /* a stop that arrives before the loop runs is not lost */
+	cr_assert_eq(pthread_create(&t, NULL, bl_stop_thread, &l), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0); /* the stop arrives before the loop runs */
 	cr_assert_eq(loop_run(&l), 0);
 	loop_destroy(&l);
 }

@@ -89,9 +89,12 @@ Test(legacy, i8042_idle_status)
 Test(legacy, i8042_reset_command)
 {
 	int status;
+	cr_assert_not(power_take_reset(&leg_power));
 	leg_outb(I8042_COMMAND_PORT, 0xfe);
-	cr_assert_eq(leg_stop(&status), STOP_RESET);
-	cr_assert_eq(status, 0);
+	/* A reset reboots the VM; it is not a stop. */
+	cr_assert_eq(leg_stop(&status), STOP_NONE);
+	cr_assert(power_park_requested(&leg_power), "vCPUs park until the reboot is done");
+	cr_assert(power_take_reset(&leg_power));
 }
 
 Test(legacy, i8042_output_port_reset)
@@ -100,9 +103,11 @@ Test(legacy, i8042_output_port_reset)
 	leg_outb(I8042_COMMAND_PORT, 0xd1);
 	leg_outb(I8042_DATA_PORT, 0xdf); /* A20 on, reset line high: harmless */
 	cr_assert_eq(leg_stop(&status), STOP_NONE);
+	cr_assert_not(power_take_reset(&leg_power));
 	leg_outb(I8042_COMMAND_PORT, 0xd1);
 	leg_outb(I8042_DATA_PORT, 0xde);
-	cr_assert_eq(leg_stop(&status), STOP_RESET);
+	cr_assert_eq(leg_stop(&status), STOP_NONE);
+	cr_assert(power_take_reset(&leg_power));
 }
 
 Test(legacy, i8042_command_byte_round_trip)

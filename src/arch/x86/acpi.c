@@ -58,6 +58,7 @@ struct acpi_gas {
 _Static_assert(sizeof(struct acpi_gas) == 12, "GAS size");
 
 #define ACPI_GAS_SYSTEM_IO   1
+#define ACPI_GAS_ACCESS_BYTE 1
 #define ACPI_GAS_ACCESS_WORD 2
 
 /* ACPI 6.x section 5.2.10. */
@@ -151,6 +152,7 @@ _Static_assert(offsetof(struct acpi_fadt, hypervisor_vendor_id) == 268, "FADT ve
 #define FADT_F_PROC_C1	  (1u << 2)
 #define FADT_F_PWR_BUTTON (1u << 4)
 #define FADT_F_SLP_BUTTON (1u << 5)
+#define FADT_F_RESET_REG  (1u << 10) /* RESET_REG_SUP */
 /* IA-PC boot architecture flags (ACPI 6.x table 5.11). */
 #define FADT_IAPC_8042	     (1u << 1)
 #define FADT_IAPC_VGA_ABSENT (1u << 2)
@@ -312,7 +314,12 @@ static struct acpi_fadt acpi_fadt(uint64_t facs, uint64_t dsdt)
 	    /* WBINVD works under KVM and HLT gives C1, as on a PC; there are no fixed power or
 	     * sleep buttons (set = absent). Not hardware-reduced: the PM1a blocks exist and
 	     * Linux powers off through them. */
-	    .flags = FADT_F_WBINVD | FADT_F_PROC_C1 | FADT_F_PWR_BUTTON | FADT_F_SLP_BUTTON,
+	    .flags = FADT_F_WBINVD | FADT_F_PROC_C1 | FADT_F_PWR_BUTTON | FADT_F_SLP_BUTTON |
+		     FADT_F_RESET_REG,
+	    /* The reset register is the PC's reset control port (devices/legacy.h), what
+	     * Linux's reboot=acpi writes. */
+	    .reset_reg = {ACPI_GAS_SYSTEM_IO, 8, 0, ACPI_GAS_ACCESS_BYTE, ACPI_RESET_PORT},
+	    .reset_value = ACPI_RESET_VALUE,
 	    .minor_version = 5,
 	    /* Bit widths must equal 8 * the legacy lengths or ACPICA warns of a mismatch. */
 	    .x_pm1a_evt_blk = {ACPI_GAS_SYSTEM_IO, 32, 0, ACPI_GAS_ACCESS_WORD, ACPI_PM1A_EVT_PORT},

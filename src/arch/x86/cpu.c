@@ -150,6 +150,25 @@ int x86_vcpu_set_msrs(int vcpu_fd, struct errbuf *e)
 	if (n < N)
 		return errf(e, -EINVAL, "KVM_SET_MSRS: the host refused MSR 0x%x",
 			    reset_msrs[n].index);
+	/* KVM's paravirtual MSRs point the host at guest memory (kvmclock, steal time,
+	 * async page faults, PV EOI): after a reboot the old addresses belong to someone
+	 * else, so they are switched off as at power-on. One at a time, since a host may
+	 * lack some of them. */
+	static const uint32_t kvm_pv_msrs[] = {
+	    0x11,	/* MSR_KVM_WALL_CLOCK */
+	    0x12,	/* MSR_KVM_SYSTEM_TIME */
+	    0x4b564d00, /* MSR_KVM_WALL_CLOCK_NEW */
+	    0x4b564d01, /* MSR_KVM_SYSTEM_TIME_NEW */
+	    0x4b564d02, /* MSR_KVM_ASYNC_PF_EN */
+	    0x4b564d03, /* MSR_KVM_STEAL_TIME */
+	    0x4b564d04, /* MSR_KVM_PV_EOI_EN */
+	};
+	for (unsigned i = 0; i < sizeof(kvm_pv_msrs) / sizeof(kvm_pv_msrs[0]); i++) {
+		memset(&msrs, 0, sizeof(msrs));
+		msrs.hdr.nmsrs = 1;
+		msrs.entries[0].index = kvm_pv_msrs[i];
+		(void)ioctl(vcpu_fd, KVM_SET_MSRS, &msrs);
+	}
 	return 0;
 }
 
