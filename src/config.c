@@ -29,6 +29,19 @@ enum opt_id {
 	OPT_ENABLE_KVM,
 	OPT_CPU,
 	OPT_ACCEL,
+	OPT_DEVICE,
+	OPT_DRIVE,
+	OPT_NETDEV,
+	OPT_CHARDEV,
+	OPT_OBJECT,
+	OPT_MON,
+	OPT_DISPLAY,
+	OPT_MONITOR,
+	OPT_NODEFAULTS,
+	OPT_NO_USER_CONFIG,
+	OPT_MACHINE,
+	OPT_START_PAUSED,
+	OPT_VERSION,
 };
 
 struct opt_def {
@@ -65,6 +78,20 @@ static const struct opt_def opt_table[] = {
     {"enable-kvm", OPT_ENABLE_KVM, false},
     {"cpu", OPT_CPU, true},
     {"accel", OPT_ACCEL, true},
+    {"device", OPT_DEVICE, true},
+    {"drive", OPT_DRIVE, true},
+    {"netdev", OPT_NETDEV, true},
+    {"chardev", OPT_CHARDEV, true},
+    {"object", OPT_OBJECT, true},
+    {"mon", OPT_MON, true},
+    {"display", OPT_DISPLAY, true},
+    {"monitor", OPT_MONITOR, true},
+    {"nodefaults", OPT_NODEFAULTS, false},
+    {"no-user-config", OPT_NO_USER_CONFIG, false},
+    {"machine", OPT_MACHINE, true},
+    {"M", OPT_MACHINE, true},
+    {"S", OPT_START_PAUSED, false},
+    {"version", OPT_VERSION, false},
 };
 
 /* QEMU options people will try first; saying why beats a bare "unknown option". */
@@ -72,15 +99,13 @@ static const struct {
 	const char *name;
 	const char *why;
 } unsupported_hints[] = {
-    {"drive", "virtio block devices arrive in a later version"},
     {"hda", "virtio block devices arrive in a later version"},
     {"cdrom", "virtio block devices arrive in a later version"},
     {"blockdev", "virtio block devices arrive in a later version"},
-    {"display", "kvmini has no display; the console is the serial port"},
     {"vga", "kvmini has no display; the console is the serial port"},
-    {"machine", "kvmini has one fixed machine type and always uses KVM"},
-    {"M", "kvmini has one fixed machine type and always uses KVM"},
     {"bios", "kvmini boots the kernel directly, without firmware"},
+    {"s", "kvmini has no gdb stub"},
+    {"gdb", "kvmini has no gdb stub"},
 };
 
 /* One option occurrence, as the user typed it, for the error messages. */
@@ -131,9 +156,10 @@ static char lower(char c)
 
 int config_parse_size(const char *s, uint64_t *out)
 {
-	uint64_t v = 0, mult;
+	uint64_t v = 0, mult, frac = 0, frac_den = 1;
 	bool overflow = false;
 	const char *p = s;
+	unsigned __int128 bytes;
 
 	if (!s || *p < '0' || *p > '9')
 		return -EINVAL;
@@ -141,6 +167,18 @@ int config_parse_size(const char *s, uint64_t *out)
 		if (__builtin_mul_overflow(v, 10, &v) ||
 		    __builtin_add_overflow(v, (uint64_t)(*p - '0'), &v))
 			overflow = true;
+	}
+	/* QEMU takes fractions ("1.5G"); digits past the 18th cannot matter to a size. */
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		for (unsigned n = 0; *p >= '0' && *p <= '9'; p++, n++) {
+			if (n < 18) {
+				frac = frac * 10 + (uint64_t)(*p - '0');
+				frac_den *= 10;
+			}
+		}
 	}
 	switch (lower(*p)) {
 	case '\0':
@@ -171,27 +209,14 @@ int config_parse_size(const char *s, uint64_t *out)
 		if (*p)
 			return -EINVAL;
 	}
-	if (overflow || __builtin_mul_overflow(v, mult, &v))
+	if (overflow)
 		return -ERANGE;
-	*out = v;
+	/* A fraction of a byte is dropped, as QEMU does; -m then refuses the odd size. */
+	bytes = (unsigned __int128)v * mult + (unsigned __int128)frac * mult / frac_den;
+	if (bytes > UINT64_MAX)
+		return -ERANGE;
+	*out = (uint64_t)bytes;
 	return 0;
-}
-
-static void keyed_list_free(struct keyed_list *l)
-{
-	for (unsigned i = 0; i < l->n; i++) {
-		struct keyed_opts *o = &l->items[i];
-		for (unsigned k = 0; k < o->nkv; k++) {
-			free(o->kv[k].key);
-			free(o->kv[k].val);
-		}
-		free(o->kv);
-		free(o->type);
-		free(o->id);
-	}
-	free(l->items);
-	l->items = NULL;
-	l->n = 0;
 }
 
 void config_free(struct vm_config *cfg)
@@ -201,6 +226,9 @@ void config_free(struct vm_config *cfg)
 	keyed_list_free(&cfg->netdevs);
 	keyed_list_free(&cfg->chardevs);
 	keyed_list_free(&cfg->objects);
+	keyed_list_free(&cfg->mons);
+	free(cfg->owned_name);
+	cfg->owned_name = NULL;
 }
 
 void config_init(struct vm_config *cfg)
@@ -214,7 +242,7 @@ void config_init(struct vm_config *cfg)
 	cfg->serial[0] = (struct chardev_cfg){.id = "serial0", .backend = CHARDEV_STDIO};
 	cfg->nserials = 1;
 	cfg->debug_exit_port = 0xf4;
-	cfg->debug_exit_size = 1;
+	cfg->debug_exit_size = 4;
 	for (unsigned i = 0; i < KVMINI_MAX_VCPUS; i++)
 		cfg->cpu_affinity[i] = -1;
 }
@@ -596,17 +624,232 @@ static int set_path(const char **dst, const struct opt_use *u, struct errbuf *e)
 	return 0;
 }
 
+/* QEMU's -name [guest=]NAME[,debug-threads=on|off]; a ',' in NAME is written ",,". */
 static int set_name(struct vm_config *cfg, const struct opt_use *u, struct errbuf *e)
 {
-	if (!*u->val)
-		return CFG_ERR(e, "invalid %.*s '': empty name", u->opt_len, u->opt);
-	for (const char *p = u->val; *p; p++) {
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			return CFG_ERR(e, "invalid %.*s '%s': control characters are not allowed",
-				       u->opt_len, u->opt, u->val);
+	struct keyed_opts o;
+	const char *name;
+	bool threads;
+	int r;
+
+	if ((r = keyed_parse("name", u->val, &o, e)))
+		return r;
+	/* kvmini always names its vCPU threads ("vcpu N"), so debug-threads changes nothing. */
+	if ((r = keyed_get_bool(&o, "debug-threads", true, &threads, e)) ||
+	    (r = keyed_check_used(&o, "guest, debug-threads", e)))
+		goto out;
+	name = o.type ? o.type : "";
+	if (!*name) {
+		r = CFG_ERR(e, "invalid %.*s '%s': empty name", u->opt_len, u->opt, u->val);
+		goto out;
 	}
-	cfg->name = u->val;
+	for (const char *p = name; *p; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			r = CFG_ERR(e, "invalid %.*s '%s': control characters are not allowed",
+				    u->opt_len, u->opt, u->val);
+			goto out;
+		}
+	}
+	free(cfg->owned_name);
+	cfg->owned_name = o.type;
+	o.type = NULL;
+	cfg->name = cfg->owned_name;
+out:
+	keyed_opts_free(&o);
+	return r;
+}
+
+/* kvmini has one machine, so -machine/-M only checks that what it asks for is that one. */
+static bool machine_type_ok(const char *t)
+{
+	return !strcmp(t, "pc") || !strcmp(t, "q35") || !strcmp(t, "microvm") ||
+	       !strncmp(t, "pc-q35-", 7) || !strncmp(t, "pc-i440fx-", 10);
+}
+
+static int machine_off(struct keyed_opts *o, const char *key, const char *why, struct errbuf *e)
+{
+	bool on;
+	int r = keyed_get_bool(o, key, false, &on, e);
+
+	if (!r && on)
+		return CFG_ERR(e, "invalid -machine '%s': %s=on: %s", o->spec, key, why);
+	return r;
+}
+
+static int set_machine(struct vm_config *cfg, const struct opt_use *u, struct errbuf *e)
+{
+	struct keyed_opts o;
+	const char *v;
+	bool merge;
+	int r;
+
+	if ((r = keyed_parse("machine", u->val, &o, e)))
+		return r;
+	if (o.type && !machine_type_ok(o.type)) {
+		r = CFG_ERR(e,
+			    "invalid %.*s '%s': kvmini has one machine (a PC, accepted as pc, q35 "
+			    "or microvm), not %s",
+			    u->opt_len, u->opt, u->val, o.type);
+		goto out;
+	}
+	/* QEMU's accel=kvm:tcg means kvm first, which kvmini always has. */
+	v = keyed_get(&o, "accel");
+	if (v && strcmp(v, "kvm") && strncmp(v, "kvm:", 4)) {
+		r = CFG_ERR(e, "invalid %.*s '%s': accel=%s: kvmini only runs on kvm", u->opt_len,
+			    u->opt, u->val, v);
+		goto out;
+	}
+	v = keyed_get(&o, "kernel-irqchip");
+	if (v && strcmp(v, "on")) {
+		r = CFG_ERR(e,
+			    "invalid %.*s '%s': kernel-irqchip=%s: kvmini always uses KVM's "
+			    "in-kernel irqchip (on)",
+			    u->opt_len, u->opt, u->val, v);
+		goto out;
+	}
+	if ((r = machine_off(&o, "usb", "kvmini has no USB", e)) ||
+	    (r = machine_off(&o, "vmport", "kvmini has no VMware I/O port", e)) ||
+	    (r = machine_off(&o, "smm", "kvmini has no system management mode", e)))
+		goto out;
+	/* QEMU's mem-merge is what kvmini calls --ksm. */
+	if ((r = keyed_get_bool(&o, "mem-merge", cfg->ksm, &merge, e)))
+		goto out;
+	cfg->ksm = merge;
+	r = keyed_check_used(&o, "type, accel, kernel-irqchip, usb, vmport, smm, mem-merge", e);
+out:
+	keyed_opts_free(&o);
+	return r;
+}
+
+/* QEMU's -accel [accel=]kvm[,kernel-irqchip=on]. */
+static int set_accel(const struct opt_use *u, struct errbuf *e)
+{
+	struct keyed_opts o;
+	const char *v;
+	int r;
+
+	if ((r = keyed_parse("accel", u->val, &o, e)))
+		return r;
+	if (!o.type || strcmp(o.type, "kvm")) {
+		r = CFG_ERR(e, "invalid %.*s '%s': kvmini only runs on 'kvm'", u->opt_len, u->opt,
+			    u->val);
+		goto out;
+	}
+	v = keyed_get(&o, "kernel-irqchip");
+	if (v && strcmp(v, "on")) {
+		r = CFG_ERR(e,
+			    "invalid %.*s '%s': kernel-irqchip=%s: kvmini always uses KVM's "
+			    "in-kernel irqchip (on)",
+			    u->opt_len, u->opt, u->val, v);
+		goto out;
+	}
+	r = keyed_check_used(&o, "kernel-irqchip", e);
+out:
+	keyed_opts_free(&o);
+	return r;
+}
+
+static int set_display(const struct opt_use *u, struct errbuf *e)
+{
+	if (strcmp(u->val, "none"))
+		return CFG_ERR(e,
+			       "invalid %.*s '%s': kvmini has no display (only -display none is "
+			       "accepted; the console is the serial port)",
+			       u->opt_len, u->opt, u->val);
 	return 0;
+}
+
+static int set_monitor(struct vm_config *cfg, const struct opt_use *u, struct errbuf *e)
+{
+	if (!strcmp(u->val, "none"))
+		cfg->monitor = (struct chardev_cfg){.backend = CHARDEV_NONE};
+	else if (!strcmp(u->val, "stdio"))
+		cfg->monitor = (struct chardev_cfg){.id = "monitor0", .backend = CHARDEV_STDIO};
+	else
+		return CFG_ERR(e, "invalid %.*s '%s': must be none or stdio", u->opt_len, u->opt,
+			       u->val);
+	return 0;
+}
+
+/* The I/O ports of kvmini's PC (src/devices/legacy.h, serial.h; ttyS0-3 where -serial
+ * puts them), so a moved isa-debug-exit that lands on one is named here rather than failing
+ * later as a bare -EEXIST from the bus. */
+static const struct {
+	uint16_t first, last;
+	const char *what;
+} pc_ports[] = {
+    {0x60, 0x60, "i8042 data port"},
+    {0x64, 0x64, "i8042 command port"},
+    {0x70, 0x71, "CMOS RTC"},
+    {0x80, 0x80, "boot-time marker port"},
+    {0x2e8, 0x2ef, "serial port ttyS3"},
+    {0x2f8, 0x2ff, "serial port ttyS1"},
+    {0x3e8, 0x3ef, "serial port ttyS2"},
+    {0x3f8, 0x3ff, "serial port ttyS0"},
+    {0x600, 0x605, "ACPI PM1a registers"},
+    {0xcf8, 0xcff, "PCI configuration/reset ports"},
+};
+
+/* The one -device kvmini has: QEMU's isa-debug-exit, moved or resized. */
+static int set_debug_exit(struct vm_config *cfg, struct keyed_opts *o, struct errbuf *e)
+{
+	uint64_t base, size;
+	int r;
+
+	/* QEMU's defaults, not kvmini's (0xf4, 4 bytes), when -device leaves them out. */
+	if ((r = keyed_get_u64(o, "iobase", 0x501, 0xffff, &base, e)) ||
+	    (r = keyed_get_u64(o, "iosize", 2, 0x10000, &size, e)) ||
+	    (r = keyed_check_used(o, "iobase, iosize", e)))
+		return r;
+	if (size == 0)
+		return CFG_ERR(e, "invalid -device '%s': iosize must be at least 1", o->spec);
+	if (base + size > 0x10000)
+		return CFG_ERR(
+		    e, "invalid -device '%s': ports 0x%llx..0x%llx are outside 0..0xffff", o->spec,
+		    (unsigned long long)base, (unsigned long long)(base + size - 1));
+	for (size_t i = 0; i < sizeof(pc_ports) / sizeof(pc_ports[0]); i++) {
+		if (base <= pc_ports[i].last && base + size - 1 >= pc_ports[i].first)
+			return CFG_ERR(e,
+				       "invalid -device '%s': ports 0x%llx..0x%llx overlap the %s "
+				       "at 0x%x..0x%x",
+				       o->spec, (unsigned long long)base,
+				       (unsigned long long)(base + size - 1), pc_ports[i].what,
+				       pc_ports[i].first, pc_ports[i].last);
+	}
+	if (cfg->debug_exit_given)
+		return CFG_ERR(
+		    e, "invalid -device '%s': kvmini has one isa-debug-exit, given twice", o->spec);
+	cfg->debug_exit_given = true;
+	cfg->debug_exit_port = (uint16_t)base;
+	cfg->debug_exit_size = (uint32_t)size;
+	return 0;
+}
+
+static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
+{
+	struct keyed_opts *o;
+	int r = keyed_list_add(&cfg->devices, "device", spec, &o, e);
+
+	if (r)
+		return r;
+	if (!strcmp(o->type, "isa-debug-exit"))
+		return set_debug_exit(cfg, o, e);
+	if (!strcmp(o->type, "help") || !strcmp(o->type, "?"))
+		return CFG_ERR(
+		    e,
+		    "-device %s: kvmini's only -device is "
+		    "isa-debug-exit[,iobase=PORT][,iosize=N] (VirtIO devices come in the "
+		    "next version)",
+		    o->type);
+	if (!strncmp(o->type, "virtio-", 7))
+		return CFG_ERR(e,
+			       "invalid -device '%s': kvmini has no %s device yet (VirtIO devices "
+			       "come in the next version)",
+			       spec, o->type);
+	return CFG_ERR(e,
+		       "invalid -device '%s': kvmini has no %s device (its only -device is "
+		       "isa-debug-exit)",
+		       spec, o->type);
 }
 
 /* -nographic in QEMU only moves the serial port to stdio when no -serial says otherwise,
@@ -674,11 +917,35 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 				       u->opt_len, u->opt, u->val);
 		return 0;
 	case OPT_ACCEL:
-		if (strcmp(u->val, "kvm"))
-			return CFG_ERR(e, "invalid %.*s '%s': kvmini only runs on 'kvm'",
-				       u->opt_len, u->opt, u->val);
+		return set_accel(u, e);
+	case OPT_DEVICE:
+		return add_device(cfg, u->val, e);
+	case OPT_DRIVE:
+		return keyed_list_add(&cfg->drives, "drive", u->val, NULL, e);
+	case OPT_NETDEV:
+		return keyed_list_add(&cfg->netdevs, "netdev", u->val, NULL, e);
+	case OPT_CHARDEV:
+		return keyed_list_add(&cfg->chardevs, "chardev", u->val, NULL, e);
+	case OPT_OBJECT:
+		return keyed_list_add(&cfg->objects, "object", u->val, NULL, e);
+	case OPT_MON:
+		return keyed_list_add(&cfg->mons, "mon", u->val, NULL, e);
+	case OPT_DISPLAY:
+		return set_display(u, e);
+	case OPT_MONITOR:
+		return set_monitor(cfg, u, e);
+	case OPT_NODEFAULTS:
+		cfg->nodefaults = true;
+		return 0;
+	case OPT_NO_USER_CONFIG: /* kvmini reads no configuration files */
+		return 0;
+	case OPT_MACHINE:
+		return set_machine(cfg, u, e);
+	case OPT_START_PAUSED:
+		cfg->start_paused = true;
 		return 0;
 	case OPT_HELP:
+	case OPT_VERSION:
 		break; /* handled by the caller before any value is looked at */
 	}
 	return 0;
@@ -723,15 +990,171 @@ static bool looks_like_option(const char *s)
 	return s[0] == '-' && s[1] != '\0';
 }
 
+/* One -chardev as a backend: QEMU's stdio, null, pty, file (path=) and socket (a unix
+ * socket at path=, server=, wait=); mux=on shares a stdio backend with the monitor. */
+static int chardev_from_keyed(struct keyed_opts *o, struct chardev_cfg *ch, struct errbuf *e)
+{
+	const char *t = o->type;
+	const char *known;
+	int r;
+
+	*ch = (struct chardev_cfg){.id = o->id};
+	if ((r = keyed_get_bool(o, "mux", false, &ch->mux, e)))
+		return r;
+	if (!strcmp(t, "stdio")) {
+		bool sig;
+		ch->backend = CHARDEV_STDIO;
+		/* signal=off: Ctrl-C goes to the guest, which kvmini's raw terminal always does. */
+		if ((r = keyed_get_bool(o, "signal", true, &sig, e)))
+			return r;
+		known = "id, mux, signal";
+	} else if (!strcmp(t, "null")) {
+		ch->backend = CHARDEV_NULL;
+		known = "id, mux";
+	} else if (!strcmp(t, "pty")) {
+		ch->backend = CHARDEV_PTY;
+		known = "id, mux";
+	} else if (!strcmp(t, "file")) {
+		ch->backend = CHARDEV_FILE;
+		ch->path = keyed_get(o, "path");
+		if (!ch->path || !*ch->path)
+			return CFG_ERR(e, "invalid -chardev '%s': file needs path=", o->spec);
+		known = "id, mux, path";
+	} else if (!strcmp(t, "socket")) {
+		ch->backend = CHARDEV_UNIX;
+		ch->path = keyed_get(o, "path");
+		if (keyed_get(o, "host") || keyed_get(o, "port"))
+			return CFG_ERR(e,
+				       "invalid -chardev '%s': kvmini's sockets are unix sockets "
+				       "(path=), not TCP",
+				       o->spec);
+		if (!ch->path || !*ch->path)
+			return CFG_ERR(e, "invalid -chardev '%s': socket needs path=", o->spec);
+		if (strlen(ch->path) >= sizeof(ch->path_buf))
+			return CFG_ERR(e, "invalid -chardev '%s': the socket path is too long",
+				       o->spec);
+		if ((r = keyed_get_bool(o, "server", false, &ch->server, e)) ||
+		    (r = keyed_get_bool(o, "wait", ch->server, &ch->wait, e)))
+			return r;
+		known = "id, mux, path, server, wait";
+	} else {
+		return CFG_ERR(
+		    e,
+		    "invalid -chardev '%s': kvmini's backends are stdio, null, pty, file "
+		    "and socket",
+		    o->spec);
+	}
+	return keyed_check_used(o, known, e);
+}
+
+/* -serial chardev:ID, -mon chardev=ID and -monitor stdio, once every -chardev is known. */
+static int resolve_chardevs(struct vm_config *cfg, const char **refs, struct errbuf *e)
+{
+	struct chardev_cfg defs[16];
+	unsigned ndefs = cfg->chardevs.n < 16 ? cfg->chardevs.n : 16;
+	bool used[16] = {0};
+	int r;
+
+	if (cfg->chardevs.n > 16)
+		return CFG_ERR(e, "too many -chardev (kvmini takes up to 16)");
+	for (unsigned i = 0; i < ndefs; i++)
+		if ((r = chardev_from_keyed(&cfg->chardevs.items[i], &defs[i], e)))
+			return r;
+	for (unsigned s = 0; s < cfg->nserials; s++) {
+		if (!refs[s])
+			continue;
+		unsigned i;
+		for (i = 0; i < ndefs; i++)
+			if (!strcmp(defs[i].id, refs[s]))
+				break;
+		if (i == ndefs)
+			continue; /* check_serials names it */
+		if (used[i])
+			return CFG_ERR(e, "-chardev id=%s is used by two serial ports", refs[s]);
+		used[i] = true;
+		struct chardev_cfg *ch = &cfg->serial[s];
+		*ch = defs[i];
+		ch->id = cfg->chardevs.items[i].id; /* the label QEMU prints for a pty */
+		if (ch->backend == CHARDEV_UNIX) {
+			snprintf(ch->path_buf, sizeof(ch->path_buf), "%s", ch->path);
+			ch->path = ch->path_buf;
+		}
+		refs[s] = NULL;
+	}
+	for (unsigned m = 0; m < cfg->mons.n; m++) {
+		struct keyed_opts *o = &cfg->mons.items[m];
+		const char *id = o->type;
+		const char *mode = keyed_get(o, "mode");
+		bool pretty;
+		if ((r = keyed_get_bool(o, "pretty", false, &pretty, e)) ||
+		    (r = keyed_check_used(o, "chardev, mode, pretty", e)))
+			return r;
+		if (mode && strcmp(mode, "readline"))
+			return CFG_ERR(e,
+				       "invalid -mon '%s': kvmini's monitor is the human one "
+				       "(mode=readline); QMP comes with the control socket",
+				       o->spec);
+		unsigned s;
+		for (s = 0; s < cfg->nserials; s++)
+			if (cfg->serial[s].id && !strcmp(cfg->serial[s].id, id))
+				break;
+		if (s == cfg->nserials || cfg->serial[s].backend != CHARDEV_STDIO)
+			return CFG_ERR(
+			    e,
+			    "invalid -mon '%s': kvmini's monitor shares the stdio serial "
+			    "port (-chardev stdio,id=%s,mux=on -serial chardev:%s)",
+			    o->spec, id, id);
+		cfg->serial[s].mux = true;
+	}
+	if (cfg->monitor.backend == CHARDEV_STDIO) {
+		/* QEMU gives -monitor stdio its own stdio; kvmini has one terminal, so the
+		 * monitor shares it with the stdio serial port, as mon:stdio. */
+		unsigned s;
+		for (s = 0; s < cfg->nserials; s++)
+			if (cfg->serial[s].backend == CHARDEV_STDIO)
+				break;
+		if (s == cfg->nserials)
+			return CFG_ERR(e, "invalid -monitor 'stdio': kvmini's monitor shares the "
+					  "stdio serial port (use -serial mon:stdio)");
+		cfg->serial[s].mux = true;
+	}
+	return 0;
+}
+
+/* The keyed options parse into lists for the devices and backends that will read them;
+ * until one does, running without what the user asked for would be a silent lie. */
+static int refuse_unread_keyed(const struct vm_config *cfg, struct errbuf *e)
+{
+	if (cfg->drives.n)
+		return CFG_ERR(e,
+			       "invalid -drive '%s': kvmini has no block devices yet (VirtIO "
+			       "devices come in the next version)",
+			       cfg->drives.items[0].spec);
+	if (cfg->netdevs.n)
+		return CFG_ERR(e,
+			       "invalid -netdev '%s': kvmini has no network devices yet (VirtIO "
+			       "devices come in the next version)",
+			       cfg->netdevs.items[0].spec);
+	if (cfg->objects.n)
+		return CFG_ERR(e, "invalid -object '%s': kvmini has no %s object",
+			       cfg->objects.items[0].spec, cfg->objects.items[0].type);
+	return 0;
+}
+
 /* Affinity may come before --cpus or -smp, so it can only be checked against the final
  * vCPU count. */
-static int check_serials(struct vm_config *cfg, const char *const *refs, struct errbuf *e)
+static int check_serials(struct vm_config *cfg, const char **refs, struct errbuf *e)
 {
 	bool stdio = false;
 	for (unsigned i = 0; i < cfg->nserials; i++) {
 		if (refs[i])
 			return CFG_ERR(e, "invalid -serial 'chardev:%s': no -chardev with id=%s",
 				       refs[i], refs[i]);
+		if (cfg->serial[i].mux && cfg->serial[i].backend != CHARDEV_STDIO)
+			return CFG_ERR(e,
+				       "%s: kvmini multiplexes the monitor only on stdio (mux=on "
+				       "with -chardev stdio)",
+				       cfg->serial[i].id);
 		if (cfg->serial[i].backend != CHARDEV_STDIO)
 			continue;
 		if (stdio)
@@ -742,9 +1165,13 @@ static int check_serials(struct vm_config *cfg, const char *const *refs, struct 
 	return 0;
 }
 
-static int check_final(struct vm_config *cfg, const char *const *refs, struct errbuf *e)
+static int check_final(struct vm_config *cfg, const char **refs, struct errbuf *e)
 {
-	int r = check_serials(cfg, refs, e);
+	int r = resolve_chardevs(cfg, refs, e);
+	if (!r)
+		r = check_serials(cfg, refs, e);
+	if (!r)
+		r = refuse_unread_keyed(cfg, e);
 	if (r)
 		return r;
 	for (unsigned v = cfg->ncpus; v < KVMINI_MAX_VCPUS; v++) {
@@ -757,7 +1184,7 @@ static int check_final(struct vm_config *cfg, const char *const *refs, struct er
 	return 0;
 }
 
-int config_parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf *e)
+static int parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf *e)
 {
 	bool console_given = false;
 	const char *serial_refs[KVMINI_MAX_SERIALS] = {0};
@@ -792,6 +1219,8 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf
 		}
 		if (o->id == OPT_HELP)
 			return 1;
+		if (o->id == OPT_VERSION)
+			return 2;
 		if (o->has_value) {
 			if (eq) {
 				u.val = eq + 1;
@@ -816,7 +1245,21 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf
 		if (r)
 			return r;
 	}
+	/* As in QEMU, -nodefaults drops the default serial port whatever the order, unless a
+	 * -serial (or --console) asks for one. */
+	if (cfg->nodefaults && !console_given)
+		cfg->nserials = 0;
 	return check_final(cfg, serial_refs, e);
+}
+
+int config_parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf *e)
+{
+	int r = parse_run(cfg, argc, argv, e);
+
+	/* Nothing to free for the caller unless the VM is going to run. */
+	if (r)
+		config_free(cfg);
+	return r;
 }
 
 const char *config_usage(void)
@@ -855,20 +1298,51 @@ const char *config_usage(void)
 	       "  -h, --help              print this help\n"
 	       "\n"
 	       "SIZE is a number with an optional suffix K, M, G or T (or KiB, KB, MiB, MB, ...;\n"
-	       "all powers of 1024); a bare number means MiB, as in QEMU.\n"
+	       "all powers of 1024), with a fraction if wanted (1.5G); a bare number means MiB,\n"
+	       "as in QEMU.\n"
 	       "\n"
 	       "QEMU spellings, mapped onto the options above:\n"
-	       "  -kernel, -initrd, -append, -name, -mem-prealloc   same as the -- forms\n"
+	       "  -kernel, -initrd, -append, -mem-prealloc   same as the -- forms\n"
 	       "  -m SIZE | size=SIZE     same as --mem\n"
 	       "  -smp N | cpus=N[,maxcpus=N][,sockets=S][,cores=C][,threads=T]\n"
 	       "                          same as --cpus; maxcpus must equal cpus, and the\n"
 	       "                          topology must fit cpus (checked only: the guest sees\n"
 	       "                          one socket of N single-thread cores)\n"
+	       "  -name [guest=]NAME[,debug-threads=on|off]   same as --name (write a ',' in\n"
+	       "                          NAME as ',,'); vCPU threads are always named 'vcpu N'\n"
 	       "  -serial SPEC            same as --console\n"
+	       "  -chardev stdio|null|pty|file|socket,id=ID[,mux=on][,path=P][,server=on]\n"
+	       "          [,wait=off]     a backend for -serial chardev:ID (socket: a unix\n"
+	       "                          socket at path=P)\n"
+	       "  -mon chardev=ID[,mode=readline]   the monitor on that stdio chardev (with\n"
+	       "                          mux=on: Ctrl-A c switches)\n"
 	       "  -nographic              ttyS0 and the monitor on stdio (mon:stdio) unless\n"
 	       "                          -serial/--console says otherwise\n"
-	       "  -no-reboot              accepted: kvmini always exits when the guest resets\n"
+	       "  -nodefaults             no serial port unless -serial/--console asks for one\n"
+	       "  -no-reboot, --no-reboot a guest reset ends kvmini with status 0 instead of\n"
+	       "                          rebooting the VM\n"
+	       "  -S                      start with the vCPUs paused, until `cont` from the\n"
+	       "                          monitor\n"
+	       "  -device isa-debug-exit[,iobase=PORT][,iosize=N]   move the debug-exit port: a\n"
+	       "                          write of V to any of PORT..PORT+N-1 ends kvmini with\n"
+	       "                          status (V << 1) | 1 (default without -device: 0xf4,\n"
+	       "                          4 ports; with it, QEMU's iobase=0x501, iosize=2)\n"
+	       "  -machine, -M [type=]pc|q35|microvm[,accel=kvm]   accepted: kvmini has one\n"
+	       "                          machine (a PC booted without firmware) whatever the\n"
+	       "                          type (also pc-q35-*, pc-i440fx-*); kernel-irqchip=on,\n"
+	       "                          usb=off, vmport=off,\n"
+	       "                          smm=off, and mem-merge=on|off (same as --ksm)\n"
+	       "  -monitor none|stdio     no monitor, or the monitor on the stdio serial port\n"
+	       "                          (as mon:stdio: Ctrl-A c)\n"
+	       "  -display none, -no-user-config   accepted: kvmini has no display and reads no\n"
+	       "                          configuration files\n"
 	       "  -enable-kvm, -accel kvm, -cpu host   accepted and ignored: kvmini always uses\n"
 	       "                          KVM and the host CPU\n"
-	       "Other QEMU options (-drive, -netdev, -device, ...) are rejected.\n";
+	       "  -version                print the version and exit\n"
+	       "\n"
+	       "Keyed values follow QEMU's syntax: TYPE,key=value,... with ',,' for a comma in a\n"
+	       "value, a bare key for key=on and noKEY for key=off. -drive, -netdev, -object and\n"
+	       "-device with any other driver (virtio-blk-pci, ...) are parsed and then refused,\n"
+	       "naming what kvmini lacks: VirtIO devices come next. Other QEMU options are\n"
+	       "rejected by name.\n";
 }

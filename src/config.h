@@ -40,10 +40,13 @@ struct chardev_cfg {
  * QEMU's syntax: "type,key=val,key2=val2" with ",," escaping a comma. */
 struct keyed_kv {
 	char *key;
-	char *val; /* "on" for a bare boolean key, as QEMU reads "server" */
+	char *val;    /* "on" for a bare boolean key, as QEMU reads "server" */
+	bool negated; /* given as a bare "noKEY" (val is "off"), as QEMU reads "nowait" */
+	bool used;    /* looked up by keyed_get*(): what is left is an unknown key */
 };
 struct keyed_opts {
-	const char *option; /* "device", "drive", ... */
+	const char *option; /* "device", "drive", ... (a literal; messages print -device) */
+	char *spec;	    /* the value as the user typed it, for messages */
 	char *type;	    /* the leading item without '=' (the driver or backend), or NULL */
 	char *id;	    /* the value of id=, or NULL */
 	struct keyed_kv *kv;
@@ -53,6 +56,36 @@ struct keyed_list {
 	struct keyed_opts *items;
 	unsigned n;
 };
+
+/* Parses s, the value of -OPTION, into out. Items are ','-separated and ",," is a comma in
+ * a value. The first item, when it has no '=', is the type: -device's driver, -netdev's
+ * type, -chardev's backend, -object's qom-type, -mon's chardev, -machine's type, -name's
+ * guest (that key may also be written out, driver=...); -drive has none, so there it is a
+ * boolean key. id= goes to out->id (QEMU's rules: a letter, then letters, digits, -._).
+ * A bare KEY reads as KEY=on and a bare noKEY as KEY=off, as QEMU does. A key given twice,
+ * an empty or malformed key, a missing type (-device, -netdev, -chardev, -object, -mon)
+ * and a missing id (-netdev, -chardev, -object) are errors. Returns 0, -EINVAL or -ENOMEM
+ * with e filled (one line naming the option and the value); on error out holds nothing. */
+int keyed_parse(const char *option, const char *s, struct keyed_opts *out, struct errbuf *e);
+void keyed_opts_free(struct keyed_opts *o);
+/* The value of key, or NULL; marks it as used. */
+const char *keyed_get(struct keyed_opts *o, const char *key);
+/* *out = dflt if key is absent; else on/off/yes/no/true/false. 0 or -EINVAL. */
+int keyed_get_bool(struct keyed_opts *o, const char *key, bool dflt, bool *out, struct errbuf *e);
+/* *out = dflt if key is absent; else a number (0x hex, leading-0 octal, as QEMU) <= max. */
+int keyed_get_u64(struct keyed_opts *o, const char *key, uint64_t dflt, uint64_t max, uint64_t *out,
+		  struct errbuf *e);
+/* -EINVAL naming the first key no keyed_get*() asked for; known (e.g. "iobase, iosize")
+ * is added to the message when not NULL. */
+int keyed_check_used(const struct keyed_opts *o, const char *known, struct errbuf *e);
+/* Parses s and appends it to l; an id already in l is an error. *added (if not NULL)
+ * points at the new entry until the next add. */
+int keyed_list_add(struct keyed_list *l, const char *option, const char *s,
+		   struct keyed_opts **added, struct errbuf *e);
+struct keyed_opts *keyed_list_find(const struct keyed_list *l, const char *id);
+void keyed_list_free(struct keyed_list *l);
+/* on/yes/true -> true, off/no/false -> false; 0 or -EINVAL. */
+int config_parse_bool(const char *s, bool *out);
 
 enum boot_decompress { BOOT_DECOMPRESS_AUTO = 0, BOOT_DECOMPRESS_HOST, BOOT_DECOMPRESS_GUEST };
 
@@ -68,9 +101,17 @@ struct vm_config {
 	struct chardev_cfg serial[KVMINI_MAX_SERIALS];
 	unsigned nserials;
 	/* Keyed options as given, for the device code to read (VirtIO comes next). */
-	struct keyed_list devices, drives, netdevs, chardevs, objects;
-	bool start_paused;			   /* -S: vCPUs wait for `cont` from the monitor */
-	uint16_t debug_exit_port, debug_exit_size; /* -device isa-debug-exit (0xf4, 1) */
+	struct keyed_list devices, drives, netdevs, chardevs, objects, mons;
+	/* -monitor: CHARDEV_NONE (the default, and -monitor none) or CHARDEV_STDIO (-monitor
+	 * stdio: the monitor's prompt on stdin/stdout). */
+	struct chardev_cfg monitor;
+	bool nodefaults;   /* -nodefaults: no serial port unless -serial/--console names one */
+	bool start_paused; /* -S: vCPUs wait for `cont` from the monitor */
+	/* The isa-debug-exit ports: kvmini's default is 0xf4..0xf7; -device isa-debug-exit moves
+	 * them (iobase=, default 0x501; iosize=, default 2, as QEMU). */
+	uint16_t debug_exit_port;
+	uint32_t debug_exit_size; /* 1 to 0x10000 */
+	bool debug_exit_given;
 	enum boot_decompress boot_decompress;
 	bool hugepages;
 	bool mem_prealloc;
@@ -78,14 +119,18 @@ struct vm_config {
 	bool no_reboot; /* a guest reset ends kvmini (status 0) instead of rebooting the VM */
 	int cpu_affinity[KVMINI_MAX_VCPUS]; /* host CPU per vCPU, -1 = not pinned */
 	int verbosity;			    /* 0 default, +1 per -v, -1 for -q */
+	char *owned_name;		    /* what name points at after -name/--name */
 };
 
 void config_init(struct vm_config *cfg);
 /* Frees what parsing allocated (keyed options); cfg can be parsed again afterwards. */
 void config_free(struct vm_config *cfg);
 /* Parses the options of `kvmini run` (argv[0] is the first option, not the program name).
- * Returns 0, 1 if --help was asked for (nothing else parsed), or -EINVAL with e filled with
- * one line that names the offending option or value. */
+ * Whatever cfg held is overwritten (config_free() it first if it held a parse). Returns 0
+ * (call config_free() when done), 1 if --help was asked for (nothing else parsed), 2 if
+ * -version was (print the version and exit, as QEMU does whatever else is given), or
+ * -EINVAL with e filled with one line that names the offending option or value; on
+ * anything but 0 nothing is left to free. */
 int config_parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf *e);
 /* Parses a size: "512M", "2G", "1024" (MiB when no suffix, as QEMU's -m), "4096K", "1T",
  * also "512MiB"/"2GB". Returns 0 or -EINVAL/-ERANGE. */

@@ -52,6 +52,10 @@ static int cmd_run(int argc, char **argv, const struct timespec *start)
 		fputs(config_usage(), stdout);
 		return 0;
 	}
+	if (ret == 2) {
+		printf("kvmini %s\n", KVMINI_VERSION);
+		return 0;
+	}
 	if (ret < 0) {
 		log_error("%s (see 'kvmini run --help')", e.msg);
 		return EXIT_USAGE;
@@ -89,10 +93,12 @@ static int cmd_run(int argc, char **argv, const struct timespec *start)
 		goto fail;
 	free(kernel);
 	free(initrd);
+	config_free(&cfg);
 	return status;
 fail:
 	free(kernel);
 	free(initrd);
+	config_free(&cfg);
 	log_error("%s", e.msg);
 	return 1;
 }

@@ -54,12 +54,16 @@ extern const struct device_ops rtc_device_ops;
 int rtc_create(struct device_list *l, struct bus *pio, uint64_t ram_below_4g, uint64_t ram_above_4g,
 	       unsigned ncpus);
 
-/* QEMU's isa-debug-exit convention: a write of v to port 0xf4 (1, 2 or 4 bytes) stops the
- * VM with exit status (v << 1) | 1. */
+/* QEMU's isa-debug-exit: a write of v (1, 2 or 4 bytes) to any of its ports stops the VM
+ * with exit status (v << 1) | 1. debug_exit_attach() places it where kvmini's test guests
+ * expect it, 0xf4..0xf7; debug_exit_attach_at() where -device isa-debug-exit,iobase=,iosize=
+ * says (size ports from port). */
 #define DEBUG_EXIT_PORT 0xf4
 int debug_exit_attach(struct vm_power *power, struct bus *pio);
 /* Stateless: registered so the list names every device the VM has. */
-int debug_exit_create(struct device_list *l, struct bus *pio, struct vm_power *power);
+int debug_exit_create(struct device_list *l, struct bus *pio, struct vm_power *power, uint16_t port,
+		      uint32_t size);
+int debug_exit_attach_at(struct vm_power *power, struct bus *pio, uint16_t port, uint32_t size);
 
 /* Boot-time marker: the guest writes a progress code to port 0x80 (the POST-code port, as
  * Cloud Hypervisor's debug port); codes 0x40-0x7f (Cloud Hypervisor's kernel and user-space

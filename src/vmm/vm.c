@@ -177,7 +177,8 @@ static int vm_create_devices(struct vm *vm, struct errbuf *e)
 	uint64_t below = guest_mem_end_below_4g(&vm->mem);
 	if ((ret = i8042_create(l, &vm->pio, &vm->power)) < 0 ||
 	    (ret = rtc_create(l, &vm->pio, below, vm->mem.ram_size - below, vm->cfg->ncpus)) < 0 ||
-	    (ret = debug_exit_create(l, &vm->pio, &vm->power)) < 0 ||
+	    (ret = debug_exit_create(l, &vm->pio, &vm->power, vm->cfg->debug_exit_port,
+				     vm->cfg->debug_exit_size)) < 0 ||
 	    (ret = boot_marker_create(l, &vm->pio, &vm->start)) < 0 ||
 	    (ret = pm_create(l, &vm->pio, &vm->power)) < 0 ||
 	    (ret = reset_control_create(l, &vm->pio, &vm->power)) < 0)

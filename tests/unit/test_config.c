@@ -7,17 +7,22 @@
 
 static struct vm_config cfgt_cfg;
 static struct errbuf cfgt_err;
+static bool cfgt_parsed; /* cfgt_cfg holds a successful parse, to be freed */
 
 static int cfgt_parse_list(const char **args)
 {
-	int n = 0;
+	int n = 0, r;
 
 	while (args[n])
 		n++;
 	memset(&cfgt_err, 0, sizeof(cfgt_err));
+	if (cfgt_parsed)
+		config_free(&cfgt_cfg);
 	/* config_parse_run must not depend on what was in cfg before. */
 	memset(&cfgt_cfg, 0x5a, sizeof(cfgt_cfg));
-	return config_parse_run(&cfgt_cfg, n, (char **)args, &cfgt_err);
+	r = config_parse_run(&cfgt_cfg, n, (char **)args, &cfgt_err);
+	cfgt_parsed = r == 0;
+	return r;
 }
 
 #define CFGT_PARSE(...) cfgt_parse_list((const char *[]){__VA_ARGS__, NULL})
@@ -187,6 +192,8 @@ Test(config, mem_sizes)
 	    {"3GiB", 3ull << 30},     {"8192KiB", 8ull << 20},
 	    {"8192KB", 8ull << 20},   {"1g", 1ull << 30},
 	    {"768m", 768ull << 20},   {"1000004K", 1000004ull << 10},
+	    {"1.5G", 3ull << 29},     {"2.5M", 5ull << 19},
+	    {"0.75GiB", 3ull << 28},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -210,11 +217,27 @@ Test(config, parse_size)
 	cr_assert_eq(config_parse_size("16777215T", &v), 0);
 	cr_assert_eq(v, 16777215ull << 40);
 
-	static const char *const invalid[] = {"",   "M",     "-1",  "+1",   " 1",   "1 ",    "1.5G",
+	static const char *const invalid[] = {"",   "M",     "-1",  "+1",   " 1",   "1 ",    "1.G",
 					      "1X", "1GiB ", "1Gi", "1GBB", "0x10", "1KiBb", "G1"};
 	for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++)
 		cr_assert_eq(config_parse_size(invalid[i], &v), -EINVAL, "'%s'", invalid[i]);
 
+	/* Fractions, as QEMU takes them; a fraction of a byte is dropped. */
+	cr_assert_eq(config_parse_size("1.5G", &v), 0);
+	cr_assert_eq(v, 3ull << 29);
+	cr_assert_eq(config_parse_size("0.5k", &v), 0);
+	cr_assert_eq(v, 512);
+	cr_assert_eq(config_parse_size("2.25", &v), 0, "a bare number is MiB, fraction or not");
+	cr_assert_eq(v, 9ull << 18);
+	cr_assert_eq(config_parse_size("1.0000000000000000000000001K", &v), 0);
+	cr_assert_eq(v, 1024);
+	cr_assert_eq(config_parse_size("0.3K", &v), 0);
+	cr_assert_eq(v, 307, "307.2 bytes: the fraction of a byte goes");
+	cr_assert_eq(config_parse_size("1.99999999999999999999T", &v), 0);
+	cr_assert_lt(v, 2ull << 40);
+	cr_assert_gt(v, (2ull << 40) - 1000);
+	cr_assert_eq(config_parse_size("16777215.999T", &v), 0);
+	cr_assert_eq(config_parse_size("16777216.5T", &v), -ERANGE);
 	cr_assert_eq(config_parse_size("16777216T", &v), -ERANGE);
 	cr_assert_eq(config_parse_size("99999999T", &v), -ERANGE);
 	cr_assert_eq(config_parse_size("18446744073709551616K", &v), -ERANGE);
@@ -310,15 +333,11 @@ Test(config, affinity_may_precede_cpus)
 
 Test(config, unknown_options_are_named)
 {
-	CFGT_ERR(CFGT_SAY("unknown option '-drive'", "does not support it yet",
+	CFGT_ERR(CFGT_SAY("unknown option '-hda'", "does not support it yet",
 			  "virtio block devices arrive in a later version"),
-		 "-drive", "file=disk.img,if=virtio");
-	CFGT_ERR(CFGT_SAY("unknown option '-netdev'", "does not support it yet"), "-netdev",
-		 "user,id=n0");
+		 "-hda", "disk.img");
 	CFGT_ERR(CFGT_SAY("unknown option '--frobnicate'"), "--frobnicate");
 	CFGT_ERR(CFGT_SAY("unknown option '--frobnicate'"), "--mem", "1G", "--frobnicate=3");
-	CFGT_ERR(CFGT_SAY("unknown option '-machine'"), "-machine", "accel=kvm");
-	CFGT_ERR(CFGT_SAY("unknown option '-device'"), "-device", "virtio-net");
 	CFGT_ERR(CFGT_SAY("unknown option '---kernel'"), "---kernel", "k");
 	CFGT_ERR(CFGT_SAY("unknown option '-x'"), "-x");
 }
@@ -352,7 +371,11 @@ Test(config, bad_mem)
 	CFGT_ERR(CFGT_SAY("invalid --mem '1000001K'", "multiple of 4K"), "--mem", "1000001K");
 	CFGT_ERR(CFGT_SAY("invalid --mem '2050K'", "multiple of 4K"), "--mem", "2050K");
 	CFGT_ERR(CFGT_SAY("invalid --mem 'abc'", "512M"), "--mem", "abc");
-	CFGT_ERR(CFGT_SAY("invalid --mem '1.5G'"), "--mem", "1.5G");
+	CFGT_ERR(CFGT_SAY("invalid --mem '1.G'", "expected a size"), "--mem", "1.G");
+	CFGT_ERR(CFGT_SAY("invalid --mem '.5G'", "expected a size"), "--mem", ".5G");
+	CFGT_ERR(CFGT_SAY("invalid --mem '1.5.1G'", "expected a size"), "--mem", "1.5.1G");
+	CFGT_ERR(CFGT_SAY("invalid -m '0.1G'", "multiple of 4K"), "-m", "0.1G");
+	CFGT_ERR(CFGT_SAY("invalid -m '1.5'", "2M to 1T"), "-m", "1.5");
 	CFGT_ERR(CFGT_SAY("invalid --mem ''"), "--mem=");
 	CFGT_ERR(CFGT_SAY("option '--mem' needs a value"), "--mem", "-1");
 	CFGT_ERR(CFGT_SAY("invalid -m '0'"), "-m", "0");
@@ -435,6 +458,13 @@ Test(config, qemu_noops_only_for_kvm_and_host)
 	CFGT_ERR(CFGT_SAY("invalid -cpu 'qemu64'"), "-cpu", "qemu64");
 	CFGT_ERR(CFGT_SAY("invalid -cpu 'host,+x2apic'"), "-cpu", "host,+x2apic");
 	CFGT_ERR(CFGT_SAY("invalid -accel 'tcg'"), "-accel", "tcg");
+	CFGT_OK("-accel", "kvm,kernel-irqchip=on");
+	CFGT_OK("-accel", "accel=kvm");
+	CFGT_ERR(CFGT_SAY("invalid -accel 'kvm,kernel-irqchip=off'", "in-kernel irqchip"), "-accel",
+		 "kvm,kernel-irqchip=off");
+	CFGT_ERR(CFGT_SAY("-accel 'kvm,dirty-ring-size=4096'", "unknown key 'dirty-ring-size'"),
+		 "-accel", "kvm,dirty-ring-size=4096");
+	CFGT_ERR(CFGT_SAY("-accel", "no accel given"), "-accel", "thread=single");
 }
 
 Test(config, stray_positional)
@@ -492,8 +522,24 @@ Test(config, usage_lists_every_option)
 					    "default: 1",
 					    "default: stdio",
 					    "default: auto",
-					    "default: kvmini"};
+					    "default: kvmini",
+					    "-nodefaults",
+					    "-no-reboot, --no-reboot",
+					    "status 0 instead of",
+					    "  -S  ",
+					    "-version",
+					    "-device isa-debug-exit[,iobase=PORT][,iosize=N]",
+					    "-machine, -M [type=]pc|q35|microvm[,accel=kvm]",
+					    "one\n                          machine",
+					    "-monitor none",
+					    "-display none",
+					    "-no-user-config",
+					    "debug-threads",
+					    "1.5G",
+					    "',,'"};
 	const char *u = config_usage();
+
+	cr_assert_null(strstr(u, "always exits when the guest resets"), "reset reboots now");
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		cr_assert_not_null(strstr(u, names[i]), "usage lacks '%s'", names[i]);
@@ -559,4 +605,518 @@ Test(config, serial_unix_sockets)
 	memset(longpath + 6, 'a', 150);
 	CFGT_ERR(CFGT_SAY("too long"), "-serial", longpath);
 	CFGT_ERR(CFGT_SAY("chardev:c9", "no -chardev with id=c9"), "-serial", "chardev:c9");
+}
+
+/* ---- QEMU's keyed syntax ---- */
+
+static struct keyed_opts kt_opts;
+static struct errbuf kt_err;
+
+static int kt_parse(const char *option, const char *s)
+{
+	memset(&kt_err, 0, sizeof(kt_err));
+	return keyed_parse(option, s, &kt_opts, &kt_err);
+}
+
+/* Every keyed error is -EINVAL, one line, naming the option, the value and the problem. */
+#define KT_ERR(option, s, needle)                                                                 \
+	do {                                                                                      \
+		int r_ = kt_parse(option, s);                                                     \
+		cr_assert_eq(r_, -EINVAL, "'%s': expected -EINVAL, got %d", s, r_);               \
+		cr_assert_null(strchr(kt_err.msg, '\n'), "two lines: %s", kt_err.msg);            \
+		cr_assert_not_null(strstr(kt_err.msg, "-" option), "%s", kt_err.msg);             \
+		cr_assert_not_null(strstr(kt_err.msg, needle), "\"%s\" lacks \"%s\"", kt_err.msg, \
+				   needle);                                                       \
+		cr_assert_null(kt_opts.spec, "failed parse left data behind");                    \
+	} while (0)
+
+Test(keyed, type_id_and_keys)
+{
+	cr_assert_eq(kt_parse("device", "virtio-blk-pci,drive=d0,id=blk0,bootindex=1"), 0, "%s",
+		     kt_err.msg);
+	cr_assert_str_eq(kt_opts.option, "device");
+	cr_assert_str_eq(kt_opts.type, "virtio-blk-pci");
+	cr_assert_str_eq(kt_opts.id, "blk0");
+	cr_assert_eq(kt_opts.nkv, 2);
+	cr_assert_str_eq(keyed_get(&kt_opts, "drive"), "d0");
+	cr_assert_str_eq(keyed_get(&kt_opts, "bootindex"), "1");
+	cr_assert_null(keyed_get(&kt_opts, "id"), "id is not a key");
+	cr_assert_null(keyed_get(&kt_opts, "nothere"));
+	cr_assert_eq(keyed_check_used(&kt_opts, NULL, &kt_err), 0);
+	keyed_opts_free(&kt_opts);
+	cr_assert_null(kt_opts.type);
+}
+
+Test(keyed, implied_key_spelled_out)
+{
+	cr_assert_eq(kt_parse("device", "driver=isa-debug-exit,iobase=0xf4"), 0);
+	cr_assert_str_eq(kt_opts.type, "isa-debug-exit");
+	keyed_opts_free(&kt_opts);
+	cr_assert_eq(kt_parse("netdev", "type=tap,id=n0"), 0);
+	cr_assert_str_eq(kt_opts.type, "tap");
+	keyed_opts_free(&kt_opts);
+	cr_assert_eq(kt_parse("chardev", "socket,id=c0,path=/x,server,nowait"), 0);
+	cr_assert_str_eq(kt_opts.type, "socket");
+	cr_assert_str_eq(kt_opts.id, "c0");
+	cr_assert_str_eq(keyed_get(&kt_opts, "path"), "/x");
+	keyed_opts_free(&kt_opts);
+	cr_assert_eq(kt_parse("mon", "chardev=c0,mode=readline"), 0);
+	cr_assert_str_eq(kt_opts.type, "c0");
+	keyed_opts_free(&kt_opts);
+	cr_assert_eq(kt_parse("object", "rng-random,id=rng0,filename=/dev/urandom"), 0);
+	cr_assert_str_eq(kt_opts.type, "rng-random");
+	keyed_opts_free(&kt_opts);
+}
+
+Test(keyed, comma_escape)
+{
+	cr_assert_eq(kt_parse("drive", "file=a,,b.img,if=none,id=d0"), 0, "%s", kt_err.msg);
+	cr_assert_null(kt_opts.type, "-drive has no type");
+	cr_assert_str_eq(keyed_get(&kt_opts, "file"), "a,b.img");
+	cr_assert_str_eq(keyed_get(&kt_opts, "if"), "none");
+	keyed_opts_free(&kt_opts);
+	/* ",,," is an escaped comma then a separator. */
+	cr_assert_eq(kt_parse("drive", "file=x,,,,,format=raw"), 0, "%s", kt_err.msg);
+	cr_assert_str_eq(keyed_get(&kt_opts, "file"), "x,,");
+	cr_assert_str_eq(keyed_get(&kt_opts, "format"), "raw");
+	keyed_opts_free(&kt_opts);
+	cr_assert_eq(kt_parse("device", "a,,b,x=1"), 0);
+	cr_assert_str_eq(kt_opts.type, "a,b");
+	keyed_opts_free(&kt_opts);
+	cr_assert_eq(kt_parse("device", "x,,"), 0);
+	cr_assert_str_eq(kt_opts.type, "x,");
+	keyed_opts_free(&kt_opts);
+}
+
+Test(keyed, bare_booleans)
+{
+	bool b;
+
+	cr_assert_eq(kt_parse("chardev", "socket,id=c0,server,nowait,telnet=off"), 0);
+	cr_assert_str_eq(keyed_get(&kt_opts, "server"), "on");
+	cr_assert_str_eq(keyed_get(&kt_opts, "wait"), "off", "nowait reads as wait=off");
+	cr_assert_eq(keyed_get_bool(&kt_opts, "server", false, &b, &kt_err), 0);
+	cr_assert(b);
+	cr_assert_eq(keyed_get_bool(&kt_opts, "wait", true, &b, &kt_err), 0);
+	cr_assert(!b);
+	cr_assert_eq(keyed_get_bool(&kt_opts, "telnet", true, &b, &kt_err), 0);
+	cr_assert(!b);
+	cr_assert_eq(keyed_get_bool(&kt_opts, "absent", true, &b, &kt_err), 0);
+	cr_assert(b, "absent key gives the default");
+	keyed_opts_free(&kt_opts);
+	/* -drive has no type, so its first bare item is a boolean too. */
+	cr_assert_eq(kt_parse("drive", "readonly,file=x"), 0);
+	cr_assert_str_eq(keyed_get(&kt_opts, "readonly"), "on");
+	keyed_opts_free(&kt_opts);
+}
+
+Test(keyed, bool_spellings)
+{
+	const char *on[] = {"on", "yes", "true"}, *off[] = {"off", "no", "false"};
+	bool b;
+
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(config_parse_bool(on[i], &b), 0);
+		cr_assert(b, "%s", on[i]);
+		cr_assert_eq(config_parse_bool(off[i], &b), 0);
+		cr_assert(!b, "%s", off[i]);
+	}
+	cr_assert_eq(config_parse_bool("1", &b), -EINVAL);
+	cr_assert_eq(config_parse_bool("ON ", &b), -EINVAL);
+	cr_assert_eq(config_parse_bool("", &b), -EINVAL);
+	cr_assert_eq(kt_parse("chardev", "socket,id=c0,server=maybe"), 0);
+	cr_assert_eq(keyed_get_bool(&kt_opts, "server", false, &b, &kt_err), -EINVAL);
+	cr_assert_not_null(strstr(kt_err.msg, "server='maybe'"), "%s", kt_err.msg);
+	cr_assert_not_null(strstr(kt_err.msg, "-chardev"), "%s", kt_err.msg);
+	keyed_opts_free(&kt_opts);
+}
+
+Test(keyed, numbers)
+{
+	uint64_t v;
+
+	cr_assert_eq(kt_parse("device", "x,a=0xf4,b=244,c=010,d=zz,e=0x,f=70000"), 0);
+	cr_assert_eq(keyed_get_u64(&kt_opts, "a", 0, 0xffff, &v, &kt_err), 0);
+	cr_assert_eq(v, 0xf4);
+	cr_assert_eq(keyed_get_u64(&kt_opts, "b", 0, 0xffff, &v, &kt_err), 0);
+	cr_assert_eq(v, 244);
+	cr_assert_eq(keyed_get_u64(&kt_opts, "c", 0, 0xffff, &v, &kt_err), 0);
+	cr_assert_eq(v, 8, "leading 0 is octal, as QEMU");
+	cr_assert_eq(keyed_get_u64(&kt_opts, "missing", 77, 0xffff, &v, &kt_err), 0);
+	cr_assert_eq(v, 77);
+	cr_assert_eq(keyed_get_u64(&kt_opts, "d", 0, 0xffff, &v, &kt_err), -EINVAL);
+	cr_assert_not_null(strstr(kt_err.msg, "d='zz' is not a number"), "%s", kt_err.msg);
+	cr_assert_eq(keyed_get_u64(&kt_opts, "e", 0, 0xffff, &v, &kt_err), -EINVAL);
+	cr_assert_eq(keyed_get_u64(&kt_opts, "f", 0, 0xffff, &v, &kt_err), -EINVAL);
+	cr_assert_not_null(strstr(kt_err.msg, "f=70000 is above 65535"), "%s", kt_err.msg);
+	keyed_opts_free(&kt_opts);
+}
+
+Test(keyed, unknown_keys_are_named)
+{
+	cr_assert_eq(kt_parse("device", "isa-debug-exit,iobase=0xf4,colour=red"), 0);
+	(void)keyed_get(&kt_opts, "iobase");
+	cr_assert_eq(keyed_check_used(&kt_opts, "iobase, iosize", &kt_err), -EINVAL);
+	cr_assert_not_null(strstr(kt_err.msg, "unknown key 'colour' for isa-debug-exit"), "%s",
+			   kt_err.msg);
+	cr_assert_not_null(strstr(kt_err.msg, "iobase, iosize"), "%s", kt_err.msg);
+	cr_assert_not_null(strstr(kt_err.msg, "-device 'isa-debug-exit,iobase=0xf4,colour=red'"),
+			   "%s", kt_err.msg);
+	(void)keyed_get(&kt_opts, "colour");
+	cr_assert_eq(keyed_check_used(&kt_opts, NULL, &kt_err), 0);
+	keyed_opts_free(&kt_opts);
+	/* A negated bare key is named as typed. */
+	cr_assert_eq(kt_parse("chardev", "stdio,id=c0,nosignal,bogus"), 0);
+	(void)keyed_get(&kt_opts, "bogus");
+	cr_assert_eq(keyed_check_used(&kt_opts, NULL, &kt_err), -EINVAL);
+	cr_assert_not_null(strstr(kt_err.msg, "'nosignal'"), "%s", kt_err.msg);
+	keyed_opts_free(&kt_opts);
+}
+
+Test(keyed, errors)
+{
+	KT_ERR("device", "virtio-blk-pci,drive=d0,drive=d1", "key 'drive' given twice");
+	KT_ERR("chardev", "socket,id=c0,server,server=off", "key 'server' given twice");
+	KT_ERR("chardev", "socket,id=c0,wait,nowait", "key 'wait' given twice");
+	KT_ERR("device", "x,id=a,id=b", "key 'id' given twice");
+	KT_ERR("device", "x,driver=y", "key 'driver' given twice");
+	KT_ERR("device", "x,=1", "empty key");
+	KT_ERR("device", ",x=1", "empty item");
+	KT_ERR("device", ",", "empty item");
+	KT_ERR("device", "", "no driver given");
+	KT_ERR("device", "id=d0", "no driver given");
+	KT_ERR("netdev", "tap", "needs an id=");
+	KT_ERR("chardev", "stdio", "needs an id=");
+	KT_ERR("object", "rng-random,filename=/dev/urandom", "needs an id=");
+	KT_ERR("netdev", "user,id=1n", "id '1n' must start with a letter");
+	KT_ERR("netdev", "user,id=n/0", "id 'n/0'");
+	KT_ERR("netdev", "user,id=", "id ''");
+	KT_ERR("device", "x,a b=1", "invalid key 'a b'");
+	KT_ERR("device", "x,a,,b", "invalid key 'a,,b'");
+}
+
+Test(keyed, trailing_comma_as_qemu)
+{
+	cr_assert_eq(kt_parse("device", "isa-debug-exit,iobase=0xf4,"), 0, "%s", kt_err.msg);
+	cr_assert_eq(kt_opts.nkv, 1);
+	cr_assert_str_eq(keyed_get(&kt_opts, "iobase"), "0xf4");
+	keyed_opts_free(&kt_opts);
+}
+
+Test(keyed, message_stays_one_line)
+{
+	KT_ERR("device", "x,a\nb=1", "invalid key");
+	cr_assert_null(strchr(kt_err.msg, '\n'));
+}
+
+Test(keyed, list_keeps_order_and_refuses_duplicate_ids)
+{
+	struct keyed_list l = {0};
+	struct keyed_opts *o;
+
+	cr_assert_eq(keyed_list_add(&l, "netdev", "tap,id=n0,ifname=tap0", &o, &kt_err), 0);
+	cr_assert_str_eq(o->type, "tap");
+	cr_assert_eq(keyed_list_add(&l, "netdev", "user,id=n1", NULL, &kt_err), 0);
+	cr_assert_eq(l.n, 2);
+	cr_assert_str_eq(l.items[0].id, "n0");
+	cr_assert_str_eq(l.items[1].id, "n1");
+	cr_assert_eq(keyed_list_find(&l, "n1"), &l.items[1]);
+	cr_assert_null(keyed_list_find(&l, "n2"));
+	cr_assert_eq(keyed_list_add(&l, "netdev", "user,id=n0", NULL, &kt_err), -EINVAL);
+	cr_assert_not_null(strstr(kt_err.msg, "id 'n0' is already used by another -netdev"), "%s",
+			   kt_err.msg);
+	cr_assert_eq(l.n, 2);
+	/* Items without an id never collide. */
+	cr_assert_eq(keyed_list_add(&l, "device", "a", NULL, &kt_err), 0);
+	cr_assert_eq(keyed_list_add(&l, "device", "a", NULL, &kt_err), 0);
+	cr_assert_eq(l.n, 4);
+	keyed_list_free(&l);
+	cr_assert_eq(l.n, 0);
+	cr_assert_null(l.items);
+}
+
+/* ---- keyed options on the command line ---- */
+
+Test(config, keyed_lists_fill_in_order)
+{
+	struct vm_config c;
+	struct errbuf e = {{0}};
+	/* Parsed before the refusal of what no device reads yet, so the lists are checked
+	 * through the parser the devices will call. */
+	const char *args[] = {"-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-device",
+			      "driver=isa-debug-exit", NULL};
+
+	cr_assert_eq(config_parse_run(&c, 2, (char **)args, &e), 0, "%s", e.msg);
+	cr_assert_eq(c.devices.n, 1);
+	cr_assert_str_eq(c.devices.items[0].type, "isa-debug-exit");
+	cr_assert_str_eq(c.devices.items[0].spec, "isa-debug-exit,iobase=0xf4,iosize=4");
+	config_free(&c);
+	cr_assert_eq(c.devices.n, 0);
+	cr_assert_null(c.devices.items);
+	/* Given twice it is an error, and the failed parse leaves nothing to free. */
+	cr_assert_eq(config_parse_run(&c, 4, (char **)args, &e), -EINVAL);
+	cr_assert_not_null(strstr(e.msg, "given twice"), "%s", e.msg);
+	cr_assert_eq(c.devices.n, 0);
+	cr_assert_null(c.devices.items);
+}
+
+Test(config, keyed_syntax_errors_name_the_option)
+{
+	CFGT_ERR(CFGT_SAY("-drive 'file=a,file=b'", "key 'file' given twice"), "-drive",
+		 "file=a,file=b");
+	CFGT_ERR(CFGT_SAY("-netdev 'tap'", "needs an id="), "-netdev", "tap");
+	CFGT_ERR(CFGT_SAY("-netdev 'tap,id=n0'", "already used"), "-netdev", "user,id=n0",
+		 "-netdev", "tap,id=n0");
+	CFGT_ERR(CFGT_SAY("-chardev", "needs an id="), "--chardev", "stdio");
+	CFGT_ERR(CFGT_SAY("-object", "empty key"), "-object", "rng-random,id=r,=x");
+	CFGT_ERR(CFGT_SAY("-mon", "no chardev given"), "-mon", "mode=readline");
+	CFGT_ERR(CFGT_SAY("-device", "no driver given"), "-device", "id=x");
+	CFGT_ERR(CFGT_SAY("option '-device' needs a value"), "-device");
+}
+
+Test(config, keyed_options_not_read_yet_are_refused)
+{
+	CFGT_ERR(CFGT_SAY("-drive 'file=disk.img,if=virtio'", "no block devices yet", "VirtIO"),
+		 "-drive", "file=disk.img,if=virtio");
+	CFGT_ERR(CFGT_SAY("-netdev 'user,id=n0'", "no network devices yet"), "-netdev",
+		 "user,id=n0");
+	CFGT_ERR(CFGT_SAY("-object 'rng-random,id=rng0'", "no rng-random object"), "-object",
+		 "rng-random,id=rng0");
+}
+
+Test(config, device_drivers_kvmini_lacks_are_named)
+{
+	CFGT_ERR(
+	    CFGT_SAY("-device 'virtio-blk-pci,drive=d0'", "no virtio-blk-pci device yet", "VirtIO"),
+	    "-device", "virtio-blk-pci,drive=d0");
+	CFGT_ERR(CFGT_SAY("no virtio-net-pci device yet"), "-device", "virtio-net-pci,netdev=n0");
+	CFGT_ERR(CFGT_SAY("-device 'e1000'", "no e1000 device", "only -device is isa-debug-exit"),
+		 "-device", "e1000");
+}
+
+Test(config, isa_debug_exit)
+{
+	CFGT_OK(NULL);
+	cr_assert_eq(cfgt_cfg.debug_exit_port, 0xf4, "kvmini's own default");
+	cr_assert_eq(cfgt_cfg.debug_exit_size, 4);
+	CFGT_OK("-device", "isa-debug-exit,iobase=0xf4,iosize=0x04");
+	cr_assert_eq(cfgt_cfg.debug_exit_port, 0xf4);
+	cr_assert_eq(cfgt_cfg.debug_exit_size, 4);
+	CFGT_OK("-device", "isa-debug-exit,iobase=0x614,iosize=1");
+	cr_assert_eq(cfgt_cfg.debug_exit_port, 0x614);
+	cr_assert_eq(cfgt_cfg.debug_exit_size, 1);
+	/* QEMU's defaults when the keys are left out. */
+	CFGT_OK("-device", "isa-debug-exit");
+	cr_assert_eq(cfgt_cfg.debug_exit_port, 0x501);
+	cr_assert_eq(cfgt_cfg.debug_exit_size, 2);
+	CFGT_OK("-device", "isa-debug-exit,id=dbg,iosize=8");
+	cr_assert_eq(cfgt_cfg.debug_exit_port, 0x501);
+	cr_assert_eq(cfgt_cfg.debug_exit_size, 8);
+}
+
+Test(config, bad_isa_debug_exit)
+{
+	CFGT_ERR(CFGT_SAY("-device 'isa-debug-exit,iobase=0xfff0,iosize=32'", "0xfff0..0x1000f",
+			  "outside 0..0xffff"),
+		 "-device", "isa-debug-exit,iobase=0xfff0,iosize=32");
+	CFGT_ERR(CFGT_SAY("iobase=0x10000 is above 65535"), "-device",
+		 "isa-debug-exit,iobase=0x10000");
+	CFGT_ERR(CFGT_SAY("iosize must be at least 1"), "-device", "isa-debug-exit,iosize=0");
+	CFGT_ERR(CFGT_SAY("iobase='port' is not a number"), "-device",
+		 "isa-debug-exit,iobase=port");
+	CFGT_ERR(CFGT_SAY("unknown key 'irq' for isa-debug-exit", "iobase, iosize"), "-device",
+		 "isa-debug-exit,irq=5");
+	CFGT_ERR(CFGT_SAY("one isa-debug-exit"), "-device", "isa-debug-exit", "-device",
+		 "isa-debug-exit,iobase=0x610");
+	CFGT_ERR(CFGT_SAY("-device 'isa-debug-exit,iobase=0x3f8'", "0x3f8..0x3f9",
+			  "overlap the serial port ttyS0 at 0x3f8..0x3ff"),
+		 "-device", "isa-debug-exit,iobase=0x3f8");
+	CFGT_ERR(CFGT_SAY("0x5f0..0x60f", "ACPI PM1a registers"), "-device",
+		 "isa-debug-exit,iobase=0x5f0,iosize=32");
+	CFGT_ERR(CFGT_SAY("overlap the i8042 data port"), "-device",
+		 "isa-debug-exit,iobase=0x5e,iosize=4");
+	CFGT_OK("-device", "isa-debug-exit,iobase=0x5c,iosize=4");
+	CFGT_OK("-device", "isa-debug-exit,iobase=0x606,iosize=2");
+	CFGT_ERR(CFGT_SAY("-device help", "only -device is isa-debug-exit"), "-device", "help");
+}
+
+/* ---- the spellings QEMU tutorials use ---- */
+
+Test(config, tutorial_noops)
+{
+	CFGT_OK("-display", "none", "-no-user-config", "-monitor", "none", "-nographic");
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
+	cr_assert_eq(cfgt_cfg.monitor.backend, CHARDEV_NONE);
+	CFGT_ERR(CFGT_SAY("invalid -display 'gtk'", "no display", "-display none"), "-display",
+		 "gtk");
+	CFGT_ERR(CFGT_SAY("invalid -display 'vnc=:0'"), "-display", "vnc=:0");
+	CFGT_ERR(CFGT_SAY("option '-no-user-config' takes no value"), "-no-user-config=1");
+}
+
+Test(config, monitor)
+{
+	/* kvmini has one terminal: -monitor stdio shares it with the stdio serial port. */
+	CFGT_OK("-monitor", "stdio");
+	cr_assert(cfgt_cfg.serial[0].mux);
+	CFGT_ERR(CFGT_SAY("-monitor 'stdio'", "-serial mon:stdio"), "-monitor", "stdio", "-serial",
+		 "file:/x");
+	CFGT_ERR(CFGT_SAY("invalid -monitor 'telnet::4444'", "none or stdio"), "-monitor",
+		 "telnet::4444");
+	CFGT_OK("-monitor", "stdio", "-monitor", "none");
+	cr_assert_eq(cfgt_cfg.monitor.backend, CHARDEV_NONE, "the last -monitor wins");
+}
+
+Test(config, nodefaults_drops_the_default_serial_port)
+{
+	CFGT_OK("-nodefaults");
+	cr_assert(cfgt_cfg.nodefaults);
+	cr_assert_eq(cfgt_cfg.nserials, 0);
+	/* Also with -nographic, as in QEMU: -nodefaults wins. */
+	CFGT_OK("-nographic", "-nodefaults");
+	cr_assert_eq(cfgt_cfg.nserials, 0);
+	/* An explicit -serial keeps its port, before or after. */
+	CFGT_OK("-nodefaults", "-serial", "stdio");
+	cr_assert_eq(cfgt_cfg.nserials, 1);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
+	CFGT_OK("--console", "file:/tmp/x", "-nodefaults");
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_FILE);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "/tmp/x");
+	CFGT_OK(NULL);
+	cr_assert(!cfgt_cfg.nodefaults);
+	cr_assert_eq(cfgt_cfg.nserials, 1);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
+}
+
+Test(config, machine_spellings)
+{
+	static const char *const ok[] = {"q35",
+					 "pc",
+					 "microvm",
+					 "accel=kvm",
+					 "q35,accel=kvm",
+					 "type=pc,accel=kvm:tcg",
+					 "pc-q35-8.2",
+					 "pc-i440fx-7.2,accel=kvm",
+					 "microvm,kernel-irqchip=on",
+					 "q35,usb=off,vmport=off,smm=off",
+					 "q35,"};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		CFGT_OK("-machine", ok[i]);
+		CFGT_OK("-M", ok[i]);
+	}
+	CFGT_OK("-M", "q35", "-M", "pc");
+	/* mem-merge is QEMU's name for --ksm. */
+	CFGT_OK("-machine", "q35,mem-merge=on");
+	cr_assert(cfgt_cfg.ksm);
+	CFGT_OK("--ksm", "-machine", "q35,mem-merge=off");
+	cr_assert(!cfgt_cfg.ksm);
+	CFGT_OK("--ksm", "-machine", "q35");
+	cr_assert(cfgt_cfg.ksm, "no mem-merge leaves --ksm alone");
+}
+
+Test(config, bad_machine)
+{
+	CFGT_ERR(CFGT_SAY("invalid -M 'virt'", "one machine", "not virt"), "-M", "virt");
+	CFGT_ERR(CFGT_SAY("invalid -machine 'q35,,'", "not q35,"), "-machine", "q35,,");
+	CFGT_ERR(CFGT_SAY("invalid -machine 'accel=tcg'", "only runs on kvm"), "-machine",
+		 "accel=tcg");
+	CFGT_ERR(CFGT_SAY("kernel-irqchip=split", "in-kernel irqchip"), "-machine",
+		 "q35,kernel-irqchip=split");
+	CFGT_ERR(CFGT_SAY("usb=on", "no USB"), "-machine", "pc,usb=on");
+	CFGT_ERR(CFGT_SAY("smm=on", "no system management mode"), "-M", "q35,smm");
+	CFGT_ERR(CFGT_SAY("mem-merge='maybe'"), "-M", "q35,mem-merge=maybe");
+	CFGT_ERR(CFGT_SAY("-machine 'q35,nvdimm=on'", "unknown key 'nvdimm'", "accel"), "-machine",
+		 "q35,nvdimm=on");
+	CFGT_ERR(CFGT_SAY("key 'accel' given twice"), "-machine", "accel=kvm,accel=kvm");
+}
+
+Test(config, name_forms)
+{
+	CFGT_OK("-name", "vm1");
+	cr_assert_str_eq(cfgt_cfg.name, "vm1");
+	CFGT_OK("-name", "guest=web,debug-threads=on");
+	cr_assert_str_eq(cfgt_cfg.name, "web");
+	CFGT_OK("-name", "db,debug-threads=off");
+	cr_assert_str_eq(cfgt_cfg.name, "db");
+	CFGT_OK("--name", "a,,b");
+	cr_assert_str_eq(cfgt_cfg.name, "a,b", "',,' is a comma, as in QEMU");
+	CFGT_OK("-name", "first", "-name", "second");
+	cr_assert_str_eq(cfgt_cfg.name, "second");
+	CFGT_ERR(CFGT_SAY("invalid -name 'guest='", "empty name"), "-name", "guest=");
+	CFGT_ERR(CFGT_SAY("-name 'vm,process=qemu-vm'", "unknown key 'process'"), "-name",
+		 "vm,process=qemu-vm");
+	CFGT_ERR(CFGT_SAY("debug-threads='2'"), "-name", "vm,debug-threads=2");
+	CFGT_ERR(CFGT_SAY("invalid -name 'a,b'", "unknown key 'b'"), "-name", "a,b");
+}
+
+Test(config, start_paused)
+{
+	CFGT_OK(NULL);
+	cr_assert(!cfgt_cfg.start_paused);
+	CFGT_OK("-S");
+	cr_assert(cfgt_cfg.start_paused);
+	CFGT_ERR(CFGT_SAY("unknown option '-s'", "gdb stub"), "-s");
+}
+
+Test(config, version)
+{
+	cr_assert_eq(CFGT_PARSE("-version"), 2);
+	cr_assert_eq(CFGT_PARSE("--version"), 2);
+	cr_assert_eq(CFGT_PARSE("-m", "1G", "-version", "-kernel"), 2,
+		     "as QEMU: the version, whatever follows");
+	cr_assert_eq(CFGT_PARSE("-m", "x", "-version"), -EINVAL, "options before it are checked");
+}
+
+Test(config, no_reboot_spellings)
+{
+	CFGT_OK("-no-reboot");
+	cr_assert(cfgt_cfg.no_reboot);
+	CFGT_OK("--no-reboot");
+	cr_assert(cfgt_cfg.no_reboot);
+}
+
+Test(config, chardev_serial_and_mon_map_onto_the_serial_ports)
+{
+	CFGT_OK("-chardev", "socket,id=c0,path=/tmp/k.sock,server=on,wait=off", "-serial",
+		"chardev:c0");
+	cr_assert_eq(cfgt_cfg.nserials, 1);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_UNIX);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "/tmp/k.sock");
+	cr_assert(cfgt_cfg.serial[0].server);
+	cr_assert_not(cfgt_cfg.serial[0].wait);
+	cr_assert_str_eq(cfgt_cfg.serial[0].id, "c0", "the label a pty line would print");
+
+	/* The -chardev may come after the -serial that names it. */
+	CFGT_OK("-serial", "chardev:c1", "-chardev", "socket,id=c1,path=/s,server");
+	cr_assert(cfgt_cfg.serial[0].server && cfgt_cfg.serial[0].wait,
+		  "a server waits unless wait=off");
+
+	CFGT_OK("-chardev", "stdio,id=con,mux=on,signal=off", "-serial", "chardev:con", "-mon",
+		"chardev=con,mode=readline");
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
+	cr_assert(cfgt_cfg.serial[0].mux);
+
+	CFGT_OK("-serial", "stdio", "-chardev", "file,id=f,path=/tmp/out", "-serial", "chardev:f",
+		"-chardev", "pty,id=p", "-serial", "chardev:p", "-chardev", "null,id=n", "-serial",
+		"chardev:n");
+	cr_assert_eq(cfgt_cfg.nserials, 4);
+	cr_assert_eq(cfgt_cfg.serial[1].backend, CHARDEV_FILE);
+	cr_assert_str_eq(cfgt_cfg.serial[1].path, "/tmp/out");
+	cr_assert_eq(cfgt_cfg.serial[2].backend, CHARDEV_PTY);
+	cr_assert_eq(cfgt_cfg.serial[3].backend, CHARDEV_NULL);
+
+	CFGT_ERR(CFGT_SAY("-chardev 'socket,id=s,host=localhost,port=4444'", "unix sockets"),
+		 "-chardev", "socket,id=s,host=localhost,port=4444");
+	CFGT_ERR(CFGT_SAY("-chardev 'vc,id=v'", "stdio, null, pty, file and socket"), "-chardev",
+		 "vc,id=v");
+	CFGT_ERR(CFGT_SAY("-chardev", "bogus"), "-chardev", "stdio,id=c0,bogus=1");
+	CFGT_ERR(CFGT_SAY("file needs path="), "-chardev", "file,id=f");
+	CFGT_ERR(CFGT_SAY("used by two serial ports"), "-chardev", "null,id=n", "-serial",
+		 "chardev:n", "-serial", "chardev:n");
+	CFGT_ERR(CFGT_SAY("-mon 'chardev=c0,mode=control'", "QMP"), "-chardev", "stdio,id=c0",
+		 "-serial", "chardev:c0", "-mon", "chardev=c0,mode=control");
+	CFGT_ERR(CFGT_SAY("-mon 'chardev=zz'", "shares the stdio serial port"), "-mon",
+		 "chardev=zz");
+	CFGT_ERR(CFGT_SAY("multiplexes the monitor only on stdio"), "-chardev", "pty,id=p,mux=on",
+		 "-serial", "chardev:p");
 }
