@@ -424,3 +424,47 @@ Test(chardev, monitor_cont_starts_a_vm_started_paused_and_stop_pauses_it)
 	cr_assert_null(strstr(r.out, "not supported"), "%s", r.out);
 	harness_result_free(&r);
 }
+
+Test(chardev, chardev_stdio_mux_with_mon_is_mon_stdio)
+{
+	const char *argv[] = {"kvmini",
+			      "-chardev",
+			      "stdio,id=con0,mux=on,signal=off",
+			      "-serial",
+			      "chardev:con0",
+			      "-mon",
+			      "chardev=con0,mode=readline",
+			      "-kernel",
+			      harness_guest("serial-echo"),
+			      NULL};
+	struct harness_opts o = {
+	    .timeout_s = 30,
+	    .input = "\x01"
+		     "cinfo status\n\x01"
+		     "cquit\n",
+	    .input_after = "serial-echo: ready",
+	};
+	struct harness_result r;
+	cr_assert_eq(harness_run(argv, &o, &r), 0);
+	cr_assert(r.exited && r.exit_status == 0, "exit %d: %s", r.exit_status, r.err);
+	cr_assert(strstr(r.out, "VM status: running"), "%s", r.out);
+	cr_assert(strstr(r.out, "serial-echo: bye"), "%s", r.out);
+	harness_result_free(&r);
+}
+
+Test(chardev, chardev_socket_server_without_wait)
+{
+	char sock[108], spec[200];
+	tmp_path(sock, sizeof(sock), "csock");
+	snprintf(spec, sizeof(spec), "socket,id=c1,path=%s,server=on,wait=off", sock);
+	const char *argv[] = {"kvmini",	    "-chardev", spec,
+			      "-serial",    "stdio",	"-serial",
+			      "chardev:c1", "-kernel",	harness_guest("serial-ports"),
+			      NULL};
+	struct harness_opts o = {.timeout_s = 30};
+	struct harness_result r;
+	cr_assert_eq(harness_run(argv, &o, &r), 0);
+	cr_assert(r.exited && r.exit_status == 0, "exit %d: %s", r.exit_status, r.err);
+	cr_assert(strstr(r.out, "ttyS1 present"), "the socket-backed port exists: %s", r.out);
+	harness_result_free(&r);
+}
