@@ -48,7 +48,9 @@ struct chardev {
 	struct event_loop *loop;
 
 	pthread_mutex_t lock; /* output buffer and connection state */
-	uint8_t out[CHARDEV_OUT_BUF];
+	/* Allocated apart and never cleared: its pages cost memory only once a slow reader
+	 * makes output queue up. */
+	uint8_t *out;
 	size_t out_head, out_len;
 	bool out_refused;    /* a write took less than offered: notify when room comes */
 	bool out_watched;    /* out_fd armed for EPOLLOUT (changed on the loop thread only) */

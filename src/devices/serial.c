@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "util/log.h"
 
@@ -321,9 +322,17 @@ int serial_init(struct serial *s, struct irq_line *irq, struct chardev *chr)
 	s->chr = chr;
 	serial_reset_regs(s);
 	s->tx_count = s->rx_head = s->rx_count = 0;
+	/* A page of its own, touched only when input arrives. */
+	void *rx =
+	    mmap(NULL, SERIAL_RX_BUF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (rx == MAP_FAILED)
+		return -ENOMEM;
+	s->rx = rx;
 	ret = pthread_mutex_init(&s->lock, NULL);
-	if (ret)
+	if (ret) {
+		munmap(s->rx, SERIAL_RX_BUF);
 		return -ret;
+	}
 	if (chr)
 		chardev_set_writable(chr, serial_tx_resume, s);
 	return 0;
@@ -333,6 +342,8 @@ int serial_init(struct serial *s, struct irq_line *irq, struct chardev *chr)
 void serial_destroy(struct serial *s)
 {
 	pthread_mutex_destroy(&s->lock);
+	munmap(s->rx, SERIAL_RX_BUF);
+	s->rx = NULL;
 }
 
 int serial_attach(struct serial *s, struct bus *pio, uint16_t base)

@@ -37,7 +37,7 @@ struct serial {
 	size_t tx_count;
 	bool tx_overrun_logged;
 	/* receive queue: filled by serial_receive(), drained by guest RBR reads */
-	uint8_t rx[SERIAL_RX_BUF];
+	uint8_t *rx; /* SERIAL_RX_BUF bytes, allocated apart: untouched until input comes */
 	size_t rx_head, rx_count;
 	bool rx_was_full;
 	/* A break is a NUL byte in the queue that LSR.BI marks when it reaches the head. */
