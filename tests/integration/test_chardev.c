@@ -468,3 +468,20 @@ Test(chardev, chardev_socket_server_without_wait)
 	cr_assert(strstr(r.out, "ttyS1 present"), "the socket-backed port exists: %s", r.out);
 	harness_result_free(&r);
 }
+
+Test(chardev, ctrl_a_b_sends_a_break_the_guest_sees)
+{
+	const char *argv[] = {"kvmini", "run", "--kernel", harness_guest("serial-echo"), NULL};
+	struct harness_opts o = {
+	    .timeout_s = 30,
+	    .input = "\x01"
+		     "bafter\nquit\n",
+	    .input_after = "serial-echo: ready",
+	};
+	struct harness_result r;
+	cr_assert_eq(harness_run(argv, &o, &r), 0);
+	cr_assert(r.exited && r.exit_status == 0, "exit %d: %s", r.exit_status, r.err);
+	cr_assert(strstr(r.out, "serial-echo: break 1"), "LSR.BI with an interrupt: %s", r.out);
+	cr_assert(strstr(r.out, "echo: after\n"), "the break's NUL is not data: %s", r.out);
+	harness_result_free(&r);
+}
