@@ -57,7 +57,7 @@ $(BUILD)/linux-tests: $(LINUX_OBJS) $(BUILD)/tests/harness.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(COMPRESS_LIBS) -lcriterion
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 FORMAT_FILES = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h')
 format:
@@ -65,4 +65,5 @@ format:
 check-format:
 	clang-format --dry-run -Werror $(FORMAT_FILES)
 
+include fuzz/virtqueue.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -104,6 +104,12 @@ static const struct {
     {"blockdev", "virtio block devices arrive in a later version"},
     {"vga", "kvmini has no display; the console is the serial port"},
     {"bios", "kvmini boots the kernel directly, without firmware"},
+    {"nic", "network devices arrive with VirtIO in the next version"},
+    {"net", "network devices arrive with VirtIO in the next version"},
+    {"virtfs", "VirtIO devices arrive in the next version"},
+    {"boot", "kvmini boots the kernel given with -kernel, without firmware"},
+    {"qmp", "the control socket arrives in a later version"},
+    {"daemonize", "kvmini runs in the foreground"},
     {"s", "kvmini has no gdb stub"},
     {"gdb", "kvmini has no gdb stub"},
 };

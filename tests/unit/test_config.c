@@ -336,6 +336,8 @@ Test(config, unknown_options_are_named)
 	CFGT_ERR(CFGT_SAY("unknown option '-hda'", "does not support it yet",
 			  "virtio block devices arrive in a later version"),
 		 "-hda", "disk.img");
+	CFGT_ERR(CFGT_SAY("unknown option '-nic'", "network devices"), "-nic", "user");
+	CFGT_ERR(CFGT_SAY("unknown option '-boot'", "without firmware"), "-boot", "c");
 	CFGT_ERR(CFGT_SAY("unknown option '--frobnicate'"), "--frobnicate");
 	CFGT_ERR(CFGT_SAY("unknown option '--frobnicate'"), "--mem", "1G", "--frobnicate=3");
 	CFGT_ERR(CFGT_SAY("unknown option '---kernel'"), "---kernel", "k");
