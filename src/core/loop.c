@@ -36,6 +36,7 @@ int loop_init(struct event_loop *l)
 		return -err;
 	}
 	pthread_mutex_init(&l->lock, NULL);
+	pthread_cond_init(&l->idle, NULL);
 	return 0;
 }
 
@@ -51,6 +52,7 @@ void loop_destroy(struct event_loop *l)
 	close(l->stop_fd);
 	close(l->epoll_fd);
 	pthread_mutex_destroy(&l->lock);
+	pthread_cond_destroy(&l->idle);
 }
 
 int loop_add_fd(struct event_loop *l, int fd, uint32_t events, loop_fd_fn fn, void *opaque)
@@ -100,9 +102,15 @@ int loop_del_fd(struct event_loop *l, int fd)
 	} else {
 		epoll_ctl(l->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
 		*link = s->next;
-		/* Safe to free: loop_run finds a source by its id under the lock, so a stale
-		 * event for a removed source finds nothing. */
+		/* loop_run finds a source by its id under the lock, so a stale event for a
+		 * removed source finds nothing and the struct can go now. Its callback may be
+		 * running, though: another thread waits for it to return (the caller frees the
+		 * callback's data next); the loop thread is that callback, and must not. */
+		uint64_t id = s->id;
 		free(s);
+		bool on_loop_thread = l->thread_known && pthread_equal(l->thread, pthread_self());
+		while (!on_loop_thread && l->running_id == id)
+			pthread_cond_wait(&l->idle, &l->lock);
 	}
 	pthread_mutex_unlock(&l->lock);
 	return ret;
@@ -145,12 +153,20 @@ int loop_run(struct event_loop *l)
 {
 	struct epoll_event events[32];
 
+	pthread_mutex_lock(&l->lock);
+	l->thread = pthread_self();
+	l->thread_known = true;
+	pthread_mutex_unlock(&l->lock);
 	for (;;) {
 		int n = epoll_wait(l->epoll_fd, events, 32, -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return -errno;
+			int err = errno;
+			pthread_mutex_lock(&l->lock);
+			l->thread_known = false;
+			pthread_mutex_unlock(&l->lock);
+			return -err;
 		}
 		for (int i = 0; i < n; i++) {
 			uint64_t id = events[i].data.u64;
@@ -158,6 +174,9 @@ int loop_run(struct event_loop *l)
 				uint64_t v;
 				ssize_t r = read(l->stop_fd, &v, sizeof(v));
 				(void)r;
+				pthread_mutex_lock(&l->lock);
+				l->thread_known = false;
+				pthread_mutex_unlock(&l->lock);
 				return 0;
 			}
 			pthread_mutex_lock(&l->lock);
@@ -165,9 +184,15 @@ int loop_run(struct event_loop *l)
 			loop_fd_fn fn = s ? s->fn : NULL;
 			void *opaque = s ? s->opaque : NULL;
 			int fd = s ? s->fd : -1;
+			l->running_id = s ? id : 0;
 			pthread_mutex_unlock(&l->lock);
-			if (fn)
-				fn(opaque, fd, events[i].events);
+			if (!fn)
+				continue;
+			fn(opaque, fd, events[i].events);
+			pthread_mutex_lock(&l->lock);
+			l->running_id = 0;
+			pthread_cond_broadcast(&l->idle);
+			pthread_mutex_unlock(&l->lock);
 		}
 	}
 }

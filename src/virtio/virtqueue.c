@@ -32,16 +32,16 @@ static uint64_t used_bytes(unsigned size)
 }
 
 /* Every write the device makes into guest memory (used ring, notification fields, request
- * data) takes its pointer here, and nowhere else. Dirty tracking for migration switches it
- * to the recording accessor (guest_mem_write_ptr) in this one line. */
+ * data) takes its pointer here, and nowhere else: the recording accessor marks the pages
+ * dirty, so migration sees what devices wrote (KVM's dirty log only sees the guest). */
 static void *vq_write_ptr(const struct virtqueue *vq, uint64_t gpa, uint64_t len)
 {
-	return gpa_to_hva(vq->mem, gpa, len);
+	return guest_mem_write_ptr(vq->mem, gpa, len);
 }
 
 static const void *vq_read_ptr(const struct virtqueue *vq, uint64_t gpa, uint64_t len)
 {
-	return gpa_to_hva(vq->mem, gpa, len);
+	return guest_mem_read_ptr(vq->mem, gpa, len);
 }
 
 /* Guest-written 16-bit fields are read once, atomically (the guest may change them at

@@ -94,20 +94,7 @@ static int vm_alloc_ram(struct vm *vm, struct errbuf *e)
 		guest_mem_add_region(&vm->mem, X86_MMIO_HOLE_END, cfg->mem_size - low,
 				     vm->ram + low);
 
-	for (unsigned i = 0; i < vm->mem.nregions; i++) {
-		const struct guest_region *r = &vm->mem.regions[i];
-		struct kvm_userspace_memory_region region = {
-		    .slot = i,
-		    .guest_phys_addr = r->gpa,
-		    .memory_size = r->size,
-		    .userspace_addr = (uint64_t)(uintptr_t)r->hva,
-		};
-		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
-			return errf(e, -errno,
-				    "KVM_SET_USER_MEMORY_REGION (slot %u, %llu MiB) failed: %s", i,
-				    (unsigned long long)(r->size >> 20), strerror(errno));
-	}
-	return 0;
+	return guest_mem_register_slots(&vm->mem, vm->vm_fd, e);
 }
 
 /* Interrupt controllers and timer in the kernel. Memory is registered first: each memory
@@ -365,8 +352,9 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	vm->init_done = INIT_RAM;
 	if ((ret = vm_create_irqchip(vm, e)) < 0)
 		return ret;
-	if ((ret = bus_init(&vm->pio, "pio")) < 0 || (ret = bus_init(&vm->mmio, "mmio")) < 0)
-		return errf(e, ret, "cannot create the I/O buses");
+	if ((ret = bus_init(&vm->pio, "pio")) < 0 || (ret = bus_init(&vm->mmio, "mmio")) < 0 ||
+	    (ret = irq_router_init(&vm->irq_router, vm->vm_fd)) < 0)
+		return errf(e, ret, "cannot create the I/O buses and the interrupt router");
 	vm->init_done = INIT_BUSES;
 	if ((ret = power_init(&vm->power)) < 0)
 		return errf(e, ret, "eventfd: %s", strerror(-ret));
@@ -528,9 +516,11 @@ void vm_destroy(struct vm *vm)
 	case INIT_BUSES:
 		bus_destroy(&vm->pio);
 		bus_destroy(&vm->mmio);
+		irq_router_destroy(&vm->irq_router);
 		/* fall through */
 	case INIT_RAM:
 	case INIT_VM:
+		guest_mem_destroy(&vm->mem);
 		if (vm->ram)
 			munmap(vm->ram, vm->ram_size);
 		vm->ram = NULL;

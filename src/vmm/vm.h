@@ -40,6 +40,9 @@ struct vm {
 	struct vm_power power;
 	struct event_loop loop;
 
+	/* The GSI routing table: KVM's PIC/IOAPIC defaults plus the MSI routes devices take;
+	 * installed only once a device changes it. */
+	struct irq_router irq_router;
 	/* ttyS0..3: the host side (backend, escapes, monitor) and the UART; a port whose
 	 * -serial is none has neither. The UARTs are in `devices` too. */
 	struct console consoles[KVMINI_MAX_SERIALS];

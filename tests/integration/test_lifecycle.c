@@ -139,8 +139,17 @@ static volatile uint64_t *live_counters(struct live_vm *l, unsigned ncpus, doubl
 		if (read_whole_file(l->console, "console", &text, &n, &e) == 0) {
 			unsigned long long addr = 0;
 			unsigned cpus = 0;
-			const char *p = strstr((char *)text, "count: counters at ");
-			bool ok = p && sscanf(p, "count: counters at %llx for %u cpus", &addr,
+			/* The file's bytes are not a C string: bound the search, and the scan
+			 * by a terminated copy of the line. */
+			static const char tag[] = "count: counters at ";
+			char line[96] = {0};
+			const char *p = memmem(text, n, tag, sizeof(tag) - 1);
+			if (p)
+				memcpy(line, p,
+				       (size_t)((const char *)text + n - p) < sizeof(line) - 1
+					   ? (size_t)((const char *)text + n - p)
+					   : sizeof(line) - 1);
+			bool ok = p && sscanf(line, "count: counters at %llx for %u cpus", &addr,
 					      &cpus) == 2;
 			free(text);
 			if (ok) {
