@@ -198,7 +198,6 @@ static int chardev_init(struct chardev *c, enum chardev_backend backend, const c
 	snprintf(c->label, sizeof(c->label), "%s", label);
 	c->backend = backend;
 	c->in_fd = c->out_fd = c->listen_fd = c->kick_fd = c->pty_timer = -1;
-	atomic_init(&c->discard, false);
 	atomic_init(&c->resume_pending, false);
 	pthread_mutex_init(&c->lock, NULL);
 	c->initialized = true;
@@ -316,8 +315,7 @@ size_t chardev_write(struct chardev *c, const uint8_t *buf, size_t len)
 	bool kick = false;
 
 	pthread_mutex_lock(&c->lock);
-	if (c->out_fd < 0 || !c->connected ||
-	    atomic_load_explicit(&c->discard, memory_order_acquire)) {
+	if (c->out_fd < 0 || !c->connected) {
 		pthread_mutex_unlock(&c->lock);
 		return len; /* nobody to write to: dropped, as a disconnected QEMU chardev does */
 	}
@@ -642,11 +640,6 @@ int chardev_start(struct chardev *c, struct event_loop *loop, struct errbuf *e)
 			c->tty_raw = true;
 	}
 	return 0;
-}
-
-void chardev_stop_output(struct chardev *c)
-{
-	atomic_store_explicit(&c->discard, true, memory_order_release);
 }
 
 /* A pty's reader loses what it has not read yet when the master closes (the hang-up

@@ -52,9 +52,8 @@ struct chardev {
 	 * makes output queue up. */
 	uint8_t *out;
 	size_t out_head, out_len;
-	bool out_refused;    /* a write took less than offered: notify when room comes */
-	bool out_watched;    /* out_fd armed for EPOLLOUT (changed on the loop thread only) */
-	atomic_bool discard; /* the VM stopped: drop output */
+	bool out_refused; /* a write took less than offered: notify when room comes */
+	bool out_watched; /* out_fd armed for EPOLLOUT (changed on the loop thread only) */
 	chardev_notify_fn writable_fn;
 	void *writable_opaque;
 
@@ -88,8 +87,6 @@ int chardev_start(struct chardev *c, struct event_loop *loop, struct errbuf *e);
 size_t chardev_write(struct chardev *c, const uint8_t *buf, size_t len);
 /* Any thread: the frontend has room again; the loop offers it what is pending. */
 void chardev_input_resume(struct chardev *c);
-/* From now on output is dropped (the VM is stopping). */
-void chardev_stop_output(struct chardev *c);
 /* Writes what is still buffered, waiting at most timeout_ms for a reader that makes no
  * progress. Call once the loop and the vCPUs have stopped. */
 void chardev_flush(struct chardev *c, int timeout_ms);

@@ -72,12 +72,6 @@ int console_start(struct console *c, struct serial *serial, struct event_loop *l
 	return chardev_start(&c->chr, loop, e);
 }
 
-void console_stop_output(struct console *c)
-{
-	if (c->opened)
-		chardev_stop_output(&c->chr);
-}
-
 void console_close(struct console *c)
 {
 	if (!c->opened)

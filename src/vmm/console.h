@@ -42,8 +42,6 @@ int console_open(struct console *c, const struct chardev_cfg *cfg, const char *l
  * NULL (no monitor operations). */
 int console_start(struct console *c, struct serial *serial, struct event_loop *loop,
 		  struct vm_power *power, const struct vm_control *control, struct errbuf *e);
-/* The VM is stopping: output is dropped from now on. */
-void console_stop_output(struct console *c);
 /* Writes what output is still buffered (bounded wait), restores the terminal, closes. */
 void console_close(struct console *c);
 
