@@ -485,3 +485,45 @@ Test(chardev, ctrl_a_b_sends_a_break_the_guest_sees)
 	cr_assert(strstr(r.out, "echo: after\n"), "the break's NUL is not data: %s", r.out);
 	harness_result_free(&r);
 }
+
+Test(chardev, reader_that_pauses_stalls_the_guest_and_loses_nothing)
+{
+	enum { LINES = 1500 }; /* ~52 KB: more than the pipe and kvmini's buffer together */
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	/* A one-page pipe, so the stall comes within a second of guest output. */
+	cr_assert_geq(fcntl(p[0], F_SETPIPE_SZ, 4096), 0);
+	int devnull = open("/dev/null", O_RDWR);
+	char lines[32];
+	snprintf(lines, sizeof(lines), "lines=%d", LINES);
+	const char *argv[] = {"kvmini",	  "run", "--kernel", harness_guest("flood"),
+			      "--append", lines, NULL};
+	pid_t pid = spawn(argv, devnull, p[1], -1);
+	close(p[1]);
+	close(devnull);
+	/* Nobody reads for a while: the guest fills the pipe and kvmini's 16 KiB buffer, then
+	 * its transmitter stalls. */
+	sleep(2);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "the guest finished though nobody read");
+	static char out[LINES * 40 + 4096];
+	size_t len = 0;
+	for (;;) {
+		ssize_t n = read(p[0], out + len, sizeof(out) - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	out[len] = '\0';
+	cr_assert_eq(wait_exit(pid, 60), 0);
+	cr_assert(strstr(out, "flood: done"), "%.200s", out + (len > 200 ? len - 200 : 0));
+	const char *q = out;
+	for (unsigned i = 0; i < LINES; i++) {
+		char want[64];
+		snprintf(want, sizeof(want), "flood %05u abcdefghijklmnopqrstuvwxyz\n", i);
+		const char *f = strstr(q, want);
+		cr_assert_not_null(f, "line %u lost or out of order", i);
+		q = f + strlen(want);
+	}
+	close(p[0]);
+}
