@@ -244,7 +244,6 @@ void config_init(struct vm_config *cfg)
 	cfg->name = "kvmini";
 	cfg->mem_size = KVMINI_DEFAULT_MEM;
 	cfg->ncpus = 1;
-	cfg->console = CONSOLE_STDIO;
 	cfg->boot_decompress = BOOT_DECOMPRESS_AUTO;
 	cfg->serial[0] = (struct chardev_cfg){.id = "serial0", .backend = CHARDEV_STDIO};
 	cfg->nserials = 1;
@@ -449,21 +448,112 @@ static int set_smp(struct vm_config *cfg, const struct opt_use *u, struct errbuf
 	return 0;
 }
 
-static int set_console(struct vm_config *cfg, const struct opt_use *u, struct errbuf *e)
+static const char *const serial_ids[KVMINI_MAX_SERIALS] = {"serial0", "serial1", "serial2",
+							   "serial3"};
+
+/* The options after "unix:PATH": QEMU's server[=on|off], wait[=on|off] and the older
+ * nowait. Returns NULL or what is wrong. */
+static const char *unix_opts(struct chardev_cfg *ch, const char *opts)
 {
-	if (!strcmp(u->val, "stdio")) {
-		cfg->console = CONSOLE_STDIO;
-		cfg->console_path = NULL;
-	} else if (!strcmp(u->val, "none")) {
-		cfg->console = CONSOLE_NONE;
-		cfg->console_path = NULL;
-	} else if (!strncmp(u->val, "file:", 5) && u->val[5]) {
-		cfg->console = CONSOLE_FILE;
-		cfg->console_path = u->val + 5;
-	} else {
-		return CFG_ERR(e, "invalid %.*s '%s': must be stdio, none or file:PATH", u->opt_len,
-			       u->opt, u->val);
+	bool wait_given = false;
+
+	while (*opts) {
+		const char *end = strchrnul(opts, ',');
+		size_t n = (size_t)(end - opts);
+		if ((n == 6 && !memcmp(opts, "server", 6)) ||
+		    (n == 9 && !memcmp(opts, "server=on", 9)))
+			ch->server = true;
+		else if (n == 10 && !memcmp(opts, "server=off", 10))
+			ch->server = false;
+		else if ((n == 6 && !memcmp(opts, "nowait", 6)) ||
+			 (n == 8 && !memcmp(opts, "wait=off", 8)))
+			ch->wait = false, wait_given = true;
+		else if ((n == 4 && !memcmp(opts, "wait", 4)) ||
+			 (n == 7 && !memcmp(opts, "wait=on", 7)))
+			ch->wait = true, wait_given = true;
+		else
+			return "unix: knows server[=on|off], wait[=on|off] and nowait";
+		opts = *end ? end + 1 : end;
 	}
+	/* As in QEMU, a server waits for its first client unless told not to. */
+	if (ch->server && !wait_given)
+		ch->wait = true;
+	return NULL;
+}
+
+/* One -serial/--console value: QEMU's stdio, mon:stdio, pty, null, none, file:PATH,
+ * unix:PATH[,server][,nowait], or chardev:ID (resolved once every -chardev is known). */
+static int parse_serial_spec(struct chardev_cfg *ch, const char *v, const char **ref,
+			     const char **why)
+{
+	*ch = (struct chardev_cfg){0};
+	*ref = NULL;
+	*why = NULL;
+	if (!strcmp(v, "stdio")) {
+		ch->backend = CHARDEV_STDIO;
+	} else if (!strcmp(v, "mon:stdio")) {
+		ch->backend = CHARDEV_STDIO;
+		ch->mux = true;
+	} else if (!strcmp(v, "none")) {
+		ch->backend = CHARDEV_NONE;
+	} else if (!strcmp(v, "null")) {
+		ch->backend = CHARDEV_NULL;
+	} else if (!strcmp(v, "pty")) {
+		ch->backend = CHARDEV_PTY;
+	} else if (!strncmp(v, "file:", 5) && v[5]) {
+		ch->backend = CHARDEV_FILE;
+		ch->path = v + 5;
+	} else if (!strncmp(v, "unix:", 5) && v[5] && v[5] != ',') {
+		const char *comma = strchrnul(v + 5, ',');
+		size_t n = (size_t)(comma - (v + 5));
+		ch->backend = CHARDEV_UNIX;
+		if (n >= sizeof(ch->path_buf)) {
+			*why = "the socket path is too long (at most 107 bytes)";
+			return -EINVAL;
+		}
+		memcpy(ch->path_buf, v + 5, n);
+		ch->path_buf[n] = '\0';
+		*why = unix_opts(ch, *comma ? comma + 1 : comma);
+		if (*why)
+			return -EINVAL;
+	} else if (!strncmp(v, "chardev:", 8) && v[8]) {
+		*ref = v + 8;
+	} else if (!strncmp(v, "mon:", 4)) {
+		*why = "kvmini multiplexes the monitor only with stdio (mon:stdio)";
+		return -EINVAL;
+	} else {
+		*why = "must be stdio, mon:stdio, pty, null, none, file:PATH, "
+		       "unix:PATH[,server][,nowait] or chardev:ID";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The first -serial (or --console) replaces the default ttyS0 on stdio; each further one
+ * adds the next port, as QEMU does. */
+static int add_serial(struct vm_config *cfg, const struct opt_use *u, bool *serial_given,
+		      const char **refs, struct errbuf *e)
+{
+	struct chardev_cfg ch;
+	const char *ref, *why;
+
+	if (!*serial_given) {
+		cfg->nserials = 0;
+		*serial_given = true;
+	}
+	if (cfg->nserials == KVMINI_MAX_SERIALS)
+		return CFG_ERR(e, "too many %.*s: a PC has %d serial ports", u->opt_len, u->opt,
+			       KVMINI_MAX_SERIALS);
+	int r = parse_serial_spec(&ch, u->val, &ref, &why);
+	if (r < 0)
+		return CFG_ERR(e, "invalid %.*s '%s': %s", u->opt_len, u->opt, u->val, why);
+	ch.id = serial_ids[cfg->nserials];
+	refs[cfg->nserials] = ref;
+	cfg->serial[cfg->nserials] = ch;
+	/* path_buf moved with the struct: point into the copy. */
+	if (ch.backend == CHARDEV_UNIX)
+		cfg->serial[cfg->nserials].path = cfg->serial[cfg->nserials].path_buf;
+	cfg->nserials++;
 	return 0;
 }
 
@@ -771,7 +861,7 @@ static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 /* -nographic in QEMU only moves the serial port to stdio when no -serial says otherwise,
  * whatever the order; console_given tracks that. */
 static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use *u,
-		     bool *console_given, struct errbuf *e)
+		     bool *console_given, const char **refs, struct errbuf *e)
 {
 	switch (id) {
 	case OPT_KERNEL:
@@ -790,8 +880,7 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 	case OPT_SMP:
 		return set_smp(cfg, u, e);
 	case OPT_CONSOLE:
-		*console_given = true;
-		return set_console(cfg, u, e);
+		return add_serial(cfg, u, console_given, refs, e);
 	case OPT_NAME:
 		return set_name(cfg, u, e);
 	case OPT_HUGEPAGES:
@@ -814,9 +903,11 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 		cfg->verbosity = -1;
 		return 0;
 	case OPT_NOGRAPHIC:
+		/* QEMU's -nographic puts ttyS0 and the monitor on stdio (Ctrl-A c). */
 		if (!*console_given) {
-			cfg->console = CONSOLE_STDIO;
-			cfg->console_path = NULL;
+			cfg->serial[0] = (struct chardev_cfg){
+			    .id = "serial0", .backend = CHARDEV_STDIO, .mux = true};
+			cfg->nserials = 1;
 		}
 		return 0;
 	case OPT_NO_REBOOT:
@@ -905,6 +996,137 @@ static bool looks_like_option(const char *s)
 	return s[0] == '-' && s[1] != '\0';
 }
 
+/* One -chardev as a backend: QEMU's stdio, null, pty, file (path=) and socket (a unix
+ * socket at path=, server=, wait=); mux=on shares a stdio backend with the monitor. */
+static int chardev_from_keyed(struct keyed_opts *o, struct chardev_cfg *ch, struct errbuf *e)
+{
+	const char *t = o->type;
+	const char *known;
+	int r;
+
+	*ch = (struct chardev_cfg){.id = o->id};
+	if ((r = keyed_get_bool(o, "mux", false, &ch->mux, e)))
+		return r;
+	if (!strcmp(t, "stdio")) {
+		bool sig;
+		ch->backend = CHARDEV_STDIO;
+		/* signal=off: Ctrl-C goes to the guest, which kvmini's raw terminal always does. */
+		if ((r = keyed_get_bool(o, "signal", true, &sig, e)))
+			return r;
+		known = "id, mux, signal";
+	} else if (!strcmp(t, "null")) {
+		ch->backend = CHARDEV_NULL;
+		known = "id, mux";
+	} else if (!strcmp(t, "pty")) {
+		ch->backend = CHARDEV_PTY;
+		known = "id, mux";
+	} else if (!strcmp(t, "file")) {
+		ch->backend = CHARDEV_FILE;
+		ch->path = keyed_get(o, "path");
+		if (!ch->path || !*ch->path)
+			return CFG_ERR(e, "invalid -chardev '%s': file needs path=", o->spec);
+		known = "id, mux, path";
+	} else if (!strcmp(t, "socket")) {
+		ch->backend = CHARDEV_UNIX;
+		ch->path = keyed_get(o, "path");
+		if (keyed_get(o, "host") || keyed_get(o, "port"))
+			return CFG_ERR(e,
+				       "invalid -chardev '%s': kvmini's sockets are unix sockets "
+				       "(path=), not TCP",
+				       o->spec);
+		if (!ch->path || !*ch->path)
+			return CFG_ERR(e, "invalid -chardev '%s': socket needs path=", o->spec);
+		if (strlen(ch->path) >= sizeof(ch->path_buf))
+			return CFG_ERR(e, "invalid -chardev '%s': the socket path is too long",
+				       o->spec);
+		if ((r = keyed_get_bool(o, "server", false, &ch->server, e)) ||
+		    (r = keyed_get_bool(o, "wait", ch->server, &ch->wait, e)))
+			return r;
+		known = "id, mux, path, server, wait";
+	} else {
+		return CFG_ERR(
+		    e,
+		    "invalid -chardev '%s': kvmini's backends are stdio, null, pty, file "
+		    "and socket",
+		    o->spec);
+	}
+	return keyed_check_used(o, known, e);
+}
+
+/* -serial chardev:ID, -mon chardev=ID and -monitor stdio, once every -chardev is known. */
+static int resolve_chardevs(struct vm_config *cfg, const char **refs, struct errbuf *e)
+{
+	struct chardev_cfg defs[16];
+	unsigned ndefs = cfg->chardevs.n < 16 ? cfg->chardevs.n : 16;
+	bool used[16] = {0};
+	int r;
+
+	if (cfg->chardevs.n > 16)
+		return CFG_ERR(e, "too many -chardev (kvmini takes up to 16)");
+	for (unsigned i = 0; i < ndefs; i++)
+		if ((r = chardev_from_keyed(&cfg->chardevs.items[i], &defs[i], e)))
+			return r;
+	for (unsigned s = 0; s < cfg->nserials; s++) {
+		if (!refs[s])
+			continue;
+		unsigned i;
+		for (i = 0; i < ndefs; i++)
+			if (!strcmp(defs[i].id, refs[s]))
+				break;
+		if (i == ndefs)
+			continue; /* check_serials names it */
+		if (used[i])
+			return CFG_ERR(e, "-chardev id=%s is used by two serial ports", refs[s]);
+		used[i] = true;
+		struct chardev_cfg *ch = &cfg->serial[s];
+		*ch = defs[i];
+		ch->id = cfg->chardevs.items[i].id; /* the label QEMU prints for a pty */
+		if (ch->backend == CHARDEV_UNIX) {
+			snprintf(ch->path_buf, sizeof(ch->path_buf), "%s", ch->path);
+			ch->path = ch->path_buf;
+		}
+		refs[s] = NULL;
+	}
+	for (unsigned m = 0; m < cfg->mons.n; m++) {
+		struct keyed_opts *o = &cfg->mons.items[m];
+		const char *id = o->type;
+		const char *mode = keyed_get(o, "mode");
+		bool pretty;
+		if ((r = keyed_get_bool(o, "pretty", false, &pretty, e)) ||
+		    (r = keyed_check_used(o, "chardev, mode, pretty", e)))
+			return r;
+		if (mode && strcmp(mode, "readline"))
+			return CFG_ERR(e,
+				       "invalid -mon '%s': kvmini's monitor is the human one "
+				       "(mode=readline); QMP comes with the control socket",
+				       o->spec);
+		unsigned s;
+		for (s = 0; s < cfg->nserials; s++)
+			if (cfg->serial[s].id && !strcmp(cfg->serial[s].id, id))
+				break;
+		if (s == cfg->nserials || cfg->serial[s].backend != CHARDEV_STDIO)
+			return CFG_ERR(
+			    e,
+			    "invalid -mon '%s': kvmini's monitor shares the stdio serial "
+			    "port (-chardev stdio,id=%s,mux=on -serial chardev:%s)",
+			    o->spec, id, id);
+		cfg->serial[s].mux = true;
+	}
+	if (cfg->monitor.backend == CHARDEV_STDIO) {
+		/* QEMU gives -monitor stdio its own stdio; kvmini has one terminal, so the
+		 * monitor shares it with the stdio serial port, as mon:stdio. */
+		unsigned s;
+		for (s = 0; s < cfg->nserials; s++)
+			if (cfg->serial[s].backend == CHARDEV_STDIO)
+				break;
+		if (s == cfg->nserials)
+			return CFG_ERR(e, "invalid -monitor 'stdio': kvmini's monitor shares the "
+					  "stdio serial port (use -serial mon:stdio)");
+		cfg->serial[s].mux = true;
+	}
+	return 0;
+}
+
 /* The keyed options parse into lists for the devices and backends that will read them;
  * until one does, running without what the user asked for would be a silent lie. */
 static int refuse_unread_keyed(const struct vm_config *cfg, struct errbuf *e)
@@ -922,23 +1144,40 @@ static int refuse_unread_keyed(const struct vm_config *cfg, struct errbuf *e)
 	if (cfg->objects.n)
 		return CFG_ERR(e, "invalid -object '%s': kvmini has no %s object",
 			       cfg->objects.items[0].spec, cfg->objects.items[0].type);
-	if (cfg->chardevs.n)
-		return CFG_ERR(e, "invalid -chardev '%s': kvmini has no -chardev backends yet",
-			       cfg->chardevs.items[0].spec);
-	if (cfg->mons.n)
-		return CFG_ERR(e, "invalid -mon '%s': kvmini has no monitor yet",
-			       cfg->mons.items[0].spec);
-	if (cfg->monitor.backend != CHARDEV_NONE)
-		return CFG_ERR(e, "invalid -monitor 'stdio': kvmini has no monitor yet");
 	return 0;
 }
 
 /* Affinity may come before --cpus or -smp, so it can only be checked against the final
  * vCPU count. */
-static int check_final(const struct vm_config *cfg, struct errbuf *e)
+static int check_serials(struct vm_config *cfg, const char **refs, struct errbuf *e)
 {
-	int r = refuse_unread_keyed(cfg, e);
+	bool stdio = false;
+	for (unsigned i = 0; i < cfg->nserials; i++) {
+		if (refs[i])
+			return CFG_ERR(e, "invalid -serial 'chardev:%s': no -chardev with id=%s",
+				       refs[i], refs[i]);
+		if (cfg->serial[i].mux && cfg->serial[i].backend != CHARDEV_STDIO)
+			return CFG_ERR(e,
+				       "%s: kvmini multiplexes the monitor only on stdio (mux=on "
+				       "with -chardev stdio)",
+				       cfg->serial[i].id);
+		if (cfg->serial[i].backend != CHARDEV_STDIO)
+			continue;
+		if (stdio)
+			return CFG_ERR(e, "stdio is used by two serial ports: only one can have it "
+					  "(as in QEMU)");
+		stdio = true;
+	}
+	return 0;
+}
 
+static int check_final(struct vm_config *cfg, const char **refs, struct errbuf *e)
+{
+	int r = resolve_chardevs(cfg, refs, e);
+	if (!r)
+		r = check_serials(cfg, refs, e);
+	if (!r)
+		r = refuse_unread_keyed(cfg, e);
 	if (r)
 		return r;
 	for (unsigned v = cfg->ncpus; v < KVMINI_MAX_VCPUS; v++) {
@@ -954,6 +1193,7 @@ static int check_final(const struct vm_config *cfg, struct errbuf *e)
 static int parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf *e)
 {
 	bool console_given = false;
+	const char *serial_refs[KVMINI_MAX_SERIALS] = {0};
 
 	/* The result depends on argv alone, whatever the caller left in cfg. */
 	config_init(cfg);
@@ -1007,19 +1247,15 @@ static int parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf
 			return CFG_ERR(e, "option '%.*s' takes no value (got '%s')", u.opt_len, arg,
 				       eq + 1);
 		}
-		r = apply_opt(cfg, o->id, &u, &console_given, e);
+		r = apply_opt(cfg, o->id, &u, &console_given, serial_refs, e);
 		if (r)
 			return r;
 	}
 	/* As in QEMU, -nodefaults drops the default serial port whatever the order, unless a
 	 * -serial (or --console) asks for one. */
-	if (cfg->nodefaults && !console_given) {
-		struct opt_use nd = {.opt = "-nodefaults", .opt_len = 11, .val = "none"};
-		int r = set_console(cfg, &nd, e);
-		if (r)
-			return r;
-	}
-	return check_final(cfg, e);
+	if (cfg->nodefaults && !console_given)
+		cfg->nserials = 0;
+	return check_final(cfg, serial_refs, e);
 }
 
 int config_parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf *e)
@@ -1047,8 +1283,15 @@ const char *config_usage(void)
 	       "  --append STR            kernel command line (default: empty); alias --cmdline\n"
 	       "  --mem SIZE              guest RAM, 2M to 1T, a multiple of 4K (default: 256M)\n"
 	       "  --cpus N                number of vCPUs, 1 to 64 (default: 1)\n"
-	       "  --console MODE          serial console: stdio, none or file:PATH (default: "
-	       "stdio)\n"
+	       "  --console SPEC          a serial port's backend (default: stdio); given again,\n"
+	       "                          the next port (ttyS0 0x3f8 IRQ 4, ttyS1 0x2f8 IRQ 3,\n"
+	       "                          ttyS2 0x3e8 IRQ 4, ttyS3 0x2e8 IRQ 3). SPEC is one of\n"
+	       "                          stdio, mon:stdio (console and monitor: Ctrl-A c),\n"
+	       "                          pty (path printed on stderr), null (output dropped),\n"
+	       "                          none (no port), file:PATH, chardev:ID,\n"
+	       "                          unix:PATH[,server[,nowait]] (a unix stream socket:\n"
+	       "                          connect, or listen and wait for the first client);\n"
+	       "                          on stdio, Ctrl-A h lists the keys (x quits)\n"
 	       "  --name NAME             name of the VM (default: kvmini)\n"
 	       "  --hugepages             back guest RAM with huge pages (default: off)\n"
 	       "  --mem-prealloc          allocate all guest RAM at start-up (default: off)\n"
@@ -1074,9 +1317,14 @@ const char *config_usage(void)
 	       "                          one socket of N single-thread cores)\n"
 	       "  -name [guest=]NAME[,debug-threads=on|off]   same as --name (write a ',' in\n"
 	       "                          NAME as ',,'); vCPU threads are always named 'vcpu N'\n"
-	       "  -serial stdio|none|file:PATH   same as --console\n"
-	       "  -nographic              console on stdio unless -serial/--console says "
-	       "otherwise\n"
+	       "  -serial SPEC            same as --console\n"
+	       "  -chardev stdio|null|pty|file|socket,id=ID[,mux=on][,path=P][,server=on]\n"
+	       "          [,wait=off]     a backend for -serial chardev:ID (socket: a unix\n"
+	       "                          socket at path=P)\n"
+	       "  -mon chardev=ID[,mode=readline]   the monitor on that stdio chardev (with\n"
+	       "                          mux=on: Ctrl-A c switches)\n"
+	       "  -nographic              ttyS0 and the monitor on stdio (mon:stdio) unless\n"
+	       "                          -serial/--console says otherwise\n"
 	       "  -nodefaults             no serial port unless -serial/--console asks for one\n"
 	       "  -no-reboot, --no-reboot a guest reset ends kvmini with status 0 instead of\n"
 	       "                          rebooting the VM\n"
@@ -1091,7 +1339,8 @@ const char *config_usage(void)
 	       "                          type (also pc-q35-*, pc-i440fx-*); kernel-irqchip=on,\n"
 	       "                          usb=off, vmport=off,\n"
 	       "                          smm=off, and mem-merge=on|off (same as --ksm)\n"
-	       "  -monitor none           accepted (no monitor)\n"
+	       "  -monitor none|stdio     no monitor, or the monitor on the stdio serial port\n"
+	       "                          (as mon:stdio: Ctrl-A c)\n"
 	       "  -display none, -no-user-config   accepted: kvmini has no display and reads no\n"
 	       "                          configuration files\n"
 	       "  -enable-kvm, -accel kvm, -cpu host   accepted and ignored: kvmini always uses\n"
@@ -1099,8 +1348,8 @@ const char *config_usage(void)
 	       "  -version                print the version and exit\n"
 	       "\n"
 	       "Keyed values follow QEMU's syntax: TYPE,key=value,... with ',,' for a comma in a\n"
-	       "value, a bare key for key=on and noKEY for key=off. -drive, -netdev, -chardev,\n"
-	       "-object, -mon, -monitor stdio and -device with any other driver (virtio-blk-pci,\n"
-	       "...) are parsed and then refused, naming what kvmini lacks: VirtIO devices come\n"
-	       "next. Other QEMU options are rejected by name.\n";
+	       "value, a bare key for key=on and noKEY for key=off. -drive, -netdev, -object and\n"
+	       "-device with any other driver (virtio-blk-pci, ...) are parsed and then refused,\n"
+	       "naming what kvmini lacks: VirtIO devices come next. Other QEMU options are\n"
+	       "rejected by name.\n";
 }

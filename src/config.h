@@ -13,8 +13,6 @@
 #define KVMINI_MIN_MEM	   (2ull << 20)
 #define KVMINI_MAX_MEM	   (1ull << 40) /* 1 TiB: beyond this is a typo, not a VM */
 
-enum console_mode { CONSOLE_STDIO = 0, CONSOLE_NONE, CONSOLE_FILE };
-
 /* A character backend, as -chardev/-serial/--console describe one (QEMU's spellings:
  * stdio, null, none, file:PATH, pty, unix:PATH[,server][,nowait], mon:stdio, chardev:ID). */
 enum chardev_backend {
@@ -29,10 +27,11 @@ enum chardev_backend {
 struct chardev_cfg {
 	const char *id; /* -chardev id=, or a generated "serialN" */
 	enum chardev_backend backend;
-	const char *path; /* CHARDEV_FILE and CHARDEV_UNIX */
-	bool server;	  /* CHARDEV_UNIX: listen at path (else connect to it) */
-	bool wait;	  /* CHARDEV_UNIX server: wait for a client before the guest starts */
-	bool mux;	  /* console multiplexed with the monitor (mon:stdio, mux=on): Ctrl-A c */
+	const char *path;   /* CHARDEV_FILE and CHARDEV_UNIX */
+	char path_buf[108]; /* holds path when it had to be cut out of a longer value */
+	bool server;	    /* CHARDEV_UNIX: listen at path (else connect to it) */
+	bool wait;	    /* CHARDEV_UNIX server: wait for a client before the guest starts */
+	bool mux;	    /* console multiplexed with the monitor (mon:stdio, mux=on): Ctrl-A c */
 };
 
 #define KVMINI_MAX_SERIALS 4
@@ -97,8 +96,6 @@ struct vm_config {
 	const char *name;	 /* never NULL after parsing ("kvmini" if not given) */
 	uint64_t mem_size;	 /* bytes, a multiple of 2 MiB? no: of 4 KiB */
 	unsigned ncpus;
-	enum console_mode console;
-	const char *console_path; /* for CONSOLE_FILE */
 	/* ttyS0.. in order (0x3f8/IRQ 4, 0x2f8/IRQ 3, 0x3e8/IRQ 4, 0x2e8/IRQ 3); a
 	 * CHARDEV_NONE entry leaves that port out. */
 	struct chardev_cfg serial[KVMINI_MAX_SERIALS];

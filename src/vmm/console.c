@@ -1,182 +1,292 @@
 #include "vmm/console.h"
 
 #include <errno.h>
-#include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "util/log.h"
 
 #define CTRL_A 0x01
 
-static void console_on_input(void *opaque, int fd, uint32_t events);
+static void console_printf(struct console *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-int console_open(struct console *c, const struct vm_config *cfg, struct errbuf *e)
+/* Monitor and escape replies go where the guest's output goes (as QEMU's mux does), best
+ * effort: a reader that stopped reading loses them, the VM never waits for them. */
+static void console_printf(struct console *c, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(buf))
+		n = sizeof(buf) - 1;
+	chardev_write(&c->chr, (const uint8_t *)buf, (size_t)n);
+}
+
+static size_t console_to_serial(void *opaque, const uint8_t *buf, size_t len)
+{
+	struct console *c = opaque;
+	return c->serial ? serial_receive(c->serial, buf, len) : len;
+}
+
+static size_t console_feed_cb(void *opaque, const uint8_t *buf, size_t len)
+{
+	return console_feed(opaque, buf, len);
+}
+
+static void console_serial_has_space(void *opaque)
+{
+	struct console *c = opaque;
+	chardev_input_resume(&c->chr);
+}
+
+int console_open(struct console *c, const struct chardev_cfg *cfg, const char *label,
+		 struct errbuf *e)
 {
 	memset(c, 0, sizeof(*c));
-	c->mode = cfg->console;
-	c->in_fd = -1;
-	c->out_fd = -1;
-	c->space_fd = -1;
-	switch (cfg->console) {
-	case CONSOLE_STDIO:
-		c->in_fd = STDIN_FILENO;
-		c->out_fd = STDOUT_FILENO;
-		break;
-	case CONSOLE_NONE:
-		break;
-	case CONSOLE_FILE:
-		c->out_fd = open(cfg->console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (c->out_fd < 0)
-			return errf(e, -errno, "cannot open console file '%s': %s",
-				    cfg->console_path, strerror(errno));
-		c->owns_out_fd = true;
-		break;
+	int ret = chardev_open(&c->chr, cfg, label, e);
+	if (ret < 0) {
+		chardev_close(&c->chr);
+		return ret;
 	}
+	c->opened = true;
+	c->escapes = cfg->backend == CHARDEV_STDIO;
+	c->mux = cfg->mux && c->escapes;
+	chardev_set_receive(&c->chr, c->escapes ? console_feed_cb : console_to_serial, c);
 	return 0;
-}
-
-/* Watches stdin only while every byte read so far has reached the UART. A paused fd is
- * taken out of the loop entirely: epoll reports a hang-up even with no events asked for,
- * which would spin the loop and cut off input that is still waiting in the pipe. */
-static void console_set_watch(struct console *c, bool want)
-{
-	if (c->in_fd < 0 || want == c->in_watched)
-		return;
-	int ret = want ? loop_add_fd(c->loop, c->in_fd, EPOLLIN, console_on_input, c)
-		       : loop_del_fd(c->loop, c->in_fd);
-	if (ret == 0)
-		c->in_watched = want;
-}
-
-static void console_flush_pending(struct console *c)
-{
-	size_t n = serial_receive(c->serial, c->pending, c->pending_len);
-	memmove(c->pending, c->pending + n, c->pending_len - n);
-	c->pending_len -= n;
-	console_set_watch(c, c->pending_len == 0);
-}
-
-size_t console_feed(struct console *c, const uint8_t *buf, size_t len)
-{
-	for (size_t i = 0; i < len; i++) {
-		uint8_t b = buf[i];
-		if (c->escape) {
-			c->escape = false;
-			if (b == 'x' || b == 'X') {
-				log_warn("terminated by Ctrl-A x");
-				power_request_stop(c->power, STOP_SIGNAL, 0);
-				return len;
-			}
-			if (b != CTRL_A)
-				continue; /* unknown escape: swallowed, as QEMU does */
-		} else if (b == CTRL_A) {
-			c->escape = true;
-			continue;
-		}
-		if (c->pending_len == sizeof(c->pending))
-			return i;
-		c->pending[c->pending_len++] = b;
-	}
-	return len;
-}
-
-static void console_on_input(void *opaque, int fd, uint32_t events)
-{
-	struct console *c = opaque;
-	uint8_t buf[sizeof(c->pending)];
-	size_t room = sizeof(c->pending) - c->pending_len;
-	if (room == 0) {
-		console_set_watch(c, false);
-		return;
-	}
-	ssize_t n = read(fd, buf, room);
-	if (n < 0 && (errno == EINTR || errno == EAGAIN))
-		return;
-	if (n <= 0) {
-		/* EOF or error: no more input, the VM keeps running. */
-		loop_del_fd(c->loop, fd);
-		c->in_fd = -1;
-		c->in_watched = false;
-		return;
-	}
-	console_feed(c, buf, (size_t)n);
-	console_flush_pending(c);
-}
-
-static void console_on_space(void *opaque, int fd, uint32_t events)
-{
-	struct console *c = opaque;
-	uint64_t v;
-	ssize_t r = read(fd, &v, sizeof(v));
-	(void)r;
-	console_flush_pending(c);
-}
-
-/* Called by the UART on a vCPU thread: hop to the loop thread. */
-static void console_uart_has_space(void *opaque)
-{
-	struct console *c = opaque;
-	uint64_t one = 1;
-	ssize_t r = write(c->space_fd, &one, sizeof(one));
-	(void)r;
 }
 
 int console_start(struct console *c, struct serial *serial, struct event_loop *loop,
-		  struct vm_power *power, struct errbuf *e)
+		  struct vm_power *power, const struct vm_control *control, struct errbuf *e)
 {
 	c->serial = serial;
-	c->loop = loop;
 	c->power = power;
-	if (c->in_fd < 0)
-		return 0;
-	c->space_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (c->space_fd < 0)
-		return errf(e, -errno, "eventfd: %s", strerror(errno));
-	int ret = loop_add_fd(loop, c->space_fd, EPOLLIN, console_on_space, c);
-	if (ret < 0)
-		return errf(e, ret, "cannot watch the console: %s", strerror(-ret));
-	serial_set_rx_space_notify(serial, console_uart_has_space, c);
-
-	ret = loop_add_fd(loop, c->in_fd, EPOLLIN, console_on_input, c);
-	if (ret == -EPERM) {
-		/* A regular file or /dev/null on stdin cannot be polled: no input. */
-		c->in_fd = -1;
-		return 0;
-	}
-	if (ret < 0)
-		return errf(e, ret, "cannot watch standard input: %s", strerror(-ret));
-	c->in_watched = true;
-
-	if (isatty(c->in_fd) && tcgetattr(c->in_fd, &c->saved) == 0) {
-		struct termios raw = c->saved;
-		/* Raw input so keys (and Ctrl-C) reach the guest; output processing stays on
-		 * so kvmini's own messages keep their line breaks. */
-		raw.c_iflag &=
-		    ~(unsigned)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON);
-		raw.c_lflag &= ~(unsigned)(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
-		raw.c_cflag &= ~(unsigned)(CSIZE | PARENB);
-		raw.c_cflag |= CS8;
-		raw.c_cc[VMIN] = 1;
-		raw.c_cc[VTIME] = 0;
-		if (tcsetattr(c->in_fd, TCSANOW, &raw) == 0)
-			c->tty_raw = true;
-	}
-	return 0;
+	c->control = control;
+	if (serial)
+		serial_set_rx_space_notify(serial, console_serial_has_space, c);
+	return chardev_start(&c->chr, loop, e);
 }
 
 void console_close(struct console *c)
 {
-	if (c->tty_raw)
-		tcsetattr(c->in_fd >= 0 ? c->in_fd : STDIN_FILENO, TCSANOW, &c->saved);
-	c->tty_raw = false;
-	if (c->space_fd >= 0)
-		close(c->space_fd);
-	c->space_fd = -1;
-	if (c->owns_out_fd && c->out_fd >= 0)
-		close(c->out_fd);
-	c->out_fd = -1;
+	if (!c->opened)
+		return;
+	chardev_flush(&c->chr, 1000);
+	chardev_close(&c->chr);
+	c->opened = false;
+}
+
+/* ---- the monitor ---- */
+
+static void monitor_prompt(struct console *c)
+{
+	console_printf(c, "(kvmini) ");
+}
+
+static void monitor_help(struct console *c)
+{
+	console_printf(c, "cont|c -- resume the VM\r\n"
+			  "help|? -- list these commands\r\n"
+			  "info status -- show the VM's run state\r\n"
+			  "quit|q -- quit kvmini\r\n"
+			  "stop -- pause the VM\r\n"
+			  "system_reset -- reset the VM\r\n");
+}
+
+static const char *run_status_name(enum vm_run_status s)
+{
+	switch (s) {
+	case VM_STATUS_RUNNING:
+		return "running";
+	case VM_STATUS_PAUSED:
+		return "paused";
+	case VM_STATUS_SHUTDOWN:
+		return "shutdown";
+	}
+	return "unknown";
+}
+
+static bool have_op(struct console *c, const void *op)
+{
+	return c->control && c->control->ops && op;
+}
+
+void console_monitor_command(struct console *c, const char *line)
+{
+	char cmd[CONSOLE_LINE_MAX], arg[CONSOLE_LINE_MAX];
+	int n;
+
+	cmd[0] = arg[0] = '\0';
+	n = sscanf(line, "%255s %255s", cmd, arg);
+	if (n <= 0)
+		return;
+	const struct vm_control_ops *ops = c->control ? c->control->ops : NULL;
+	void *opaque = c->control ? c->control->opaque : NULL;
+	if (!strcmp(cmd, "help") || !strcmp(cmd, "?")) {
+		monitor_help(c);
+	} else if (!strcmp(cmd, "info")) {
+		if (!strcmp(arg, "status")) {
+			enum vm_run_status st = have_op(c, ops ? ops->status : NULL)
+						    ? ops->status(opaque)
+						    : VM_STATUS_RUNNING;
+			console_printf(c, "VM status: %s\r\n", run_status_name(st));
+		} else {
+			console_printf(c, "info status -- show the VM's run state\r\n");
+			if (arg[0])
+				console_printf(c, "unknown info item: '%s'\r\n", arg);
+		}
+	} else if (!strcmp(cmd, "quit") || !strcmp(cmd, "q")) {
+		if (have_op(c, ops ? ops->quit : NULL))
+			ops->quit(opaque);
+		else if (c->power)
+			power_request_stop(c->power, STOP_SIGNAL, 0);
+	} else if (!strcmp(cmd, "system_reset")) {
+		if (have_op(c, ops ? ops->reset : NULL))
+			ops->reset(opaque);
+		else
+			console_printf(c, "system_reset is not available\r\n");
+	} else if (!strcmp(cmd, "stop") || !strcmp(cmd, "cont") || !strcmp(cmd, "c")) {
+		bool stop = !strcmp(cmd, "stop");
+		int (*op)(void *) = ops ? (stop ? ops->pause : ops->resume) : NULL;
+		int ret = have_op(c, op) ? op(opaque) : -ENOTSUP;
+		if (ret == -ENOTSUP)
+			console_printf(c, "%s is not supported by this kvmini yet\r\n", cmd);
+		else if (ret < 0)
+			console_printf(c, "%s failed: %s\r\n", cmd, strerror(-ret));
+	} else {
+		console_printf(c, "unknown command: '%s' (try 'help')\r\n", cmd);
+	}
+}
+
+/* Line editing as a terminal user expects of a prompt: echo, backspace, Enter. */
+static void monitor_input(struct console *c, uint8_t b)
+{
+	if (b == '\r' || b == '\n') {
+		/* "\r\n" from a terminal or a file ends one line, not two. */
+		console_printf(c, "\r\n");
+		c->line[c->line_len] = '\0';
+		size_t len = c->line_len;
+		c->line_len = 0;
+		if (len > 0)
+			console_monitor_command(c, c->line);
+		if (c->in_monitor && !(c->power && power_stop_requested(c->power)))
+			monitor_prompt(c);
+		return;
+	}
+	if (b == 0x7f || b == 0x08) {
+		if (c->line_len > 0) {
+			c->line_len--;
+			console_printf(c, "\b \b");
+		}
+		return;
+	}
+	if (b < 0x20 || c->line_len + 1 >= sizeof(c->line))
+		return;
+	c->line[c->line_len++] = (char)b;
+	chardev_write(&c->chr, &b, 1);
+}
+
+/* ---- escapes ---- */
+
+static void console_help(struct console *c)
+{
+	console_printf(c,
+		       "\r\n"
+		       "C-a h    print this help\r\n"
+		       "C-a x    quit kvmini\r\n"
+		       "C-a b    send a break (Linux: magic SysRq)\r\n"
+		       "%s"
+		       "C-a C-a  send C-a to the guest\r\n",
+		       c->mux ? "C-a c    switch between the console and the monitor\r\n" : "");
+}
+
+static void console_switch(struct console *c)
+{
+	c->in_monitor = !c->in_monitor;
+	c->line_len = 0;
+	if (c->in_monitor) {
+		console_printf(c, "\r\nkvmini monitor - type 'help' for more information\r\n");
+		monitor_prompt(c);
+	} else {
+		console_printf(c, "\r\n");
+	}
+}
+
+/* Handles the key after Ctrl-A. Returns false if it must be offered again later (the
+ * UART had no room for what it sends). */
+static bool console_escape(struct console *c, uint8_t b)
+{
+	switch (b) {
+	case 'x':
+	case 'X':
+		log_warn("terminated by Ctrl-A x");
+		if (c->power)
+			power_request_stop(c->power, STOP_SIGNAL, 0);
+		return true;
+	case 'h':
+	case '?':
+		console_help(c);
+		return true;
+	case 'b':
+		return c->serial ? serial_send_break(c->serial) : true;
+	case 'c':
+		if (c->mux) {
+			console_switch(c);
+			return true;
+		}
+		log_warn("Ctrl-A c: this console has no monitor (use -serial mon:stdio)");
+		return true;
+	case CTRL_A:
+		if (c->in_monitor)
+			return true;
+		return !c->serial || serial_receive(c->serial, &b, 1) == 1;
+	default:
+		/* QEMU swallows unknown escapes silently; saying so beats a lost key. */
+		if (b >= 0x20 && b < 0x7f)
+			log_warn("Ctrl-A %c is not a command (Ctrl-A h lists them); ignored", b);
+		else
+			log_warn("Ctrl-A 0x%02x is not a command (Ctrl-A h lists them); ignored",
+				 b);
+		return true;
+	}
+}
+
+size_t console_feed(struct console *c, const uint8_t *buf, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		uint8_t b = buf[i];
+		if (c->escape) {
+			if (!console_escape(c, b))
+				return i;
+			c->escape = false;
+			i++;
+			if (b == 'x' || b == 'X')
+				return len; /* quitting: the rest does not matter */
+			continue;
+		}
+		if (b == CTRL_A) {
+			c->escape = true;
+			i++;
+			continue;
+		}
+		if (c->in_monitor) {
+			monitor_input(c, b);
+			i++;
+			continue;
+		}
+		/* A run of ordinary bytes goes to the UART in one piece. */
+		const uint8_t *esc = memchr(buf + i, CTRL_A, len - i);
+		size_t run = esc ? (size_t)(esc - (buf + i)) : len - i;
+		size_t n = console_to_serial(c, buf + i, run);
+		i += n;
+		if (n < run)
+			return i;
+	}
+	return len;
 }

@@ -115,17 +115,54 @@ static int vm_create_irqchip(struct vm *vm, struct errbuf *e)
 	return 0;
 }
 
+/* The host side of every serial port: backends open (a pty printed, a socket listening)
+ * before the UART that writes into them exists. */
+static int vm_open_consoles(struct vm *vm, struct errbuf *e)
+{
+	const struct vm_config *cfg = vm->cfg;
+	for (unsigned i = 0; i < cfg->nserials; i++) {
+		if (cfg->serial[i].backend == CHARDEV_NONE)
+			continue;
+		int ret = console_open(&vm->consoles[i], &cfg->serial[i], cfg->serial[i].id, e);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* ttyS0..3 at the PC's ports and IRQs, each in the device list. */
+static int vm_create_serials(struct vm *vm, struct errbuf *e)
+{
+	const struct vm_config *cfg = vm->cfg;
+	for (unsigned i = 0; i < cfg->nserials; i++) {
+		if (cfg->serial[i].backend == CHARDEV_NONE)
+			continue;
+		struct serial *s = &vm->serials[i];
+		irq_line_init(&vm->serial_irqs[i], vm->vm_fd, serial_port_irq(i));
+		int ret = serial_init(s, &vm->serial_irqs[i], &vm->consoles[i].chr);
+		if (ret < 0)
+			return errf(e, ret, "cannot create ttyS%u: %s", i, strerror(-ret));
+		if ((ret = device_list_add(&vm->devices, &serial_device_ops, s, i)) < 0) {
+			serial_destroy(s);
+			return errf(e, ret, "cannot create ttyS%u: %s", i, strerror(-ret));
+		}
+		vm->serial_present[i] = true;
+		if ((ret = serial_attach(s, &vm->pio, serial_port_base(i))) < 0)
+			return errf(e, ret, "cannot place ttyS%u at 0x%x: %s", i,
+				    serial_port_base(i), strerror(-ret));
+	}
+	return 0;
+}
+
 static int vm_create_devices(struct vm *vm, struct errbuf *e)
 {
 	int ret;
 	struct device_list *l = &vm->devices;
-	irq_line_init(&vm->serial_irq, vm->vm_fd, SERIAL_COM1_IRQ);
-	if ((ret = serial_init(&vm->serial, &vm->serial_irq, vm->console.out_fd)) < 0)
-		return errf(e, ret, "cannot create the serial port: %s", strerror(-ret));
 	vm->init_done = INIT_DEVICES;
+	if ((ret = vm_create_serials(vm, e)) < 0)
+		return ret;
 	uint64_t below = guest_mem_end_below_4g(&vm->mem);
-	if ((ret = serial_attach(&vm->serial, &vm->pio, SERIAL_COM1_BASE)) < 0 ||
-	    (ret = i8042_create(l, &vm->pio, &vm->power)) < 0 ||
+	if ((ret = i8042_create(l, &vm->pio, &vm->power)) < 0 ||
 	    (ret = rtc_create(l, &vm->pio, below, vm->mem.ram_size - below, vm->cfg->ncpus)) < 0 ||
 	    (ret = debug_exit_create(l, &vm->pio, &vm->power, vm->cfg->debug_exit_port,
 				     vm->cfg->debug_exit_size)) < 0 ||
@@ -183,7 +220,6 @@ static int vm_reboot(struct vm *vm, struct errbuf *e)
 {
 	int ret;
 	device_list_reset(&vm->devices);
-	serial_reset(&vm->serial);
 	if ((ret = x86_vm_put_state(vm->vm_fd, &vm->reset_vm_state, e)) < 0 ||
 	    (ret = x86_boot_load(&vm->mem, &vm->boot_args, &vm->boot, e)) < 0)
 		return ret;
@@ -326,9 +362,9 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	if ((ret = loop_init(&vm->loop)) < 0)
 		return errf(e, ret, "cannot create the event loop: %s", strerror(-ret));
 	vm->init_done = INIT_LOOP;
-	if ((ret = console_open(&vm->console, cfg, e)) < 0)
-		return ret;
 	vm->init_done = INIT_CONSOLE;
+	if ((ret = vm_open_consoles(vm, e)) < 0)
+		return ret;
 	if ((ret = vm_create_devices(vm, e)) < 0)
 		return ret;
 
@@ -397,8 +433,14 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 	    (ret = loop_add_fd(&vm->loop, vm->signal_fd, EPOLLIN, vm_on_signal, vm)) < 0 ||
 	    (ret = loop_add_fd(&vm->loop, vm->power.wake_fd, EPOLLIN, vm_on_power, vm)) < 0)
 		return errf(e, ret, "cannot set up the event loop: %s", strerror(-ret));
-	if ((ret = console_start(&vm->console, &vm->serial, &vm->loop, &vm->power, e)) < 0)
-		return ret;
+	for (unsigned i = 0; i < KVMINI_MAX_SERIALS; i++) {
+		if (!vm->serial_present[i])
+			continue;
+		ret = console_start(&vm->consoles[i], &vm->serials[i], &vm->loop, &vm->power,
+				    &vm->control, e);
+		if (ret < 0)
+			return ret;
+	}
 	/* --name is what ps and top show for the VM (the kernel keeps 15 bytes of it). */
 	prctl(PR_SET_NAME, vm->cfg->name, 0, 0, 0);
 
@@ -417,11 +459,12 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 			errf(e, ret, "event loop failed: %s", strerror(-ret));
 	}
 	power_request_stop(&vm->power, STOP_ERROR, 1); /* no-op if a stop is already recorded */
-	serial_stop_output(&vm->serial);
 	vm_kick_vcpus(vm);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		vcpu_join(&vm->vcpus[i]);
-	console_close(&vm->console);
+	/* What the guest wrote before it stopped still reaches its reader (bounded wait). */
+	for (unsigned i = 0; i < KVMINI_MAX_SERIALS; i++)
+		console_close(&vm->consoles[i]);
 
 	int status = 0;
 	enum stop_reason why = power_stop_reason(&vm->power, &status);
@@ -458,11 +501,11 @@ void vm_destroy(struct vm *vm)
 	vm->signal_fd = -1;
 	switch (vm->init_done) {
 	case INIT_DEVICES:
-		device_list_destroy(&vm->devices);
-		serial_destroy(&vm->serial);
 		/* fall through */
 	case INIT_CONSOLE:
-		console_close(&vm->console);
+		device_list_destroy(&vm->devices); /* the UARTs too */
+		for (unsigned i = 0; i < KVMINI_MAX_SERIALS; i++)
+			console_close(&vm->consoles[i]);
 		/* fall through */
 	case INIT_LOOP:
 		loop_destroy(&vm->loop);

@@ -39,14 +39,17 @@ struct vm {
 	struct bus pio, mmio;
 	struct vm_power power;
 	struct event_loop loop;
-	struct console console;
 
 	/* The GSI routing table: KVM's PIC/IOAPIC defaults plus the MSI routes devices take;
 	 * installed only once a device changes it. */
 	struct irq_router irq_router;
-	struct irq_line serial_irq;
-	struct serial serial;
-	struct device_list devices; /* every device but the serial port: reset, save, destroy */
+	/* ttyS0..3: the host side (backend, escapes, monitor) and the UART; a port whose
+	 * -serial is none has neither. The UARTs are in `devices` too. */
+	struct console consoles[KVMINI_MAX_SERIALS];
+	struct irq_line serial_irqs[KVMINI_MAX_SERIALS];
+	struct serial serials[KVMINI_MAX_SERIALS];
+	bool serial_present[KVMINI_MAX_SERIALS];
+	struct device_list devices; /* every device: reset, save, destroy */
 	struct vm_control control;  /* what the monitor may ask of the VM */
 
 	struct kvm_cpuid2 *supported_cpuid;

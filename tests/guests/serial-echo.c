@@ -8,6 +8,9 @@
  * lines are skipped; longer lines than 256 bytes are cut). Bytes that do not fit in the
  * ring stay in the UART until there is room: input is never dropped.
  *
+ * A break on the line (LSR.BI: kvmini's Ctrl-A b) is not data: its NUL is dropped and the
+ * main loop reports it as "serial-echo: break <n>".
+ *
  * Expected output, for input lines "hello" and "quit":
  *   serial-echo: irq 4 -> ioapic pin 4, vector 0x24
  *   serial-echo: ready
@@ -26,6 +29,7 @@
 static volatile uint8_t ring[RX_RING];
 static volatile uint32_t ring_head, ring_tail; /* head: written by the handler */
 static volatile uint32_t irq_count;
+static volatile uint32_t break_count;
 static bool use_pic;
 
 /* Moves received bytes into the ring while it has room. What does not fit stays in the
@@ -34,8 +38,16 @@ static bool use_pic;
 static void uart_drain(void)
 {
 	(void)inb(COM1_BASE + UART_IIR); /* acknowledge */
-	while (ring_head - ring_tail < RX_RING && (inb(COM1_BASE + UART_LSR) & UART_LSR_DR)) {
-		ring[ring_head % RX_RING] = inb(COM1_BASE + UART_RBR);
+	while (ring_head - ring_tail < RX_RING) {
+		uint8_t lsr = inb(COM1_BASE + UART_LSR);
+		if (!(lsr & UART_LSR_DR))
+			break;
+		uint8_t b = inb(COM1_BASE + UART_RBR);
+		if (lsr & UART_LSR_BI) {
+			break_count++;
+			continue;
+		}
+		ring[ring_head % RX_RING] = b;
 		ring_head++;
 	}
 }
@@ -83,20 +95,35 @@ int guest_main(const struct boot_params *bp)
 
 	char line[LINE_MAX + 1];
 	unsigned len = 0;
+	uint32_t breaks_reported = 0;
 	for (;;) {
 		cli();
+		if (break_count != breaks_reported) {
+			breaks_reported = break_count;
+			sti();
+			printf("serial-echo: break %u\n", breaks_reported);
+			continue;
+		}
 		if (ring_tail == ring_head) {
 			/* An edge lost while the line was already high would leave data
 			 * unread forever: look once before sleeping. */
 			if (inb(COM1_BASE + UART_LSR) & UART_LSR_DR)
 				uart_drain();
 			if (ring_tail == ring_head) {
-				sti_hlt();
+				if (break_count == breaks_reported)
+					sti_hlt();
+				else
+					sti();
 				continue;
 			}
 		}
 		sti();
 		while (ring_tail != ring_head) {
+			/* A break drained with the bytes after it is reported before them. */
+			if (break_count != breaks_reported) {
+				breaks_reported = break_count;
+				printf("serial-echo: break %u\n", breaks_reported);
+			}
 			char c = (char)ring[ring_tail % RX_RING];
 			ring_tail++;
 			if (c != '\n' && c != '\r') {

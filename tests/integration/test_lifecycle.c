@@ -99,8 +99,8 @@ static void live_start(struct live_vm *l, unsigned ncpus, bool paused)
 	    "%s", e.msg);
 	config_init(&l->cfg);
 	snprintf(l->console, sizeof(l->console), "/tmp/kvmini-lifecycle-%d", getpid());
-	l->cfg.console = CONSOLE_FILE;
-	l->cfg.console_path = l->console;
+	l->cfg.serial[0].backend = CHARDEV_FILE;
+	l->cfg.serial[0].path = l->console;
 	l->cfg.ncpus = ncpus;
 	l->cfg.mem_size = 64ull << 20;
 	l->cfg.start_paused = paused;

@@ -52,8 +52,8 @@ Test(two_vms, run_side_by_side_in_one_process, .timeout = 60)
 		memset(j, 0, sizeof(*j));
 		config_init(&j->cfg);
 		snprintf(j->console, sizeof(j->console), "/tmp/kvmini-two-vms-%d-%d", getpid(), i);
-		j->cfg.console = CONSOLE_FILE;
-		j->cfg.console_path = j->console;
+		j->cfg.serial[0].backend = CHARDEV_FILE;
+		j->cfg.serial[0].path = j->console;
 		j->cfg.ncpus = i == 0 ? 2 : 3; /* different shapes, so a mix-up shows */
 		j->cfg.mem_size = (64ull + 64 * i) << 20;
 		j->kernel = kernel;

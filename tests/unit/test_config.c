@@ -57,8 +57,8 @@ Test(config, defaults)
 	cr_assert_str_eq(cfgt_cfg.name, "kvmini");
 	cr_assert_eq(cfgt_cfg.mem_size, 256ull << 20);
 	cr_assert_eq(cfgt_cfg.ncpus, 1);
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_STDIO);
-	cr_assert_null(cfgt_cfg.console_path);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
+	cr_assert_null(cfgt_cfg.serial[0].path);
 	cr_assert_eq(cfgt_cfg.boot_decompress, BOOT_DECOMPRESS_AUTO);
 	cr_assert(!cfgt_cfg.hugepages && !cfgt_cfg.mem_prealloc && !cfgt_cfg.ksm);
 	cr_assert(!cfgt_cfg.no_reboot);
@@ -90,8 +90,8 @@ Test(config, every_kvmini_option)
 	cr_assert_str_eq(cfgt_cfg.cmdline, "console=ttyS0");
 	cr_assert_eq(cfgt_cfg.mem_size, 512ull << 20);
 	cr_assert_eq(cfgt_cfg.ncpus, 4);
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_FILE);
-	cr_assert_str_eq(cfgt_cfg.console_path, "/tmp/log");
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_FILE);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "/tmp/log");
 	cr_assert_str_eq(cfgt_cfg.name, "vm1");
 	cr_assert(cfgt_cfg.hugepages && cfgt_cfg.mem_prealloc && cfgt_cfg.ksm);
 	cr_assert_eq(cfgt_cfg.cpu_affinity[0], 2);
@@ -113,7 +113,7 @@ Test(config, equals_form)
 	cr_assert_str_eq(cfgt_cfg.cmdline, "root=/dev/vda ro");
 	cr_assert_eq(cfgt_cfg.mem_size, 2ull << 30);
 	cr_assert_eq(cfgt_cfg.ncpus, 2);
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_NONE);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_NONE);
 	cr_assert_str_eq(cfgt_cfg.name, "x");
 	cr_assert_eq(cfgt_cfg.cpu_affinity[1], 5);
 	cr_assert_eq(cfgt_cfg.boot_decompress, BOOT_DECOMPRESS_HOST);
@@ -131,14 +131,12 @@ Test(config, cmdline_alias_and_last_wins)
 
 Test(config, console_modes)
 {
-	CFGT_OK("--console", "none", "--console", "stdio");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_STDIO);
-	cr_assert_null(cfgt_cfg.console_path);
 	CFGT_OK("--console", "none");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_NONE);
+	cr_assert_eq(cfgt_cfg.nserials, 1);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_NONE);
 	CFGT_OK("--console", "file:out.txt");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_FILE);
-	cr_assert_str_eq(cfgt_cfg.console_path, "out.txt");
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_FILE);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "out.txt");
 }
 
 Test(config, boot_decompress_modes)
@@ -254,7 +252,7 @@ Test(config, classic_qemu_command_line)
 	cr_assert_eq(cfgt_cfg.ncpus, 2);
 	cr_assert_str_eq(cfgt_cfg.kernel_path, "bzImage");
 	cr_assert_str_eq(cfgt_cfg.cmdline, "root=/dev/vda console=ttyS0");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_STDIO);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
 }
 
 Test(config, qemu_spellings)
@@ -266,13 +264,13 @@ Test(config, qemu_spellings)
 	cr_assert_str_eq(cfgt_cfg.name, "guest1");
 	cr_assert(cfgt_cfg.no_reboot);
 	cr_assert(cfgt_cfg.mem_prealloc);
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_NONE);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_NONE);
 
 	CFGT_OK("--smp", "3", "--m", "size=3G", "--serial", "file:/x", "--enable-kvm");
 	cr_assert_eq(cfgt_cfg.ncpus, 3);
 	cr_assert_eq(cfgt_cfg.mem_size, 3ull << 30);
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_FILE);
-	cr_assert_str_eq(cfgt_cfg.console_path, "/x");
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_FILE);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "/x");
 }
 
 Test(config, qemu_m_forms)
@@ -314,11 +312,12 @@ Test(config, qemu_smp_forms)
 Test(config, nographic_does_not_override_explicit_serial)
 {
 	CFGT_OK("-serial", "none", "-nographic");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_NONE);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_NONE);
 	CFGT_OK("-nographic", "-serial", "file:f");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_FILE);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_FILE);
 	CFGT_OK("-nographic");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_STDIO);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
+	cr_assert(cfgt_cfg.serial[0].mux, "-nographic gives stdio with the monitor, as QEMU");
 }
 
 Test(config, affinity_may_precede_cpus)
@@ -448,10 +447,10 @@ Test(config, bad_cpu_affinity)
 
 Test(config, bad_console_and_decompress)
 {
-	CFGT_ERR(CFGT_SAY("invalid --console 'bogus'", "stdio, none or file:PATH"), "--console",
-		 "bogus");
+	CFGT_ERR(CFGT_SAY("invalid --console 'bogus'", "stdio, mon:stdio, pty, null, none"),
+		 "--console", "bogus");
 	CFGT_ERR(CFGT_SAY("invalid --console 'file:'"), "--console", "file:");
-	CFGT_ERR(CFGT_SAY("invalid -serial 'mon:stdio'"), "-serial", "mon:stdio");
+	CFGT_ERR(CFGT_SAY("invalid -serial 'mon:pty'", "only with stdio"), "-serial", "mon:pty");
 	CFGT_ERR(CFGT_SAY("invalid --boot-decompress 'bogus'", "auto, host or guest"),
 		 "--boot-decompress", "bogus");
 }
@@ -552,6 +551,62 @@ Test(config, usage_lists_every_option)
 		cr_assert_leq(nl - line, 100, "usage line too long: %.*s", (int)(nl - line), line);
 		line = nl + 1;
 	}
+}
+
+Test(config, serial_ports_in_order)
+{
+	CFGT_PARSE(NULL);
+	cr_assert_eq(cfgt_cfg.nserials, 1, "one port by default");
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
+	cr_assert_not(cfgt_cfg.serial[0].mux);
+
+	CFGT_OK("-serial", "file:/a", "-serial", "stdio", "--console", "pty", "-serial", "null");
+	cr_assert_eq(cfgt_cfg.nserials, 4);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_FILE);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "/a");
+	cr_assert_str_eq(cfgt_cfg.serial[0].id, "serial0");
+	cr_assert_eq(cfgt_cfg.serial[1].backend, CHARDEV_STDIO);
+	cr_assert_eq(cfgt_cfg.serial[2].backend, CHARDEV_PTY);
+	cr_assert_eq(cfgt_cfg.serial[3].backend, CHARDEV_NULL);
+	cr_assert_str_eq(cfgt_cfg.serial[3].id, "serial3");
+
+	CFGT_OK("-serial", "none", "-serial", "mon:stdio");
+	cr_assert_eq(cfgt_cfg.nserials, 2);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_NONE);
+	cr_assert_eq(cfgt_cfg.serial[1].backend, CHARDEV_STDIO);
+	cr_assert(cfgt_cfg.serial[1].mux);
+
+	CFGT_ERR(CFGT_SAY("too many -serial", "4 serial ports"), "-serial", "null", "-serial",
+		 "null", "-serial", "null", "-serial", "null", "-serial", "null");
+	CFGT_ERR(CFGT_SAY("stdio is used by two serial ports"), "-serial", "stdio", "-serial",
+		 "mon:stdio");
+}
+
+Test(config, serial_unix_sockets)
+{
+	CFGT_OK("-serial", "unix:/tmp/s.sock,server,nowait");
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_UNIX);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "/tmp/s.sock");
+	cr_assert(cfgt_cfg.serial[0].server);
+	cr_assert_not(cfgt_cfg.serial[0].wait);
+
+	CFGT_OK("-serial", "unix:/tmp/s.sock,server");
+	cr_assert(cfgt_cfg.serial[0].server);
+	cr_assert(cfgt_cfg.serial[0].wait, "a server waits for its client unless told not to");
+
+	CFGT_OK("-serial", "unix:/tmp/s.sock,server=on,wait=off");
+	cr_assert(cfgt_cfg.serial[0].server && !cfgt_cfg.serial[0].wait);
+
+	CFGT_OK("-serial", "unix:/tmp/c.sock");
+	cr_assert_not(cfgt_cfg.serial[0].server);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "/tmp/c.sock");
+
+	CFGT_ERR(CFGT_SAY("invalid -serial 'unix:/x,bogus'", "server"), "-serial", "unix:/x,bogus");
+	CFGT_ERR(CFGT_SAY("invalid -serial 'unix:'"), "-serial", "unix:");
+	char longpath[200] = "unix:/";
+	memset(longpath + 6, 'a', 150);
+	CFGT_ERR(CFGT_SAY("too long"), "-serial", longpath);
+	CFGT_ERR(CFGT_SAY("chardev:c9", "no -chardev with id=c9"), "-serial", "chardev:c9");
 }
 
 /* ---- QEMU's keyed syntax ---- */
@@ -829,8 +884,6 @@ Test(config, keyed_options_not_read_yet_are_refused)
 		 "user,id=n0");
 	CFGT_ERR(CFGT_SAY("-object 'rng-random,id=rng0'", "no rng-random object"), "-object",
 		 "rng-random,id=rng0");
-	CFGT_ERR(CFGT_SAY("-chardev 'stdio,id=c0'"), "-chardev", "stdio,id=c0");
-	CFGT_ERR(CFGT_SAY("-mon 'c0'"), "-mon", "c0");
 }
 
 Test(config, device_drivers_kvmini_lacks_are_named)
@@ -894,7 +947,7 @@ Test(config, bad_isa_debug_exit)
 Test(config, tutorial_noops)
 {
 	CFGT_OK("-display", "none", "-no-user-config", "-monitor", "none", "-nographic");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_STDIO);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
 	cr_assert_eq(cfgt_cfg.monitor.backend, CHARDEV_NONE);
 	CFGT_ERR(CFGT_SAY("invalid -display 'gtk'", "no display", "-display none"), "-display",
 		 "gtk");
@@ -904,8 +957,11 @@ Test(config, tutorial_noops)
 
 Test(config, monitor)
 {
-	/* Parsed and kept for the monitor, which this branch does not have yet. */
-	CFGT_ERR(CFGT_SAY("-monitor 'stdio'", "no monitor yet"), "-monitor", "stdio");
+	/* kvmini has one terminal: -monitor stdio shares it with the stdio serial port. */
+	CFGT_OK("-monitor", "stdio");
+	cr_assert(cfgt_cfg.serial[0].mux);
+	CFGT_ERR(CFGT_SAY("-monitor 'stdio'", "-serial mon:stdio"), "-monitor", "stdio", "-serial",
+		 "file:/x");
 	CFGT_ERR(CFGT_SAY("invalid -monitor 'telnet::4444'", "none or stdio"), "-monitor",
 		 "telnet::4444");
 	CFGT_OK("-monitor", "stdio", "-monitor", "none");
@@ -916,19 +972,21 @@ Test(config, nodefaults_drops_the_default_serial_port)
 {
 	CFGT_OK("-nodefaults");
 	cr_assert(cfgt_cfg.nodefaults);
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_NONE);
+	cr_assert_eq(cfgt_cfg.nserials, 0);
 	/* Also with -nographic, as in QEMU: -nodefaults wins. */
 	CFGT_OK("-nographic", "-nodefaults");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_NONE);
+	cr_assert_eq(cfgt_cfg.nserials, 0);
 	/* An explicit -serial keeps its port, before or after. */
 	CFGT_OK("-nodefaults", "-serial", "stdio");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_STDIO);
+	cr_assert_eq(cfgt_cfg.nserials, 1);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
 	CFGT_OK("--console", "file:/tmp/x", "-nodefaults");
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_FILE);
-	cr_assert_str_eq(cfgt_cfg.console_path, "/tmp/x");
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_FILE);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "/tmp/x");
 	CFGT_OK(NULL);
 	cr_assert(!cfgt_cfg.nodefaults);
-	cr_assert_eq(cfgt_cfg.console, CONSOLE_STDIO);
+	cr_assert_eq(cfgt_cfg.nserials, 1);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
 }
 
 Test(config, machine_spellings)
@@ -1017,4 +1075,50 @@ Test(config, no_reboot_spellings)
 	cr_assert(cfgt_cfg.no_reboot);
 	CFGT_OK("--no-reboot");
 	cr_assert(cfgt_cfg.no_reboot);
+}
+
+Test(config, chardev_serial_and_mon_map_onto_the_serial_ports)
+{
+	CFGT_OK("-chardev", "socket,id=c0,path=/tmp/k.sock,server=on,wait=off", "-serial",
+		"chardev:c0");
+	cr_assert_eq(cfgt_cfg.nserials, 1);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_UNIX);
+	cr_assert_str_eq(cfgt_cfg.serial[0].path, "/tmp/k.sock");
+	cr_assert(cfgt_cfg.serial[0].server);
+	cr_assert_not(cfgt_cfg.serial[0].wait);
+	cr_assert_str_eq(cfgt_cfg.serial[0].id, "c0", "the label a pty line would print");
+
+	/* The -chardev may come after the -serial that names it. */
+	CFGT_OK("-serial", "chardev:c1", "-chardev", "socket,id=c1,path=/s,server");
+	cr_assert(cfgt_cfg.serial[0].server && cfgt_cfg.serial[0].wait,
+		  "a server waits unless wait=off");
+
+	CFGT_OK("-chardev", "stdio,id=con,mux=on,signal=off", "-serial", "chardev:con", "-mon",
+		"chardev=con,mode=readline");
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO);
+	cr_assert(cfgt_cfg.serial[0].mux);
+
+	CFGT_OK("-serial", "stdio", "-chardev", "file,id=f,path=/tmp/out", "-serial", "chardev:f",
+		"-chardev", "pty,id=p", "-serial", "chardev:p", "-chardev", "null,id=n", "-serial",
+		"chardev:n");
+	cr_assert_eq(cfgt_cfg.nserials, 4);
+	cr_assert_eq(cfgt_cfg.serial[1].backend, CHARDEV_FILE);
+	cr_assert_str_eq(cfgt_cfg.serial[1].path, "/tmp/out");
+	cr_assert_eq(cfgt_cfg.serial[2].backend, CHARDEV_PTY);
+	cr_assert_eq(cfgt_cfg.serial[3].backend, CHARDEV_NULL);
+
+	CFGT_ERR(CFGT_SAY("-chardev 'socket,id=s,host=localhost,port=4444'", "unix sockets"),
+		 "-chardev", "socket,id=s,host=localhost,port=4444");
+	CFGT_ERR(CFGT_SAY("-chardev 'vc,id=v'", "stdio, null, pty, file and socket"), "-chardev",
+		 "vc,id=v");
+	CFGT_ERR(CFGT_SAY("-chardev", "bogus"), "-chardev", "stdio,id=c0,bogus=1");
+	CFGT_ERR(CFGT_SAY("file needs path="), "-chardev", "file,id=f");
+	CFGT_ERR(CFGT_SAY("used by two serial ports"), "-chardev", "null,id=n", "-serial",
+		 "chardev:n", "-serial", "chardev:n");
+	CFGT_ERR(CFGT_SAY("-mon 'chardev=c0,mode=control'", "QMP"), "-chardev", "stdio,id=c0",
+		 "-serial", "chardev:c0", "-mon", "chardev=c0,mode=control");
+	CFGT_ERR(CFGT_SAY("-mon 'chardev=zz'", "shares the stdio serial port"), "-mon",
+		 "chardev=zz");
+	CFGT_ERR(CFGT_SAY("multiplexes the monitor only on stdio"), "-chardev", "pty,id=p,mux=on",
+		 "-serial", "chardev:p");
 }

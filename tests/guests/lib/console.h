@@ -24,6 +24,7 @@
 #define UART_MCR      4
 #define UART_LSR      5 /* line status: bit 0 data ready, bit 5 THR empty */
 #define UART_LSR_DR   0x01
+#define UART_LSR_BI   0x10 /* break: the byte read with it is a NUL, not data */
 #define UART_LSR_THRE 0x20
 
 /* 8N1, FIFOs on, interrupts off, DTR|RTS|OUT2 (OUT2 gates the IRQ on a PC). */
