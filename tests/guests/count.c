@@ -3,7 +3,9 @@
  * The boot CPU starts the others, prints "count: counters at 0x<address> for N cpus" (one
  * 64-bit counter per CPU, indexed by APIC ID, in guest-physical memory: the guest's page
  * tables identity-map it) and then every CPU increments its own counter in a loop: the BSP
- * in ring 3 (native speed on PVM hosts), the APs in ring 0. It never exits: the test stops
+ * in ring 3 (native speed on PVM hosts), the APs in ring 0. The BSP also prints
+ * "count: tick N" (N = 1, 2, ...) about every 0.1-0.25 s of TSC time, so a test that only
+ * sees the console can tell whether the guest is running. It never exits: the test stops
  * kvmini. "count: FAIL <why>" and debug-exit 3 (kvmini exits 7) if a CPU does not start. */
 #include "kit.h"
 
@@ -11,7 +13,7 @@
 
 static volatile uint64_t counters[COUNT_MAX_CPUS];
 
-static void count_forever(volatile uint64_t *c)
+static __attribute__((noreturn)) void count_forever(volatile uint64_t *c)
 {
 	for (;;)
 		(*c)++;
@@ -22,9 +24,20 @@ static void ap_main(unsigned apic_id)
 	count_forever(&counters[apic_id]);
 }
 
+/* TSC cycles between ticks: 0.1 s at TSC_HZ_MAX, longer on a slower TSC. */
+#define TICK_CYCLES (TSC_HZ_MAX / 10)
+
 static uint64_t bsp_user(uint64_t arg)
 {
-	count_forever(&counters[0]);
+	volatile uint64_t *c = &counters[0];
+	uint64_t last = rdtsc(), ticks = 0;
+	for (;;) {
+		(*c)++;
+		if ((*c & 0xfffff) == 0 && rdtsc() - last >= TICK_CYCLES) {
+			last = rdtsc();
+			printf("count: tick %lu\n", (unsigned long)++ticks);
+		}
+	}
 	return 0;
 }
 

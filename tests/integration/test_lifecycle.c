@@ -1,6 +1,10 @@
 /* The VM's life cycle: in-process reboot on a guest reset (and -no-reboot), pausing and
  * resuming every vCPU at the park barrier, and -S. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,4 +230,113 @@ Test(lifecycle, stop_while_paused_ends_the_vm)
 	(void)live_counters(&l, 2, 20);
 	cr_assert_eq(vm_pause(&l.vm), 0);
 	live_stop(&l); /* must not hang on parked vCPUs */
+}
+
+/* ---- pause and resume from the monitor (mon:stdio), seen on the console ---- */
+
+/* The highest "count: tick N" in buf (0 if none). */
+static unsigned long last_tick(const char *buf)
+{
+	unsigned long best = 0;
+	for (const char *p = buf; (p = strstr(p, "count: tick ")); p++) {
+		unsigned long n = strtoul(p + 12, NULL, 10);
+		if (n > best)
+			best = n;
+	}
+	return best;
+}
+
+struct mon_session {
+	pid_t pid;
+	int in, out; /* our ends: kvmini's stdin and stdout */
+	char buf[1 << 16];
+	size_t len;
+};
+
+static void mon_read_for(struct mon_session *s, double seconds)
+{
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		double el = (double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9;
+		if (el >= seconds)
+			return;
+		struct pollfd p = {.fd = s->out, .events = POLLIN};
+		if (poll(&p, 1, 20) <= 0)
+			continue;
+		if (s->len + 1 >= sizeof(s->buf)) {
+			/* Keep the tail: only the newest ticks matter. */
+			memmove(s->buf, s->buf + sizeof(s->buf) / 2, s->len - sizeof(s->buf) / 2);
+			s->len -= sizeof(s->buf) / 2;
+		}
+		ssize_t n = read(s->out, s->buf + s->len, sizeof(s->buf) - 1 - s->len);
+		if (n > 0)
+			s->len += (size_t)n;
+		s->buf[s->len] = '\0';
+	}
+}
+
+static bool mon_wait(struct mon_session *s, const char *needle, double timeout_s)
+{
+	for (double w = 0; w < timeout_s; w += 0.1) {
+		if (strstr(s->buf, needle))
+			return true;
+		mon_read_for(s, 0.1);
+	}
+	return strstr(s->buf, needle) != NULL;
+}
+
+static void mon_send(struct mon_session *s, const char *text)
+{
+	cr_assert_eq(write(s->in, text, strlen(text)), (ssize_t)strlen(text));
+}
+
+Test(lifecycle, monitor_stop_freezes_a_counting_guest_and_cont_resumes_it)
+{
+	int in[2], out[2];
+	cr_assert_eq(pipe(in), 0);
+	cr_assert_eq(pipe(out), 0);
+	struct mon_session *s = calloc(1, sizeof(*s));
+	s->pid = fork();
+	if (s->pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		close(in[1]);
+		close(out[0]);
+		execl(harness_kvmini(), harness_kvmini(), "run", "-serial", "mon:stdio", "--cpus",
+		      "2", "--kernel", harness_guest("count"), (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	s->in = in[1];
+	s->out = out[0];
+	fcntl(s->out, F_SETFL, O_NONBLOCK);
+
+	cr_assert(mon_wait(s, "count: tick 3", 20), "the guest does not tick:\n%s", s->buf);
+	mon_send(s, "\x01"
+		    "cstop\ninfo status\n");
+	cr_assert(mon_wait(s, "VM status: paused", 10), "no pause:\n%s", s->buf);
+	/* Ticks printed before the vCPUs parked may still be on their way. */
+	mon_read_for(s, 0.3);
+	unsigned long frozen = last_tick(s->buf);
+	mon_read_for(s, 1.5);
+	cr_assert_eq(last_tick(s->buf), frozen, "the guest ticked while paused:\n%s", s->buf);
+	mon_send(s, "cont\n");
+	char want[48];
+	snprintf(want, sizeof(want), "count: tick %lu", frozen + 2);
+	cr_assert(mon_wait(s, want, 10), "no ticks after cont:\n%s", s->buf);
+	mon_send(s, "quit\n");
+	int st = -1;
+	for (int i = 0; i < 500 && waitpid(s->pid, &st, WNOHANG) != s->pid; i++)
+		usleep(10000);
+	if (!WIFEXITED(st)) {
+		kill(s->pid, SIGKILL);
+		waitpid(s->pid, &st, 0);
+	}
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "quit exits 0 (status 0x%x)", st);
+	close(s->in);
+	close(s->out);
+	free(s);
 }
