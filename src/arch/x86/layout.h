@@ -25,6 +25,11 @@
 #define X86_KVM_TSS_ADDR   0xfffbd000ull
 #define X86_KVM_IDMAP_ADDR 0xfffbc000ull
 
+/* virtio-mmio devices: 4 KiB each at 0xfe000000 + 4 KiB * n, below the IOAPIC. */
+#define X86_VIRTIO_MMIO_BASE 0xfe000000ull
+#define X86_VIRTIO_MMIO_SIZE 0x1000ull
+#define X86_VIRTIO_MMIO_MAX  32u
+
 #define X86_GDT_CODE_SEL 0x10 /* __BOOT_CS of the Linux boot protocol */
 #define X86_GDT_DATA_SEL 0x18 /* __BOOT_DS */
 #define X86_GDT_TSS_SEL	 0x20
