@@ -41,6 +41,7 @@ enum opt_id {
 	OPT_NO_USER_CONFIG,
 	OPT_MACHINE,
 	OPT_START_PAUSED,
+	OPT_VIRTIO_TRANSPORT,
 	OPT_VERSION,
 };
 
@@ -91,6 +92,7 @@ static const struct opt_def opt_table[] = {
     {"machine", OPT_MACHINE, true},
     {"M", OPT_MACHINE, true},
     {"S", OPT_START_PAUSED, false},
+    {"virtio-transport", OPT_VIRTIO_TRANSPORT, true},
     {"version", OPT_VERSION, false},
 };
 
@@ -831,6 +833,73 @@ static int set_debug_exit(struct vm_config *cfg, struct keyed_opts *o, struct er
 	return 0;
 }
 
+/* -device virtio-serial-pci|virtio-serial-device|virtio-serial is a bus whose one port
+ * kvmini's virtio-console is: it only chooses the transport, and leaves the list. A
+ * following -device virtconsole,chardev=ID becomes virtio-console[-pci|-device], the
+ * registry's name, on that transport. */
+static int add_virtio_serial(struct vm_config *cfg, struct keyed_opts *o, struct errbuf *e)
+{
+	const char *t = o->type;
+	if (strcmp(t, "virtconsole")) {
+		const char *suffix = t + 13;
+		if (strcmp(suffix, "-pci") && strcmp(suffix, "-device") && *suffix)
+			return CFG_ERR(e, "invalid -device '%s': kvmini has no %s device", o->spec,
+				       t);
+		uint64_t ports;
+		int r = keyed_get_u64(o, "max_ports", 1, 31, &ports, e);
+		if (!r)
+			r = keyed_check_used(o, "max_ports", e);
+		if (r)
+			return r;
+		if (cfg->virtio_serial_bus)
+			return CFG_ERR(e, "invalid -device '%s': kvmini has one virtio-serial bus",
+				       o->spec);
+		cfg->virtio_serial_bus = !strcmp(suffix, "-pci")      ? "-pci"
+					 : !strcmp(suffix, "-device") ? "-device"
+								      : "";
+		keyed_opts_free(o);
+		cfg->devices.n--;
+		return 0;
+	}
+	if (!cfg->virtio_serial_bus)
+		return CFG_ERR(e,
+			       "invalid -device '%s': virtconsole is a port of a virtio-serial bus "
+			       "(give -device virtio-serial-pci or virtio-serial-device before it)",
+			       o->spec);
+	if (cfg->virtio_console_given)
+		return CFG_ERR(e, "invalid -device '%s': kvmini has one virtio console port",
+			       o->spec);
+	char *type = malloc(32);
+	if (!type)
+		return CFG_ERR(e, "out of memory");
+	snprintf(type, 32, "virtio-console%s", cfg->virtio_serial_bus);
+	free(o->type);
+	o->type = type;
+	cfg->virtio_console_given = true;
+	return 0;
+}
+
+/* --console virtio: hvc0 on stdio, as -chardev stdio,id=virtcon0 -device virtio-serial
+ * -device virtconsole,chardev=virtcon0 on --virtio-transport's transport. It takes the
+ * place of the default ttyS0 as --console does. */
+static int add_console_virtio(struct vm_config *cfg, bool *console_given, struct errbuf *e)
+{
+	if (!*console_given) {
+		cfg->nserials = 0;
+		*console_given = true;
+	}
+	if (cfg->virtio_console_given)
+		return CFG_ERR(e, "--console virtio: kvmini has one virtio console port");
+	struct keyed_opts *o;
+	int r = keyed_list_add(&cfg->chardevs, "chardev", "stdio,id=virtcon0", NULL, e);
+	if (!r)
+		r = keyed_list_add(&cfg->devices, "device", "virtio-console,chardev=virtcon0", &o,
+				   e);
+	if (!r)
+		cfg->virtio_console_given = true;
+	return r;
+}
+
 static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 {
 	struct keyed_opts *o;
@@ -840,6 +909,8 @@ static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 		return r;
 	if (!strcmp(o->type, "isa-debug-exit"))
 		return set_debug_exit(cfg, o, e);
+	if (!strncmp(o->type, "virtio-serial", 13) || !strcmp(o->type, "virtconsole"))
+		return add_virtio_serial(cfg, o, e);
 	if (!strcmp(o->type, "help") || !strcmp(o->type, "?"))
 		return CFG_ERR(
 		    e,
@@ -880,6 +951,8 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 	case OPT_SMP:
 		return set_smp(cfg, u, e);
 	case OPT_CONSOLE:
+		if (!strcmp(u->val, "virtio"))
+			return add_console_virtio(cfg, console_given, e);
 		return add_serial(cfg, u, console_given, refs, e);
 	case OPT_NAME:
 		return set_name(cfg, u, e);
@@ -950,6 +1023,13 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 	case OPT_START_PAUSED:
 		cfg->start_paused = true;
 		return 0;
+	case OPT_VIRTIO_TRANSPORT:
+		if (!strcmp(u->val, "pci") || !strcmp(u->val, "mmio")) {
+			cfg->virtio_mmio = !strcmp(u->val, "mmio");
+			return 0;
+		}
+		return CFG_ERR(e, "invalid %.*s '%s': the transports are pci and mmio", u->opt_len,
+			       u->opt, u->val);
 	case OPT_HELP:
 	case OPT_VERSION:
 		break; /* handled by the caller before any value is looked at */
@@ -1127,6 +1207,58 @@ static int resolve_chardevs(struct vm_config *cfg, const char **refs, struct err
 	return 0;
 }
 
+int config_chardev_lookup(const struct vm_config *cfg, const char *id, struct chardev_cfg *out,
+			  struct errbuf *e)
+{
+	struct keyed_opts *o = keyed_list_find(&cfg->chardevs, id);
+	if (!o)
+		return CFG_ERR(e, "no -chardev with id=%s", id);
+	for (unsigned s = 0; s < cfg->nserials; s++)
+		if (cfg->serial[s].id && !strcmp(cfg->serial[s].id, id))
+			return CFG_ERR(
+			    e, "-chardev id=%s is used by a serial port and a virtconsole", id);
+	int r = chardev_from_keyed(o, out, e);
+	if (r)
+		return r;
+	if (out->mux)
+		return CFG_ERR(e,
+			       "-chardev id=%s: kvmini multiplexes the monitor only with a "
+			       "serial port",
+			       id);
+	if (out->backend == CHARDEV_UNIX) {
+		snprintf(out->path_buf, sizeof(out->path_buf), "%s", out->path);
+		out->path = out->path_buf;
+	}
+	return 0;
+}
+
+/* A virtconsole's chardev exists, is not a serial port's, and stdio has one user. */
+static int check_virtio_console(const struct vm_config *cfg, struct errbuf *e)
+{
+	for (unsigned i = 0; i < cfg->devices.n; i++) {
+		struct keyed_opts *o = &cfg->devices.items[i];
+		if (!o->type || strncmp(o->type, "virtio-console", 14))
+			continue;
+		const char *id = NULL;
+		for (unsigned k = 0; k < o->nkv; k++)
+			if (!strcmp(o->kv[k].key, "chardev"))
+				id = o->kv[k].val;
+		if (!id)
+			return CFG_ERR(e, "invalid -device '%s': virtconsole needs chardev=ID",
+				       o->spec);
+		struct chardev_cfg cc;
+		struct errbuf why;
+		if (config_chardev_lookup(cfg, id, &cc, &why))
+			return CFG_ERR(e, "invalid -device '%s': %s", o->spec, why.msg);
+		for (unsigned s = 0; s < cfg->nserials; s++)
+			if (cc.backend == CHARDEV_STDIO && cfg->serial[s].backend == CHARDEV_STDIO)
+				return CFG_ERR(e, "stdio is used by a serial port and the virtio "
+						  "console: only one can have it (give the serial "
+						  "port another backend, or -serial none)");
+	}
+	return 0;
+}
+
 /* The keyed options parse into lists for the devices and backends that will read them;
  * until one does, running without what the user asked for would be a silent lie. */
 static int refuse_unread_keyed(const struct vm_config *cfg, struct errbuf *e)
@@ -1176,6 +1308,8 @@ static int check_final(struct vm_config *cfg, const char **refs, struct errbuf *
 	int r = resolve_chardevs(cfg, refs, e);
 	if (!r)
 		r = check_serials(cfg, refs, e);
+	if (!r)
+		r = check_virtio_console(cfg, e);
 	if (!r)
 		r = refuse_unread_keyed(cfg, e);
 	if (r)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch/x86/layout.h"
 #include "util/log.h"
 
 #define VIRTIO_MMIO_MAGIC 0x74726976u /* "virt" */
@@ -384,7 +385,52 @@ void virtio_mmio_destroy(struct virtio_mmio *m)
 	m->kicks = NULL;
 }
 
-/* The device list's view: the device's own state (virtio core), then the register file. */
+int virtio_mmio_create(struct virtio_mmio_layout *layout, struct virtio_dev *d, struct bus *bus,
+		       int vm_fd, struct event_loop *loop, struct virtio_mmio **out,
+		       struct errbuf *e)
+{
+	if (layout->n >= VIRTIO_MMIO_MAX_DEVICES)
+		return errf(e, -ENOSPC, "%s: kvmini has room for %u virtio-mmio devices",
+			    d->ops->name, VIRTIO_MMIO_MAX_DEVICES);
+	struct virtio_mmio *m = calloc(1, sizeof(*m));
+	if (!m)
+		return errf(e, -ENOMEM, "out of memory");
+	unsigned n = layout->n;
+	uint64_t base = X86_VIRTIO_MMIO_BASE + X86_VIRTIO_MMIO_SIZE * n;
+	int ret = virtio_mmio_init(m, d, bus, base, virtio_mmio_gsi(n), vm_fd, loop, e);
+	if (ret < 0) {
+		free(m);
+		return ret;
+	}
+	layout->base[n] = base;
+	layout->gsi[n] = virtio_mmio_gsi(n);
+	layout->n = n + 1;
+	*out = m;
+	return 0;
+}
+
+char *virtio_mmio_cmdline_extend(const char *user, const struct virtio_mmio_layout *layout)
+{
+	size_t cap = strlen(user) + 1 + (size_t)layout->n * 48;
+	char *s = malloc(cap);
+	if (!s)
+		return NULL;
+	size_t len = (size_t)snprintf(s, cap, "%s", user);
+	for (unsigned i = 0; i < layout->n; i++) {
+		char addr[32];
+		snprintf(addr, sizeof(addr), "@0x%llx:", (unsigned long long)layout->base[i]);
+		if (strstr(user, addr))
+			continue; /* the user announced this one themselves */
+		if (len)
+			s[len++] = ' ';
+		len += (size_t)virtio_mmio_cmdline(s + len, cap - len, layout->base[i],
+						   layout->gsi[i]);
+	}
+	s[len] = 0;
+	return s;
+}
+
+/* The device list's view of the register file (the device has its own entry). */
 static void virtio_mmio_list_reset(void *opaque)
 {
 	virtio_mmio_reset(opaque);
@@ -393,14 +439,12 @@ static void virtio_mmio_list_reset(void *opaque)
 static int virtio_mmio_list_save(void *opaque, struct state_writer *w)
 {
 	struct virtio_mmio *m = opaque;
-	int ret = virtio_dev_device_ops.save(m->dev, w);
-	if (ret < 0)
-		return ret;
 	pthread_mutex_lock(&m->lock);
 	state_put_u32(w, m->device_features_sel);
 	state_put_u32(w, m->driver_features_sel);
 	state_put_u32(w, m->queue_sel);
 	state_put_u64(w, m->driver_features);
+	state_put_u32(w, m->dev->nqueues);
 	for (unsigned i = 0; i < m->dev->nqueues; i++) {
 		state_put_u32(w, m->queues[i].num);
 		state_put_u64(w, m->queues[i].desc);
@@ -417,43 +461,44 @@ static int virtio_mmio_list_save(void *opaque, struct state_writer *w)
 static int virtio_mmio_list_load(void *opaque, struct state_reader *r)
 {
 	struct virtio_mmio *m = opaque;
-	/* The register file is at the end of the blob: the device's part is read from a
-	 * reader that ends where it does. */
-	size_t regs = 4 * 3 + 8 + (size_t)m->dev->nqueues * (4 + 3 * 8) + 4;
-	if (r->len - r->pos < regs)
+	uint32_t dsel = state_get_u32(r), fsel = state_get_u32(r), qsel = state_get_u32(r);
+	uint64_t features = state_get_u64(r);
+	uint32_t nq = state_get_u32(r);
+	if (r->err || nq != m->dev->nqueues)
 		return -EINVAL;
-	struct state_reader dr = {.buf = r->buf + r->pos, .len = r->len - r->pos - regs};
-	struct state_reader rr = {.buf = r->buf + r->pos + dr.len, .len = regs};
-	int ret = virtio_dev_device_ops.load(m->dev, &dr);
-	if (ret < 0)
-		return ret;
-	pthread_mutex_lock(&m->lock);
-	m->device_features_sel = state_get_u32(&rr);
-	m->driver_features_sel = state_get_u32(&rr);
-	m->queue_sel = state_get_u32(&rr);
-	m->driver_features = state_get_u64(&rr);
-	for (unsigned i = 0; i < m->dev->nqueues; i++) {
-		m->queues[i].num = state_get_u32(&rr);
-		m->queues[i].desc = state_get_u64(&rr);
-		m->queues[i].driver = state_get_u64(&rr);
-		m->queues[i].device = state_get_u64(&rr);
+	struct virtio_mmio_queue *q = calloc(nq, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	for (unsigned i = 0; i < nq; i++) {
+		q[i].num = state_get_u32(r);
+		q[i].desc = state_get_u64(r);
+		q[i].driver = state_get_u64(r);
+		q[i].device = state_get_u64(r);
 	}
-	uint32_t isr = state_get_u32(&rr);
+	uint32_t isr = state_get_u32(r);
+	if (state_reader_finish(r) < 0 ||
+	    (isr & ~(VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG))) {
+		free(q);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&m->lock);
+	m->device_features_sel = dsel;
+	m->driver_features_sel = fsel;
+	m->queue_sel = qsel;
+	m->driver_features = features;
+	memcpy(m->queues, q, nq * sizeof(*q));
 	pthread_mutex_unlock(&m->lock);
-	r->pos = r->len;
+	free(q);
 	virtio_mmio_ack(m, ~0u);
 	if (isr)
-		virtio_mmio_interrupt(m, isr & (VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG));
+		virtio_mmio_interrupt(m, isr);
 	return 0;
 }
 
 static void virtio_mmio_list_destroy(void *opaque)
 {
-	struct virtio_mmio *m = opaque;
-	struct virtio_dev *d = m->dev;
-	virtio_mmio_destroy(m);
-	free(m);
-	virtio_dev_device_ops.destroy(d);
+	virtio_mmio_destroy(opaque);
+	free(opaque);
 }
 
 const struct device_ops virtio_mmio_device_ops = {

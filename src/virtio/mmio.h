@@ -77,13 +77,31 @@ void virtio_mmio_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t l
 /* Back to power-on state (the device too), as at a VM reset. */
 void virtio_mmio_reset(struct virtio_mmio *m);
 
-/* Device-list operations for a heap-allocated struct virtio_mmio that owns its device (a
- * heap-allocated struct virtio_dev): reset, save/load of the device and the register
- * file, destroy of both. */
+/* Device-list operations for a struct virtio_mmio from virtio_mmio_create: reset, save and
+ * load of the register file, destroy (unregisters and frees it). The device has its own
+ * entry (virtio_dev_device_ops), registered before the transport's so that the transport
+ * is destroyed first. */
 extern const struct device_ops virtio_mmio_device_ops;
+
+/* The VM's virtio-mmio windows, handed out in order: window n at 0xfe000000 + 4 KiB * n on
+ * GSI virtio_mmio_gsi(n). What the kernel command line announces. */
+struct virtio_mmio_layout {
+	unsigned n;
+	uint64_t base[VIRTIO_MMIO_MAX_DEVICES];
+	unsigned gsi[VIRTIO_MMIO_MAX_DEVICES];
+};
+
+/* Puts d behind the next window of layout (a heap-allocated transport in *out, for
+ * virtio_mmio_device_ops). -ENOSPC once every window is taken. */
+int virtio_mmio_create(struct virtio_mmio_layout *layout, struct virtio_dev *d, struct bus *bus,
+		       int vm_fd, struct event_loop *loop, struct virtio_mmio **out,
+		       struct errbuf *e);
 
 /* virtio_mmio.device=4K@0xADDR:GSI for the kernel command line (what Linux's virtio_mmio
  * module parses). Returns the length snprintf would. */
 int virtio_mmio_cmdline(char *buf, size_t size, uint64_t base, unsigned gsi);
+/* The user's command line with virtio_mmio.device= appended for every window of layout it
+ * does not already name (by its address); malloc'd, NULL when out of memory. */
+char *virtio_mmio_cmdline_extend(const char *user, const struct virtio_mmio_layout *layout);
 
 #endif

@@ -462,10 +462,13 @@ Test(virtio_mmio, save_load_round_trip)
 	driver_init();
 	dev.tops->notify_queue(dev.transport, 0);
 	wr(VIRTIO_MMIO_QUEUE_SEL, 1);
-	struct state_writer w = {0};
+	struct state_writer w = {0}, wd = {0};
+	cr_assert_eq(virtio_dev_device_ops.save(&dev, &wd), 0);
 	cr_assert_eq(virtio_mmio_device_ops.save(&m, &w), 0);
 	virtio_mmio_reset(&m);
 	cr_assert_eq(rd(VIRTIO_MMIO_STATUS), 0);
+	struct state_reader rd_ = {.buf = wd.buf, .len = wd.len};
+	cr_assert_eq(virtio_dev_device_ops.load(&dev, &rd_), 0);
 	struct state_reader r = {.buf = w.buf, .len = w.len};
 	cr_assert_eq(virtio_mmio_device_ops.load(&m, &r), 0);
 	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_DRIVER_OK);
@@ -477,6 +480,7 @@ Test(virtio_mmio, save_load_round_trip)
 	struct state_reader shortr = {.buf = w.buf, .len = 10};
 	cr_assert_lt(virtio_mmio_device_ops.load(&m, &shortr), 0);
 	state_writer_free(&w);
+	state_writer_free(&wd);
 }
 
 Test(virtio_mmio, cmdline_and_gsis)
@@ -492,4 +496,47 @@ Test(virtio_mmio, cmdline_and_gsis)
 		for (unsigned j = 0; j < i; j++)
 			cr_assert_neq(g, virtio_mmio_gsi(j));
 	}
+}
+
+Test(virtio_mmio, cmdline_extend_skips_what_the_user_named)
+{
+	struct virtio_mmio_layout l = {.n = 2, .base = {0xfe000000, 0xfe001000}, .gsi = {5, 6}};
+	char *s = virtio_mmio_cmdline_extend("console=hvc0", &l);
+	cr_assert_str_eq(s, "console=hvc0 virtio_mmio.device=4K@0xfe000000:5 "
+			    "virtio_mmio.device=4K@0xfe001000:6");
+	free(s);
+	s = virtio_mmio_cmdline_extend("virtio_mmio.device=4K@0xfe001000:7", &l);
+	cr_assert_str_eq(s,
+			 "virtio_mmio.device=4K@0xfe001000:7 virtio_mmio.device=4K@0xfe000000:5");
+	free(s);
+	s = virtio_mmio_cmdline_extend("", &l);
+	cr_assert_str_eq(s,
+			 "virtio_mmio.device=4K@0xfe000000:5 virtio_mmio.device=4K@0xfe001000:6");
+	free(s);
+}
+
+Test(virtio_mmio, create_hands_out_windows_in_order)
+{
+	struct virtio_mmio_layout l = {0};
+	struct virtio_dev d2;
+	struct errbuf e = {{0}};
+	cr_assert_eq(virtio_dev_init(&d2, &fake_ops, &fake, &mem, 1, 8, 0), 0);
+	struct virtio_mmio *t;
+	/* Window 0 is taken by the fixture's device on this bus: the layout says 0 is free,
+	 * so the bus refuses the overlap and nothing is handed out. */
+	cr_assert_lt(virtio_mmio_create(&l, &d2, &bus, -1, NULL, &t, &e), 0);
+	cr_assert_eq(l.n, 0);
+	l.n = 1;
+	cr_assert_eq(virtio_mmio_create(&l, &d2, &bus, -1, NULL, &t, &e), 0, "%s", e.msg);
+	cr_assert_eq(l.n, 2);
+	cr_assert_eq(l.base[1], 0xfe001000);
+	cr_assert_eq(l.gsi[1], 6);
+	uint8_t b[4];
+	cr_assert(bus_dispatch(&bus, 0xfe001000 + VIRTIO_MMIO_DEVICE_ID, b, 4, false));
+	cr_assert_eq(b[0], 4);
+	virtio_mmio_device_ops.destroy(t);
+	cr_assert_not(bus_dispatch(&bus, 0xfe001000, b, 4, false));
+	virtio_dev_destroy(&d2);
+	l.n = VIRTIO_MMIO_MAX_DEVICES;
+	cr_assert_eq(virtio_mmio_create(&l, &d2, &bus, -1, NULL, &t, &e), -ENOSPC);
 }
