@@ -25,6 +25,7 @@
 #include "core/loop.h"
 #include "core/power.h"
 #include "vmm/vcpu.h"
+#include "virtio/mmio.h"
 
 struct vm {
 	const struct vm_config *cfg;
@@ -50,7 +51,11 @@ struct vm {
 	struct serial serials[KVMINI_MAX_SERIALS];
 	bool serial_present[KVMINI_MAX_SERIALS];
 	struct device_list devices; /* every device: reset, save, destroy */
-	struct vm_control control;  /* what the monitor may ask of the VM */
+	/* The virtio-mmio windows in use, and the kernel command line that announces them
+	 * (the user's with virtio_mmio.device= added). */
+	struct virtio_mmio_layout mmio_layout;
+	char *cmdline;
+	struct vm_control control; /* what the monitor may ask of the VM */
 
 	struct kvm_cpuid2 *supported_cpuid;
 	/* KVM_GET_SUPPORTED_CPUID runs on its own thread while the VM is assembled: on hosts
