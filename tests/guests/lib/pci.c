@@ -1,6 +1,7 @@
 /* PCI configuration access, enumeration, BARs, capabilities and MSI-X (see pci.h). */
 #include "pci.h"
 
+#include "cpu.h"
 #include "io.h"
 #include "kstring.h"
 
@@ -357,6 +358,10 @@ bool pci_msix_find(uint16_t bdf, struct pci_msix *out)
 	uint64_t pb = out->pba_bir < 6 ? pci_bar_addr(bdf, out->pba_bir) : 0;
 	out->table = tb ? tb + out->table_off : 0;
 	out->pba = pb ? pb + out->pba_off : 0;
+	if (out->table && !kit_map_mmio(out->table, (uint64_t)out->entries * PCI_MSIX_ENTRY_SIZE))
+		out->table = 0;
+	if (out->pba && !kit_map_mmio(out->pba, 8))
+		out->pba = 0;
 	return true;
 }
 

@@ -193,10 +193,9 @@ int virtio_pci_open(struct virtio_dev *d, uint16_t bdf)
 		if (!base)
 			continue;
 		uint64_t a = base + offset;
-		if (a + length > FOUR_GIB)
-			return fail(d,
-				    "virtio structure type %u at 0x%lx is above 4 GiB (not mapped)",
-				    type, a);
+		if (a + length > FOUR_GIB && !kit_map_mmio(a, length))
+			return fail(d, "virtio structure type %u at 0x%lx cannot be mapped", type,
+				    a);
 		if (type == VIRTIO_PCI_CAP_COMMON && !d->common) {
 			d->common = a;
 		} else if (type == VIRTIO_PCI_CAP_NOTIFY && !d->notify) {
