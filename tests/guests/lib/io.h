@@ -1,6 +1,6 @@
 /* Port I/O, MMIO, control registers, MSRs, TSC and the other one-instruction helpers of the
  * guest kit. Everything is inline asm so the compiler never picks an instruction form the
- * ring-0 emulator of a PVM host might not know (MMIO is always a plain 32-bit mov). */
+ * ring-0 emulator of a PVM host might not know (MMIO is a plain mov of the access width). */
 #ifndef KIT_IO_H
 #define KIT_IO_H
 
