@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "virtio/mmio.h"
+#include "virtio/pci.h"
 #include "virtio/virtio.h"
 
 enum virtio_transport_kind virtio_transport_for(const char *driver, enum virtio_transport_kind dflt)
@@ -17,20 +18,36 @@ enum virtio_transport_kind virtio_transport_for(const char *driver, enum virtio_
 	return dflt;
 }
 
-/* The hook for the virtio-pci transport (vpci's branch). */
 static int attach_pci(const struct virtio_attach_env *env, struct virtio_dev *d, unsigned instance,
 		      const struct keyed_opts *o, struct errbuf *e)
 {
-	return errf(e, -ENOTSUP,
-		    "-device '%s': this build has no virtio-pci transport (use "
-		    "--virtio-transport mmio or a -device name)",
-		    o->spec);
+	struct virtio_pci_env penv = {
+	    .host = env->pci,
+	    .router = env->irq_router,
+	    .loop = env->loop,
+	    .vm_fd = env->vm_fd,
+	};
+	struct virtio_pci *t;
+	if (!env->pci)
+		return errf(e, -ENODEV, "-device '%s': this VM has no PCI bus", o->spec);
+	int ret = virtio_pci_create(&penv, d, &t, e);
+	if (ret < 0)
+		return ret;
+	/* After the device, so it is destroyed first (the list runs in reverse). */
+	if ((ret = device_list_add(env->devices, &virtio_pci_device_ops, t, instance)) < 0) {
+		virtio_pci_device_ops.destroy(t);
+		return errf(e, ret, "out of memory");
+	}
+	return 0;
 }
 
 static int attach_mmio(const struct virtio_attach_env *env, struct virtio_dev *d, unsigned instance,
 		       const struct keyed_opts *o, struct errbuf *e)
 {
 	struct virtio_mmio *t;
+	if (!env->mmio_layout)
+		return errf(e, -ENODEV, "-device '%s': this VM has no virtio-mmio windows",
+			    o->spec);
 	int ret = virtio_mmio_create(env->mmio_layout, d, env->mmio, env->vm_fd, env->loop, &t, e);
 	if (ret < 0)
 		return ret;

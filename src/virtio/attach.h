@@ -2,7 +2,7 @@
  * each virtio-* driver's type in the registry, creates the device, puts it on the transport
  * its name (virtio-X-pci, virtio-X-device) or the default asks for, and registers both in
  * the VM's device list (reset, save/load, destroy). vm.c calls this once; it names no
- * device. (The interface vpci's branch brings; on this branch only MMIO is wired.) */
+ * device. */
 #ifndef KVMINI_VIRTIO_ATTACH_H
 #define KVMINI_VIRTIO_ATTACH_H
 
@@ -31,8 +31,8 @@ struct virtio_attach_env {
 	struct pci_host *pci; /* the host bridge the PCI transport puts functions on */
 	struct bus *mmio;     /* the MMIO bus (virtio-mmio registers) */
 	struct irq_router *irq_router;
-	/* The virtio-mmio windows handed out so far: the kernel command line announces
-	 * them (virtio_mmio_cmdline_extend). */
+	/* The virtio-mmio windows handed out so far: the kernel command line announces them
+	 * (virtio_mmio_cmdline_extend). */
 	struct virtio_mmio_layout *mmio_layout;
 	int vm_fd; /* < 0: no KVM (unit tests): interrupts and ioeventfds are recorded only */
 	/* For a driver name without -pci/-device (virtio-rng, --rng): --virtio-transport. */

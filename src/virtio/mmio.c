@@ -298,10 +298,10 @@ void virtio_mmio_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t l
 	pthread_mutex_unlock(&m->lock);
 }
 
-static void virtio_mmio_kick(void *opaque)
+static void virtio_mmio_kick(void *opaque, unsigned q)
 {
-	struct virtio_mmio_kick *k = opaque;
-	virtio_dev_queue_notify(k->m->dev, k->q);
+	struct virtio_mmio *m = opaque;
+	virtio_dev_queue_notify(m->dev, q);
 }
 
 int virtio_mmio_init(struct virtio_mmio *m, struct virtio_dev *d, struct bus *bus, uint64_t base,
@@ -319,7 +319,7 @@ int virtio_mmio_init(struct virtio_mmio *m, struct virtio_dev *d, struct bus *bu
 		goto fail_alloc;
 	}
 	for (unsigned i = 0; i < d->nqueues; i++)
-		m->kicks[i].io.fd = -1;
+		m->kicks[i].fd = -1;
 	if ((ret = -pthread_mutex_init(&m->lock, NULL)) < 0) {
 		errf(e, ret, "pthread_mutex_init: %s", strerror(-ret));
 		goto fail_alloc;
@@ -333,11 +333,14 @@ int virtio_mmio_init(struct virtio_mmio *m, struct virtio_dev *d, struct bus *bu
 	if (vm_fd >= 0 && loop) {
 		for (unsigned i = 0; i < d->nqueues; i++) {
 			struct errbuf ie = {{0}};
-			m->kicks[i].m = m;
-			m->kicks[i].q = i;
-			if (ioeventfd_init(&m->kicks[i].io, vm_fd, loop,
-					   base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, false, true, i,
-					   virtio_mmio_kick, &m->kicks[i], &ie) < 0) {
+			int r =
+			    ioeventfd_init(&m->kicks[i], vm_fd, loop, virtio_mmio_kick, m, i, &ie);
+			if (r == 0 &&
+			    (r = ioeventfd_assign_datamatch(
+				 &m->kicks[i], base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, i)) < 0)
+				errf(&ie, r, "KVM_IOEVENTFD: %s", strerror(-r));
+			if (r < 0) {
+				/* The write path in virtio_mmio_access serves instead. */
 				log_warn("%s on virtio-mmio@0x%llx: %s; notifications take the "
 					 "slow path",
 					 d->ops->name, (unsigned long long)base, ie.msg);
@@ -355,7 +358,7 @@ int virtio_mmio_init(struct virtio_mmio *m, struct virtio_dev *d, struct bus *bu
 
 fail_bus:
 	for (unsigned i = 0; i < d->nqueues; i++)
-		ioeventfd_destroy(&m->kicks[i].io);
+		ioeventfd_destroy(&m->kicks[i]);
 	virtio_dev_attach(d, NULL, NULL);
 	pthread_mutex_destroy(&m->irq_lock);
 fail_lock:
@@ -375,7 +378,7 @@ void virtio_mmio_destroy(struct virtio_mmio *m)
 	bus_unregister(m->bus, m->base);
 	bus_synchronize(m->bus);
 	for (unsigned i = 0; i < m->dev->nqueues; i++)
-		ioeventfd_destroy(&m->kicks[i].io);
+		ioeventfd_destroy(&m->kicks[i]);
 	irq_lower(&m->irq);
 	pthread_mutex_destroy(&m->irq_lock);
 	pthread_mutex_destroy(&m->lock);
@@ -396,7 +399,7 @@ int virtio_mmio_create(struct virtio_mmio_layout *layout, struct virtio_dev *d, 
 	if (!m)
 		return errf(e, -ENOMEM, "out of memory");
 	unsigned n = layout->n;
-	uint64_t base = X86_VIRTIO_MMIO_BASE + X86_VIRTIO_MMIO_SIZE * n;
+	uint64_t base = X86_VIRTIO_MMIO_BASE + X86_VIRTIO_MMIO_STRIDE * n;
 	int ret = virtio_mmio_init(m, d, bus, base, virtio_mmio_gsi(n), vm_fd, loop, e);
 	if (ret < 0) {
 		free(m);

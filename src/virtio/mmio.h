@@ -41,13 +41,6 @@ struct virtio_mmio_queue {
 	uint64_t desc, driver, device;
 };
 
-struct virtio_mmio;
-struct virtio_mmio_kick {
-	struct ioeventfd io; /* fd -1 where there is none */
-	struct virtio_mmio *m;
-	unsigned q;
-};
-
 struct virtio_mmio {
 	struct virtio_dev *dev;
 	uint64_t base;
@@ -60,8 +53,9 @@ struct virtio_mmio {
 	/* InterruptStatus and the line, changed together under irq_lock. */
 	pthread_mutex_t irq_lock;
 	uint32_t interrupt_status;
-	struct virtio_mmio_kick *kicks; /* dev->nqueues: QueueNotify's ioeventfds */
-	unsigned bad_accesses;		/* ignored hostile accesses, for tests and statistics */
+	/* dev->nqueues: QueueNotify's ioeventfds, queue index as datamatch (fd -1: none). */
+	struct ioeventfd *kicks;
+	unsigned bad_accesses; /* ignored hostile accesses, for tests and statistics */
 };
 
 /* Puts device d (initialised, not attached) behind a register window at base on bus, with

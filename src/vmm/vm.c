@@ -169,14 +169,18 @@ static int vm_create_devices(struct vm *vm, struct errbuf *e)
 	    (ret = debug_exit_create(l, &vm->pio, &vm->power, vm->cfg->debug_exit_port,
 				     vm->cfg->debug_exit_size)) < 0 ||
 	    (ret = boot_marker_create(l, &vm->pio, &vm->start)) < 0 ||
-	    (ret = pm_create(l, &vm->pio, &vm->power)) < 0 ||
-	    (ret = reset_control_create(l, &vm->pio, &vm->power)) < 0)
+	    (ret = pm_create(l, &vm->pio, &vm->power)) < 0)
 		return errf(e, ret, "cannot create the legacy devices: %s", strerror(-ret));
+	/* The host bridge owns 0xcf8-0xcff, the reset control register at 0xcf9 included. */
+	if ((ret = pci_host_create(&vm->pci, l, &vm->pio, &vm->mmio, &vm->power)) < 0)
+		return errf(e, ret, "cannot create the PCI host bridge: %s", strerror(-ret));
+	vm->pci_created = true;
 	struct virtio_attach_env venv = {
 	    .cfg = vm->cfg,
 	    .mem = &vm->mem,
 	    .loop = &vm->loop,
 	    .devices = l,
+	    .pci = &vm->pci,
 	    .mmio = &vm->mmio,
 	    .irq_router = &vm->irq_router,
 	    .mmio_layout = &vm->mmio_layout,
@@ -522,6 +526,10 @@ void vm_destroy(struct vm *vm)
 	vm->signal_fd = -1;
 	switch (vm->init_done) {
 	case INIT_DEVICES:
+		device_list_destroy(&vm->devices); /* before the bus its functions are on */
+		if (vm->pci_created)
+			pci_host_destroy(&vm->pci);
+		vm->pci_created = false;
 		/* fall through */
 	case INIT_CONSOLE:
 		device_list_destroy(&vm->devices); /* the UARTs too */

@@ -13,6 +13,7 @@
 #include "arch/x86/state.h"
 #include "config.h"
 #include "devices/legacy.h"
+#include "devices/pci.h"
 #include "devices/serial.h"
 #include "util/err.h"
 #include "core/guest_mem.h"
@@ -50,6 +51,8 @@ struct vm {
 	struct irq_line serial_irqs[KVMINI_MAX_SERIALS];
 	struct serial serials[KVMINI_MAX_SERIALS];
 	bool serial_present[KVMINI_MAX_SERIALS];
+	struct pci_host pci; /* bus 0: the host bridge and the virtio-pci functions */
+	bool pci_created;
 	struct device_list devices; /* every device: reset, save, destroy */
 	/* The virtio-mmio windows in use, and the kernel command line that announces them
 	 * (the user's with virtio_mmio.device= added). */
