@@ -266,3 +266,51 @@ Test(virtio_mmio, second_device_gets_the_next_window)
 		  "stdout:\n%s\nstderr:\n%s", r.out, r.err);
 	harness_result_free(&r);
 }
+
+/* The same console guest over virtio-pci (vpci's transport), by --console virtio's default
+ * and by -device virtio-serial-pci. */
+static void console_pci(const char *const *opts)
+{
+	char ser[] = "/tmp/kvmini-vcon-XXXXXX";
+	int fd = mkstemp(ser);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	char serial_opt[64];
+	snprintf(serial_opt, sizeof(serial_opt), "file:%s", ser);
+	const char *argv[32] = {"kvmini", "run", "--kernel", harness_guest("virtio-console")};
+	unsigned n = 4;
+	for (unsigned i = 0; opts[i]; i++)
+		argv[n++] = opts[i];
+	argv[n++] = "-serial";
+	argv[n++] = serial_opt;
+	argv[n] = NULL;
+	struct harness_opts o = {
+	    .timeout_s = 60, .input = "over pci\n", .input_after = "virtio-console: ready"};
+	struct harness_result r;
+	run(argv, &o, &r);
+	char *s = slurp(ser);
+	unlink(ser);
+	cr_assert_eq(r.exit_status, 0, "exit %d\nstdout:\n%s\nstderr:\n%s\nserial:\n%s",
+		     r.exit_status, r.out, r.err, s);
+	cr_assert(strstr(s, "virtio-console: pci "), "%s", s);
+	cr_assert(strstr(r.out, "hvc0: hello from the guest\n"), "%s", r.out);
+	cr_assert(strstr(r.out, "hvc0 echo: over pci\n"), "%s", r.out);
+	cr_assert(strstr(s, "virtio-console: OK"), "%s", s);
+	free(s);
+	harness_result_free(&r);
+}
+
+Test(virtio_mmio, console_virtio_on_pci_by_default)
+{
+	const char *opts[] = {"--console", "virtio", NULL};
+	console_pci(opts);
+}
+
+Test(virtio_mmio, qemu_virtio_serial_pci)
+{
+	const char *opts[] = {"-chardev", "stdio,id=con0",
+			      "-device",  "virtio-serial-pci",
+			      "-device",  "virtconsole,chardev=con0",
+			      NULL};
+	console_pci(opts);
+}
