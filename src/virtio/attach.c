@@ -62,7 +62,8 @@ static int attach_mmio(const struct virtio_attach_env *env, struct virtio_dev *d
 int virtio_attach_devices(const struct virtio_attach_env *env, struct errbuf *e)
 {
 	const struct keyed_list *l = &env->cfg->devices;
-	struct virtio_create_ctx ctx = {.mem = env->mem, .loop = env->loop, .cfg = env->cfg};
+	struct virtio_create_ctx ctx = {
+	    .mem = env->mem, .loop = env->loop, .power = env->power, .cfg = env->cfg};
 	unsigned instance = 0;
 	for (unsigned i = 0; i < l->n; i++) {
 		struct keyed_opts *o = &l->items[i];

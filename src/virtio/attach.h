@@ -16,6 +16,7 @@
 
 struct pci_host;
 struct virtio_mmio_layout;
+struct vm_power;
 
 enum virtio_transport_kind {
 	VIRTIO_TRANSPORT_PCI = 0,
@@ -27,6 +28,7 @@ struct virtio_attach_env {
 	const struct vm_config *cfg;
 	const struct guest_mem *mem;
 	struct event_loop *loop;
+	struct vm_power *power; /* for a console's Ctrl-A x; may be NULL */
 	struct device_list *devices;
 	struct pci_host *pci; /* the host bridge the PCI transport puts functions on */
 	struct bus *mmio;     /* the MMIO bus (virtio-mmio registers) */

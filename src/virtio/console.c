@@ -92,11 +92,9 @@ static void console_writable(void *opaque)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* Input from the backend (loop thread): as much as the guest's receive buffers hold; what
- * is left stays in the chardev, which reads no more until console_queue_notify resumes. */
-static size_t console_receive(void *opaque, const uint8_t *buf, size_t len)
+/* Input for the guest: as much as its receive buffers hold. */
+static size_t console_deliver(struct virtio_console *c, const uint8_t *buf, size_t len)
 {
-	struct virtio_console *c = opaque;
 	struct virtqueue *vq = &c->dev.vqs[VIRTIO_CONSOLE_RX];
 	size_t taken = 0;
 	pthread_mutex_lock(&c->lock);
@@ -121,6 +119,62 @@ static size_t console_receive(void *opaque, const uint8_t *buf, size_t len)
 	if (taken)
 		virtio_dev_used(&c->dev, VIRTIO_CONSOLE_RX);
 	return taken;
+}
+
+#define CTRL_A 0x01
+
+/* Input from the backend (loop thread); what is not taken stays in the chardev, which
+ * reads no more until console_queue_notify resumes. On stdio, as on the serial console,
+ * Ctrl-A x quits and Ctrl-A Ctrl-A sends one Ctrl-A (a terminal in raw mode has no other
+ * way out). */
+static size_t console_receive(void *opaque, const uint8_t *buf, size_t len)
+{
+	struct virtio_console *c = opaque;
+	if (!c->power)
+		return console_deliver(c, buf, len);
+	/* The guest's bytes with the escapes taken out, delivered in one go (so they share
+	 * receive buffers); for each, where it came from and the escape state before it, to
+	 * give back exactly what the guest had no room for. */
+	uint8_t out[CHARDEV_IN_BUF];
+	size_t from[CHARDEV_IN_BUF];
+	bool esc_before[CHARDEV_IN_BUF];
+	size_t done = 0;
+	while (done < len) {
+		size_t chunk = len - done < CHARDEV_IN_BUF ? len - done : CHARDEV_IN_BUF;
+		const uint8_t *in = buf + done;
+		size_t n = 0;
+		for (size_t i = 0; i < chunk; i++) {
+			uint8_t b = in[i];
+			bool was = c->escape;
+			if (!c->escape && b == CTRL_A) {
+				c->escape = true;
+				continue;
+			}
+			c->escape = false;
+			if (was && (b == 'x' || b == 'X')) {
+				log_warn("terminated by Ctrl-A x");
+				power_request_stop(c->power, STOP_SIGNAL, 0);
+				continue;
+			}
+			if (was && b != CTRL_A) {
+				log_warn("Ctrl-A 0x%02x is not a command on hvc0 (Ctrl-A x quits, "
+					 "Ctrl-A Ctrl-A sends Ctrl-A); ignored",
+					 b);
+				continue;
+			}
+			out[n] = b;
+			from[n] = i;
+			esc_before[n] = was;
+			n++;
+		}
+		size_t k = n ? console_deliver(c, out, n) : 0;
+		if (k < n) {
+			c->escape = esc_before[k];
+			return done + from[k];
+		}
+		done += chunk;
+	}
+	return done;
 }
 
 static void console_queue_notify(struct virtio_dev *d, unsigned q)
@@ -278,6 +332,8 @@ static int console_create(const struct virtio_create_ctx *ctx, const struct keye
 	struct virtio_console *c;
 	if ((ret = virtio_console_new(ctx->mem, ctx->loop, &cc, id, -1, -1, &c, e)) < 0)
 		return ret;
+	if (cc.backend == CHARDEV_STDIO)
+		c->power = ctx->power;
 	*out = &c->dev;
 	return 0;
 }

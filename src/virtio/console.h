@@ -16,6 +16,7 @@
 #include <stdbool.h>
 
 #include "core/chardev.h"
+#include "core/power.h"
 #include "virtio/virtio.h"
 
 #define VIRTIO_CONSOLE_QUEUE_SIZE 128u
@@ -32,6 +33,9 @@ struct virtio_console {
 	bool tx_pending; /* tx_req popped and written up to tx_off */
 	uint64_t tx_off;
 	uint64_t rx_bytes, tx_bytes; /* counters for the monitor */
+	/* On stdio: Ctrl-A x asks power to stop the VM (NULL: no escapes). */
+	struct vm_power *power;
+	bool escape; /* the previous input byte was Ctrl-A (loop thread) */
 };
 
 /* The registry's type: "virtconsole" (-device virtconsole,chardev=ID after a

@@ -179,6 +179,7 @@ static int vm_create_devices(struct vm *vm, struct errbuf *e)
 	    .cfg = vm->cfg,
 	    .mem = &vm->mem,
 	    .loop = &vm->loop,
+	    .power = &vm->power,
 	    .devices = l,
 	    .pci = &vm->pci,
 	    .mmio = &vm->mmio,

@@ -15,6 +15,7 @@
 #include <linux/virtio_console.h>
 #include <linux/virtio_ring.h>
 
+#include "core/power.h"
 #include "virtio/console.h"
 
 #define RXQ 0x1000u /* desc; avail +0x800, used +0xc00 */
@@ -30,6 +31,8 @@ static struct virtio_console *con;
 static struct virtio_dev *d;
 static unsigned queue_irqs[2], config_irqs;
 static uint16_t avail_idx[2];
+static struct vm_power power;
+static bool power_in_use;
 
 static void t_notify_queue(void *t, unsigned q)
 {
@@ -128,6 +131,9 @@ static void teardown(void)
 {
 	loop_stop(&loop);
 	pthread_join(loop_thread, NULL);
+	if (power_in_use)
+		power_destroy(&power);
+	power_in_use = false;
 	virtio_dev_destroy(d);
 	free(con);
 	loop_destroy(&loop);
@@ -290,4 +296,34 @@ Test(virtio_console, reset_stops_and_restarts)
 	offer(0, BUF, 4, true);
 	wait_used(0, 1);
 	cr_assert_eq(*(char *)gpa(BUF), 'q');
+}
+
+/* On stdio the console has the serial console's way out: Ctrl-A x stops the VM, Ctrl-A
+ * Ctrl-A sends one Ctrl-A, and the rest reaches the guest unchanged. */
+Test(virtio_console, ctrl_a_escapes_on_stdio)
+{
+	cr_assert_eq(power_init(&power), 0);
+	con->power = &power;
+	setup_queues();
+	offer(0, BUF, 16, true);
+	cr_assert_eq(write(in_pipe[1],
+			   "a\x01\x01"
+			   "b",
+			   4),
+		     4);
+	wait_used(0, 1);
+	cr_assert_eq(used_len(0, 0), 3);
+	cr_assert_eq(memcmp(gpa(BUF),
+			    "a\x01"
+			    "b",
+			    3),
+		     0);
+	cr_assert_not(power_stop_requested(&power));
+	offer(0, BUF + 0x100, 16, true);
+	cr_assert_eq(write(in_pipe[1], "\x01x", 2), 2);
+	for (int i = 0; i < 2000 && !power_stop_requested(&power); i++)
+		usleep(1000);
+	cr_assert(power_stop_requested(&power));
+	cr_assert_eq(used_idx(0), 1, "the escape is not the guest's input");
+	power_in_use = true; /* teardown frees it once the loop thread is gone */
 }
