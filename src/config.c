@@ -31,6 +31,7 @@ enum opt_id {
 	OPT_ACCEL,
 	OPT_DEVICE,
 	OPT_DRIVE,
+	OPT_DISK,
 	OPT_NETDEV,
 	OPT_CHARDEV,
 	OPT_OBJECT,
@@ -80,6 +81,7 @@ static const struct opt_def opt_table[] = {
     {"accel", OPT_ACCEL, true},
     {"device", OPT_DEVICE, true},
     {"drive", OPT_DRIVE, true},
+    {"disk", OPT_DISK, true},
     {"netdev", OPT_NETDEV, true},
     {"chardev", OPT_CHARDEV, true},
     {"object", OPT_OBJECT, true},
@@ -99,9 +101,9 @@ static const struct {
 	const char *name;
 	const char *why;
 } unsupported_hints[] = {
-    {"hda", "virtio block devices arrive in a later version"},
-    {"cdrom", "virtio block devices arrive in a later version"},
-    {"blockdev", "virtio block devices arrive in a later version"},
+    {"hda", "use --disk PATH or -drive file=PATH,format=raw,if=virtio"},
+    {"cdrom", "kvmini has no CD-ROM; --disk PATH,ro gives a read-only disk"},
+    {"blockdev", "use -drive if=none,id=ID,file=PATH -device virtio-blk-pci,drive=ID"},
     {"vga", "kvmini has no display; the console is the serial port"},
     {"bios", "kvmini boots the kernel directly, without firmware"},
     {"nic", "network devices arrive with VirtIO in the next version"},
@@ -750,6 +752,8 @@ static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 		return r;
 	if (!strcmp(o->type, "isa-debug-exit"))
 		return set_debug_exit(cfg, o, e);
+	if (config_is_blk_driver(o->type))
+		return 0; /* checked with the -drives, once all are read */
 	if (!strcmp(o->type, "help") || !strcmp(o->type, "?"))
 		return CFG_ERR(
 		    e,
@@ -837,6 +841,8 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 		return add_device(cfg, u->val, e);
 	case OPT_DRIVE:
 		return keyed_list_add(&cfg->drives, "drive", u->val, NULL, e);
+	case OPT_DISK:
+		return config_add_disk(cfg, u->val, e);
 	case OPT_NETDEV:
 		return keyed_list_add(&cfg->netdevs, "netdev", u->val, NULL, e);
 	case OPT_CHARDEV:
@@ -907,13 +913,11 @@ static bool looks_like_option(const char *s)
 
 /* The keyed options parse into lists for the devices and backends that will read them;
  * until one does, running without what the user asked for would be a silent lie. */
-static int refuse_unread_keyed(const struct vm_config *cfg, struct errbuf *e)
+static int refuse_unread_keyed(struct vm_config *cfg, struct errbuf *e)
 {
-	if (cfg->drives.n)
-		return CFG_ERR(e,
-			       "invalid -drive '%s': kvmini has no block devices yet (VirtIO "
-			       "devices come in the next version)",
-			       cfg->drives.items[0].spec);
+	int r = config_finish_disks(cfg, e);
+	if (r)
+		return one_line(e, r);
 	if (cfg->netdevs.n)
 		return CFG_ERR(e,
 			       "invalid -netdev '%s': kvmini has no network devices yet (VirtIO "
@@ -935,7 +939,7 @@ static int refuse_unread_keyed(const struct vm_config *cfg, struct errbuf *e)
 
 /* Affinity may come before --cpus or -smp, so it can only be checked against the final
  * vCPU count. */
-static int check_final(const struct vm_config *cfg, struct errbuf *e)
+static int check_final(struct vm_config *cfg, struct errbuf *e)
 {
 	int r = refuse_unread_keyed(cfg, e);
 

@@ -138,6 +138,13 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf
 /* Parses a size: "512M", "2G", "1024" (MiB when no suffix, as QEMU's -m), "4096K", "1T",
  * also "512MiB"/"2GB". Returns 0 or -EINVAL/-ERANGE. */
 int config_parse_size(const char *s, uint64_t *out);
+/* Disks (config_blk.c). --disk PATH[,ro][,id=NAME][,cache=none|writeback][,queues=N]
+ * adds an if=none -drive and a -device virtio-blk-pci naming it; config_finish_disks(),
+ * once every option is read, checks each -drive (raw only, if=virtio|none) and each
+ * -device virtio-blk*, and turns -drive if=virtio into the same pair. */
+int config_add_disk(struct vm_config *cfg, const char *spec, struct errbuf *e);
+bool config_is_blk_driver(const char *driver);
+int config_finish_disks(struct vm_config *cfg, struct errbuf *e);
 /* The `kvmini run --help` text. */
 const char *config_usage(void);
 
