@@ -6,7 +6,10 @@
 #include "virtio/virtio.h"
 
 /* Each device file defines its type; add it here. */
+extern const struct virtio_dev_type virtio_rng_type;
+
 static const struct virtio_dev_type *const virtio_types[] = {
+    &virtio_rng_type,
     &virtio_blk_type,
 };
 
