@@ -458,7 +458,8 @@ static void queue_stop(struct blk_queue *bq)
 	bq->free = NULL;
 }
 
-static int queue_start(struct blk_queue *bq)
+/* The queue's resources: slots, kick eventfd, disk queue; and its worker if thread. */
+static int queue_start(struct blk_queue *bq, bool thread)
 {
 	struct errbuf e = {{0}};
 	int ret;
@@ -482,6 +483,8 @@ static int queue_start(struct blk_queue *bq)
 		return ret;
 	}
 	bq->dq_ready = true;
+	if (!thread)
+		return 0;
 	ret = pthread_create(&bq->thread, NULL, queue_worker, bq);
 	if (ret)
 		return -ret;
@@ -503,7 +506,7 @@ static int blk_start(struct virtio_dev *d)
 {
 	struct blk *b = to_blk(d);
 	for (unsigned i = 0; i < b->nqueues; i++) {
-		int ret = queue_start(&b->queues[i]);
+		int ret = queue_start(&b->queues[i], true);
 		if (ret) {
 			log_error("virtio-blk %s: cannot start queue %u: %s", b->disk.path, i,
 				  strerror(-ret));
@@ -519,6 +522,31 @@ static void blk_queue_notify(struct virtio_dev *d, unsigned q)
 	struct blk *b = to_blk(d);
 	if (q < b->nqueues && b->queues[q].kick_fd >= 0)
 		eventfd_write(b->queues[q].kick_fd, 1);
+}
+
+int blk_run_queue_once(struct virtio_dev *d, unsigned q)
+{
+	struct blk *b = to_blk(d);
+	if (q >= b->nqueues || b->queues[q].running)
+		return -EBUSY;
+	struct blk_queue *bq = &b->queues[q];
+	struct disk_io *done[BLK_BATCH];
+	int ret = queue_start(bq, false);
+	bool healthy = ret == 0;
+	while (healthy) {
+		healthy = drain_avail(bq);
+		if (!disk_queue_inflight(&bq->dq) && !bq->dq.done_head)
+			break;
+		int n = disk_queue_wait(&bq->dq, done, BLK_BATCH, true, NULL);
+		if (n < 0)
+			break;
+		for (int i = 0; i < n; i++)
+			io_done(bq, done[i], true);
+		flush_interrupt(bq);
+	}
+	flush_interrupt(bq);
+	queue_stop(bq);
+	return ret;
 }
 
 /* The device's own state is its backing: a snapshot must come back onto the same size. */

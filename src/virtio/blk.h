@@ -27,6 +27,11 @@ struct blk_stats {
 };
 void blk_stats(struct virtio_dev *d, struct blk_stats *s);
 
+/* For the fuzzer and tests, on a device whose driver is not running it (DRIVER_OK not
+ * set, or the queues never started): serves queue q on the calling thread until nothing
+ * is available or in flight. 0, or -EBUSY if the queue has its worker. */
+int blk_run_queue_once(struct virtio_dev *d, unsigned q);
+
 extern const struct virtio_dev_type virtio_blk_type;
 
 #endif
