@@ -5,7 +5,6 @@
 #include "io.h"
 #include "kstring.h"
 
-#define ECAM_BUSES   1 /* the window covers bus 0 only */
 #define CAP_WALK_MAX 48
 #define BAR_ALLOC_LO 0xc0000000ull
 #define BAR_ALLOC_HI 0xe0000000ull
@@ -13,10 +12,88 @@
 static enum pci_access access_mode;
 static bool access_chosen;
 static uint64_t bar_next = BAR_ALLOC_LO;
+static uint64_t ecam_base = PCI_ECAM_BASE;
+static unsigned ecam_buses = 1; /* kvmini's window covers bus 0 only */
+static bool ecam_from_mcfg;
 
 static uint64_t ecam_addr(uint16_t bdf, uint16_t off)
 {
-	return PCI_ECAM_BASE + ((uint64_t)bdf << 12) + off;
+	return ecam_base + ((uint64_t)bdf << 12) + off;
+}
+
+static uint32_t rd32(uint64_t a)
+{
+	uint32_t v;
+	memcpy(&v, phys(a), 4);
+	return v;
+}
+
+static uint64_t rd64(uint64_t a)
+{
+	uint64_t v;
+	memcpy(&v, phys(a), 8);
+	return v;
+}
+
+static bool checksum_ok(uint64_t a, uint32_t len)
+{
+	const uint8_t *p = phys(a);
+	uint8_t sum = 0;
+	for (uint32_t i = 0; i < len; i++)
+		sum = (uint8_t)(sum + p[i]);
+	return sum == 0;
+}
+
+static uint64_t find_rsdp(void)
+{
+	uint64_t ebda = (uint64_t)(*(const uint16_t *)phys(0x40e)) << 4;
+	uint64_t ranges[2][2] = {{ebda, ebda + 1024}, {0xe0000, 0x100000}};
+	for (unsigned r = 0; r < 2; r++) {
+		if (r == 0 && (ebda < 0x80000 || ebda >= 0xa0000))
+			continue;
+		for (uint64_t a = ranges[r][0]; a + 20 <= ranges[r][1]; a += 16)
+			if (!memcmp(phys(a), "RSD PTR ", 8) && checksum_ok(a, 20))
+				return a;
+	}
+	return 0;
+}
+
+/* The MCFG entry for segment 0 that starts at bus 0, from the ACPI tables (RSDP in the
+ * EBDA or 0xe0000-0xfffff, then the XSDT or RSDT). All tables are below 4 GiB here. */
+static bool find_mcfg(uint64_t *base, unsigned *buses)
+{
+	uint64_t rsdp = find_rsdp();
+	if (!rsdp)
+		return false;
+	uint8_t rev = *(const uint8_t *)phys(rsdp + 15);
+	uint64_t sdt = rd32(rsdp + 16);
+	unsigned esize = 4;
+	if (rev >= 2 && rd64(rsdp + 24) && rd64(rsdp + 24) < 0x100000000ull) {
+		sdt = rd64(rsdp + 24);
+		esize = 8;
+	}
+	if (!sdt || sdt >= 0x100000000ull)
+		return false;
+	uint32_t len = rd32(sdt + 4);
+	if (len < 36 || len > 4096)
+		return false;
+	for (uint32_t o = 36; o + esize <= len; o += esize) {
+		uint64_t t = esize == 8 ? rd64(sdt + o) : rd32(sdt + o);
+		if (!t || t >= 0x100000000ull || memcmp(phys(t), "MCFG", 4))
+			continue;
+		uint32_t tlen = rd32(t + 4);
+		for (uint32_t e = 44; e + 16 <= tlen && e < 4096; e += 16) {
+			uint16_t seg = *(const uint16_t *)phys(t + e + 8);
+			uint8_t start = *(const uint8_t *)phys(t + e + 10);
+			uint8_t end = *(const uint8_t *)phys(t + e + 11);
+			if (seg == 0 && start == 0) {
+				*base = rd64(t + e);
+				*buses = (unsigned)end + 1;
+				return true;
+			}
+		}
+	}
+	return false;
 }
 
 static void cf8_select(uint16_t bdf, uint16_t off)
@@ -30,7 +107,7 @@ static uint32_t raw_read(enum pci_access a, uint16_t bdf, uint16_t off, unsigned
 	if (off & (size - 1))
 		return ones;
 	if (a == PCI_ACCESS_ECAM) {
-		if (off >= 4096 || PCI_BUS(bdf) >= ECAM_BUSES)
+		if (off >= 4096 || PCI_BUS(bdf) >= ecam_buses)
 			return ones;
 		uint64_t p = ecam_addr(bdf, off);
 		return size == 1 ? mmio_read8(p) : size == 2 ? mmio_read16(p) : mmio_read32(p);
@@ -50,7 +127,7 @@ static void raw_write(enum pci_access a, uint16_t bdf, uint16_t off, unsigned si
 	if (off & (size - 1))
 		return;
 	if (a == PCI_ACCESS_ECAM) {
-		if (off >= 4096 || PCI_BUS(bdf) >= ECAM_BUSES)
+		if (off >= 4096 || PCI_BUS(bdf) >= ecam_buses)
 			return;
 		uint64_t p = ecam_addr(bdf, off);
 		if (size == 1)
@@ -81,6 +158,13 @@ static bool answers(enum pci_access a)
 
 enum pci_access pci_init(enum pci_access force)
 {
+	uint64_t base;
+	unsigned buses;
+	if (find_mcfg(&base, &buses) && kit_map_mmio(base, (uint64_t)buses << 20)) {
+		ecam_base = base;
+		ecam_buses = buses;
+		ecam_from_mcfg = true;
+	}
 	if (force != PCI_ACCESS_NONE)
 		access_mode = force;
 	else if (answers(PCI_ACCESS_ECAM))
@@ -413,4 +497,12 @@ bool pci_msix_pending(const struct pci_msix *m, unsigned idx)
 	if (idx >= m->entries || !m->pba)
 		return false;
 	return (mmio_read32(m->pba + (idx / 32) * 4) >> (idx % 32)) & 1;
+}
+
+uint64_t pci_ecam_base(bool *from_mcfg)
+{
+	mode();
+	if (from_mcfg)
+		*from_mcfg = ecam_from_mcfg;
+	return ecam_base;
 }
