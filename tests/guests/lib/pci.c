@@ -1,6 +1,7 @@
 /* PCI configuration access, enumeration, BARs, capabilities and MSI-X (see pci.h). */
 #include "pci.h"
 
+#include "acpi.h"
 #include "cpu.h"
 #include "io.h"
 #include "kstring.h"
@@ -21,76 +22,22 @@ static uint64_t ecam_addr(uint16_t bdf, uint16_t off)
 	return ecam_base + ((uint64_t)bdf << 12) + off;
 }
 
-static uint32_t rd32(uint64_t a)
-{
-	uint32_t v;
-	memcpy(&v, phys(a), 4);
-	return v;
-}
-
-static uint64_t rd64(uint64_t a)
-{
-	uint64_t v;
-	memcpy(&v, phys(a), 8);
-	return v;
-}
-
-static bool checksum_ok(uint64_t a, uint32_t len)
-{
-	const uint8_t *p = phys(a);
-	uint8_t sum = 0;
-	for (uint32_t i = 0; i < len; i++)
-		sum = (uint8_t)(sum + p[i]);
-	return sum == 0;
-}
-
-static uint64_t find_rsdp(void)
-{
-	uint64_t ebda = (uint64_t)(*(const uint16_t *)phys(0x40e)) << 4;
-	uint64_t ranges[2][2] = {{ebda, ebda + 1024}, {0xe0000, 0x100000}};
-	for (unsigned r = 0; r < 2; r++) {
-		if (r == 0 && (ebda < 0x80000 || ebda >= 0xa0000))
-			continue;
-		for (uint64_t a = ranges[r][0]; a + 20 <= ranges[r][1]; a += 16)
-			if (!memcmp(phys(a), "RSD PTR ", 8) && checksum_ok(a, 20))
-				return a;
-	}
-	return 0;
-}
-
-/* The MCFG entry for segment 0 that starts at bus 0, from the ACPI tables (RSDP in the
- * EBDA or 0xe0000-0xfffff, then the XSDT or RSDT). All tables are below 4 GiB here. */
+/* The ACPI MCFG entry for segment 0 that starts at bus 0. */
 static bool find_mcfg(uint64_t *base, unsigned *buses)
 {
-	uint64_t rsdp = find_rsdp();
-	if (!rsdp)
+	uint64_t t = acpi_find_table("MCFG");
+	if (!t)
 		return false;
-	uint8_t rev = *(const uint8_t *)phys(rsdp + 15);
-	uint64_t sdt = rd32(rsdp + 16);
-	unsigned esize = 4;
-	if (rev >= 2 && rd64(rsdp + 24) && rd64(rsdp + 24) < 0x100000000ull) {
-		sdt = rd64(rsdp + 24);
-		esize = 8;
-	}
-	if (!sdt || sdt >= 0x100000000ull)
-		return false;
-	uint32_t len = rd32(sdt + 4);
-	if (len < 36 || len > 4096)
-		return false;
-	for (uint32_t o = 36; o + esize <= len; o += esize) {
-		uint64_t t = esize == 8 ? rd64(sdt + o) : rd32(sdt + o);
-		if (!t || t >= 0x100000000ull || memcmp(phys(t), "MCFG", 4))
-			continue;
-		uint32_t tlen = rd32(t + 4);
-		for (uint32_t e = 44; e + 16 <= tlen && e < 4096; e += 16) {
-			uint16_t seg = *(const uint16_t *)phys(t + e + 8);
-			uint8_t start = *(const uint8_t *)phys(t + e + 10);
-			uint8_t end = *(const uint8_t *)phys(t + e + 11);
-			if (seg == 0 && start == 0) {
-				*base = rd64(t + e);
-				*buses = (unsigned)end + 1;
-				return true;
-			}
+	uint32_t tlen;
+	memcpy(&tlen, phys(t + 4), 4);
+	for (uint32_t e = 44; e + 16 <= tlen && e < 4096; e += 16) {
+		const uint8_t *p = phys(t + e);
+		uint16_t seg;
+		memcpy(&seg, p + 8, 2);
+		if (seg == 0 && p[10] == 0) {
+			memcpy(base, p, 8);
+			*buses = (unsigned)p[11] + 1;
+			return true;
 		}
 	}
 	return false;
