@@ -82,8 +82,7 @@ static void print_func(const struct pci_func *f, unsigned *bad)
 		memcpy(&l, c + 12, 4);
 		printf("vcap %02x:%02x.%x @0x%02x type=%u bar=%u off=0x%x len=0x%x\n", PCI_BUS(bdf),
 		       PCI_DEV(bdf), PCI_FN(bdf), off, c[3], c[4], o, l);
-		uint8_t next = pci_cap_next(bdf, off);
-		off = next ? pci_cap_find(bdf, PCI_CAP_ID_VENDOR, next) : 0;
+		off = pci_cap_find_after(bdf, PCI_CAP_ID_VENDOR, off);
 	}
 	if (has_msix) {
 		uint16_t ctrl = pci_read16(bdf, m.cap + 2);

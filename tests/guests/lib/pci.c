@@ -363,6 +363,12 @@ uint8_t pci_cap_find(uint16_t bdf, uint8_t id, uint8_t start)
 	return 0;
 }
 
+uint8_t pci_cap_find_after(uint16_t bdf, uint8_t id, uint8_t off)
+{
+	uint8_t next = pci_cap_next(bdf, off);
+	return next ? pci_cap_find(bdf, id, next) : 0;
+}
+
 void pci_cap_read(uint16_t bdf, uint8_t off, void *buf, unsigned len)
 {
 	uint8_t *p = buf;

@@ -120,6 +120,8 @@ const char *pci_bar_type_name(enum pci_bar_type t);
 uint8_t pci_cap_first(uint16_t bdf);
 uint8_t pci_cap_next(uint16_t bdf, uint8_t off);
 uint8_t pci_cap_find(uint16_t bdf, uint8_t id, uint8_t start);
+/* The next capability with this id after the one at off (0 if none). */
+uint8_t pci_cap_find_after(uint16_t bdf, uint8_t id, uint8_t off);
 /* Copies len bytes of the capability at off (starting at its first byte, the id) into buf. */
 void pci_cap_read(uint16_t bdf, uint8_t off, void *buf, unsigned len);
 

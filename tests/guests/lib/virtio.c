@@ -184,7 +184,7 @@ int virtio_pci_open(struct virtio_dev *d, uint16_t bdf)
 
 	unsigned n = 0;
 	for (uint8_t off = pci_cap_find(bdf, PCI_CAP_ID_VENDOR, 0); off && n < 48;
-	     off = pci_cap_find(bdf, PCI_CAP_ID_VENDOR, pci_cap_next(bdf, off)), n++) {
+	     off = pci_cap_find_after(bdf, PCI_CAP_ID_VENDOR, off), n++) {
 		uint8_t type = pci_read8(bdf, off + 3), bar = pci_read8(bdf, off + 4);
 		uint32_t offset = pci_read32(bdf, off + 8), length = pci_read32(bdf, off + 12);
 		if (bar > 5 || type == VIRTIO_PCI_CAP_PCI_CFG)
