@@ -189,3 +189,23 @@ Test(virtio_blk, qcow2_image_is_refused_naming_the_format)
 	harness_result_free(&r);
 	unlink(path);
 }
+
+Test(virtio_blk, drive_if_none_with_device_serial_and_queues)
+{
+	char path[64], drive[160];
+	make_disk(path, 0);
+	snprintf(drive, sizeof(drive), "if=none,id=hd0,file=%s,format=raw", path);
+	const char *argv[] = {
+	    "kvmini",	  "-kernel", harness_guest("virtio-blk"),
+	    "-append",	  "blk=rw",  "-drive",
+	    drive,	  "-device", "virtio-blk-pci,drive=hd0,num-queues=4,serial=SN-42",
+	    "-nographic", NULL};
+	struct harness_opts o = {.timeout_s = 60};
+	struct harness_result r;
+	cr_assert_eq(harness_run(argv, &o, &r), 0);
+	cr_assert(r.exited && r.exit_status == 0, "exit %d\n%s%s", r.exit_status, r.out, r.err);
+	cr_assert(strstr(r.out, "virtio-blk: id SN-42"), "%s", r.out);
+	cr_assert(file_has_pattern(path));
+	harness_result_free(&r);
+	unlink(path);
+}
