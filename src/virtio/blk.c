@@ -471,10 +471,6 @@ static void queue_stop(struct blk_queue *bq)
 		disk_queue_destroy(&bq->dq);
 		bq->dq_ready = false;
 	}
-	if (bq->kick_fd >= 0) {
-		close(bq->kick_fd);
-		bq->kick_fd = -1;
-	}
 	if (bq->slots) {
 		for (unsigned i = 0; i < BLK_QUEUE_SIZE; i++) {
 			free(bq->slots[i].iov);
@@ -496,9 +492,8 @@ static int queue_start(struct blk_queue *bq, bool thread)
 
 	atomic_store(&bq->stop, false);
 	bq->pushed = false;
-	bq->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (bq->kick_fd < 0)
-		return -errno;
+	eventfd_t stale;
+	eventfd_read(bq->kick_fd, &stale); /* kicks from before a reset */
 	bq->slots = calloc(BLK_QUEUE_SIZE, sizeof(*bq->slots));
 	bq->scratch = malloc(sizeof(*bq->scratch));
 	if (!bq->slots || !bq->scratch)
@@ -550,7 +545,8 @@ static int blk_start(struct virtio_dev *d)
 static void blk_queue_notify(struct virtio_dev *d, unsigned q)
 {
 	struct blk *b = to_blk(d);
-	if (q < b->nqueues && b->queues[q].kick_fd >= 0)
+	/* The eventfd lives as long as the device, so a kick racing a reset is harmless. */
+	if (q < b->nqueues)
 		eventfd_write(b->queues[q].kick_fd, 1);
 }
 
@@ -599,6 +595,9 @@ static void blk_destroy(struct virtio_dev *d)
 {
 	struct blk *b = to_blk(d);
 	blk_reset(d);
+	for (unsigned i = 0; i < b->nqueues; i++)
+		if (b->queues[i].kick_fd >= 0)
+			close(b->queues[i].kick_fd);
 	free(b->queues);
 	b->queues = NULL;
 	disk_close(&b->disk);
@@ -653,10 +652,22 @@ int blk_create(const struct guest_mem *mem, const struct blk_params *p, struct v
 	for (unsigned i = 0; i < nq; i++) {
 		b->queues[i].blk = b;
 		b->queues[i].index = i;
-		b->queues[i].kick_fd = -1;
+		b->queues[i].kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (b->queues[i].kick_fd < 0) {
+			ret = -errno;
+			while (i--)
+				close(b->queues[i].kick_fd);
+			free(b->queues);
+			disk_close(&b->disk);
+			free(b);
+			return errf(e, ret, "virtio-blk '%s': eventfd: %s", p->disk.path,
+				    strerror(-ret));
+		}
 	}
 	ret = virtio_dev_init(&b->vdev, &blk_ops, b, mem, nq, BLK_QUEUE_SIZE, BLK_CONFIG_SIZE);
 	if (ret) {
+		for (unsigned i = 0; i < nq; i++)
+			close(b->queues[i].kick_fd);
 		free(b->queues);
 		disk_close(&b->disk);
 		free(b);

@@ -766,6 +766,9 @@ static void vp_list_destroy(void *dev)
 	pci_host_remove(t->fn.host, &t->fn);
 	if (t->fn.host && t->fn.host->mmio)
 		bus_synchronize(t->fn.host->mmio);
+	/* A device with worker threads (virtio-blk) may be interrupting through t: stop it
+	 * before t goes. */
+	virtio_dev_reset(t->dev);
 	t->dev->tops = NULL;
 	vp_free(t);
 }
