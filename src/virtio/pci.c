@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include <linux/virtio_pci.h>
 
@@ -189,10 +190,17 @@ static void vp_common_write_field(struct virtio_pci *t, unsigned off, uint64_t v
 	case VIRTIO_PCI_COMMON_MSIX:
 		t->msix_config = vp_checked_vector(t, v);
 		return;
-	case VIRTIO_PCI_COMMON_STATUS:
-		if (virtio_dev_set_status(d, (uint8_t)v) == 0)
+	case VIRTIO_PCI_COMMON_STATUS: {
+		/* Not under t->lock: a reset waits for the device's workers, and a worker
+		 * sending an interrupt takes t->lock (vp_signal). d->lock orders status
+		 * changes. */
+		pthread_mutex_unlock(&t->lock);
+		uint8_t st = virtio_dev_set_status(d, (uint8_t)v);
+		pthread_mutex_lock(&t->lock);
+		if (st == 0)
 			vp_reset_locked(t);
 		return;
+	}
 	case VIRTIO_PCI_COMMON_Q_SELECT:
 		t->queue_select = (uint16_t)v;
 		return;
@@ -498,8 +506,36 @@ static int vp_add_vendor_cap(struct pci_function *f, uint8_t type, uint32_t offs
 	return pci_function_add_cap(f, cap, len, NULL);
 }
 
+static void vp_intx_resample(void *opaque, int fd, uint32_t events)
+{
+	struct virtio_pci *t = opaque;
+	irq_resample(&t->intx);
+}
+
+/* INTx as a level-triggered irqfd with a resample fd: KVM deasserts the line at the
+ * guest's EOI and tells the loop, which asserts it again if the ISR is still set. A
+ * KVM_IRQ_LINE line where the irqfd is refused. */
+static int vp_init_intx(struct virtio_pci *t, unsigned gsi, struct errbuf *e)
+{
+	struct errbuf ignored;
+	if (t->env.vm_fd >= 0 && t->env.loop &&
+	    irq_init_line_irqfd(&t->intx, t->env.vm_fd, gsi, true, &ignored) == 0) {
+		int ret =
+		    loop_add_fd(t->env.loop, t->intx.resample_fd, EPOLLIN, vp_intx_resample, t);
+		if (ret == 0) {
+			t->intx_on_loop = true;
+			return 0;
+		}
+		irq_destroy(&t->intx);
+	}
+	return irq_init_line(&t->intx, t->env.vm_fd, gsi);
+}
+
 static void vp_free(struct virtio_pci *t)
 {
+	if (t->intx_on_loop)
+		loop_del_fd(t->env.loop, t->intx.resample_fd);
+	irq_destroy(&t->intx);
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
 		ioeventfd_destroy(&t->notify[q]);
 	for (unsigned v = 0; v < t->nvectors; v++)
@@ -606,7 +642,11 @@ int virtio_pci_create(const struct virtio_pci_env *env, struct virtio_dev *d,
 	}
 	unsigned slot = f->devfn >> 3;
 	uint8_t gsi = (uint8_t)(VIRTIO_PCI_INTX_GSI_BASE + slot % 8);
-	irq_init_line(&t->intx, env->vm_fd, gsi);
+	if ((ret = vp_init_intx(t, gsi, e)) < 0) {
+		pci_host_remove(env->host, f);
+		vp_free(t);
+		return ret;
+	}
 	pci_function_set_intx(f, gsi);
 	f->reset_cfg[PCI_REG_INTERRUPT_LINE] = gsi;
 	f->reset_cfg[PCI_REG_INTERRUPT_PIN] = 1;
@@ -726,6 +766,9 @@ static void vp_list_destroy(void *dev)
 	pci_host_remove(t->fn.host, &t->fn);
 	if (t->fn.host && t->fn.host->mmio)
 		bus_synchronize(t->fn.host->mmio);
+	/* A device with worker threads (virtio-blk) may be interrupting through t: stop it
+	 * before t goes. */
+	virtio_dev_reset(t->dev);
 	t->dev->tops = NULL;
 	vp_free(t);
 }
