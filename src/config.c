@@ -1,4 +1,5 @@
 #include "config.h"
+#include "config_net.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -42,6 +43,8 @@ enum opt_id {
 	OPT_MACHINE,
 	OPT_START_PAUSED,
 	OPT_VERSION,
+	OPT_NET,
+	OPT_NIC,
 };
 
 struct opt_def {
@@ -92,6 +95,8 @@ static const struct opt_def opt_table[] = {
     {"M", OPT_MACHINE, true},
     {"S", OPT_START_PAUSED, false},
     {"version", OPT_VERSION, false},
+    {"net", OPT_NET, true},
+    {"nic", OPT_NIC, true},
 };
 
 /* QEMU options people will try first; saying why beats a bare "unknown option". */
@@ -104,8 +109,6 @@ static const struct {
     {"blockdev", "virtio block devices arrive in a later version"},
     {"vga", "kvmini has no display; the console is the serial port"},
     {"bios", "kvmini boots the kernel directly, without firmware"},
-    {"nic", "network devices arrive with VirtIO in the next version"},
-    {"net", "network devices arrive with VirtIO in the next version"},
     {"virtfs", "VirtIO devices arrive in the next version"},
     {"boot", "kvmini boots the kernel given with -kernel, without firmware"},
     {"qmp", "the control socket arrives in a later version"},
@@ -757,6 +760,8 @@ static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 		    "isa-debug-exit[,iobase=PORT][,iosize=N] (VirtIO devices come in the "
 		    "next version)",
 		    o->type);
+	if (config_is_net_device(o->type))
+		return 0; /* checked with the -netdevs by config_check_net() */
 	if (!strncmp(o->type, "virtio-", 7))
 		return CFG_ERR(e,
 			       "invalid -device '%s': kvmini has no %s device yet (VirtIO devices "
@@ -839,6 +844,10 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 		return keyed_list_add(&cfg->drives, "drive", u->val, NULL, e);
 	case OPT_NETDEV:
 		return keyed_list_add(&cfg->netdevs, "netdev", u->val, NULL, e);
+	case OPT_NET:
+		return config_add_net(cfg, u->val, e);
+	case OPT_NIC:
+		return config_add_nic(cfg, u->val, e);
 	case OPT_CHARDEV:
 		return keyed_list_add(&cfg->chardevs, "chardev", u->val, NULL, e);
 	case OPT_OBJECT:
@@ -914,11 +923,6 @@ static int refuse_unread_keyed(const struct vm_config *cfg, struct errbuf *e)
 			       "invalid -drive '%s': kvmini has no block devices yet (VirtIO "
 			       "devices come in the next version)",
 			       cfg->drives.items[0].spec);
-	if (cfg->netdevs.n)
-		return CFG_ERR(e,
-			       "invalid -netdev '%s': kvmini has no network devices yet (VirtIO "
-			       "devices come in the next version)",
-			       cfg->netdevs.items[0].spec);
 	if (cfg->objects.n)
 		return CFG_ERR(e, "invalid -object '%s': kvmini has no %s object",
 			       cfg->objects.items[0].spec, cfg->objects.items[0].type);
@@ -935,11 +939,11 @@ static int refuse_unread_keyed(const struct vm_config *cfg, struct errbuf *e)
 
 /* Affinity may come before --cpus or -smp, so it can only be checked against the final
  * vCPU count. */
-static int check_final(const struct vm_config *cfg, struct errbuf *e)
+static int check_final(struct vm_config *cfg, struct errbuf *e)
 {
 	int r = refuse_unread_keyed(cfg, e);
 
-	if (r)
+	if (r || (r = config_check_net(cfg, e)))
 		return r;
 	for (unsigned v = cfg->ncpus; v < KVMINI_MAX_VCPUS; v++) {
 		if (cfg->cpu_affinity[v] >= 0)

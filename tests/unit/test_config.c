@@ -337,7 +337,7 @@ Test(config, unknown_options_are_named)
 	CFGT_ERR(CFGT_SAY("unknown option '-hda'", "does not support it yet",
 			  "virtio block devices arrive in a later version"),
 		 "-hda", "disk.img");
-	CFGT_ERR(CFGT_SAY("unknown option '-nic'", "network devices"), "-nic", "user");
+	CFGT_ERR(CFGT_SAY("invalid -nic 'user'", "only network backend is tap"), "-nic", "user");
 	CFGT_ERR(CFGT_SAY("unknown option '-boot'", "without firmware"), "-boot", "c");
 	CFGT_ERR(CFGT_SAY("unknown option '--frobnicate'"), "--frobnicate");
 	CFGT_ERR(CFGT_SAY("unknown option '--frobnicate'"), "--mem", "1G", "--frobnicate=3");
@@ -825,7 +825,7 @@ Test(config, keyed_options_not_read_yet_are_refused)
 {
 	CFGT_ERR(CFGT_SAY("-drive 'file=disk.img,if=virtio'", "no block devices yet", "VirtIO"),
 		 "-drive", "file=disk.img,if=virtio");
-	CFGT_ERR(CFGT_SAY("-netdev 'user,id=n0'", "no network devices yet"), "-netdev",
+	CFGT_ERR(CFGT_SAY("-netdev 'user,id=n0'", "only network backend is tap"), "-netdev",
 		 "user,id=n0");
 	CFGT_ERR(CFGT_SAY("-object 'rng-random,id=rng0'", "no rng-random object"), "-object",
 		 "rng-random,id=rng0");
@@ -838,7 +838,8 @@ Test(config, device_drivers_kvmini_lacks_are_named)
 	CFGT_ERR(
 	    CFGT_SAY("-device 'virtio-blk-pci,drive=d0'", "no virtio-blk-pci device yet", "VirtIO"),
 	    "-device", "virtio-blk-pci,drive=d0");
-	CFGT_ERR(CFGT_SAY("no virtio-net-pci device yet"), "-device", "virtio-net-pci,netdev=n0");
+	CFGT_ERR(CFGT_SAY("-device 'virtio-net-pci,netdev=n0'", "no -netdev with id 'n0'"),
+		 "-device", "virtio-net-pci,netdev=n0");
 	CFGT_ERR(CFGT_SAY("-device 'e1000'", "no e1000 device", "only -device is isa-debug-exit"),
 		 "-device", "e1000");
 }
