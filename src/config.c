@@ -1,5 +1,6 @@
 #include "config.h"
 #include "config_net.h"
+#include "virtio/virtio.h" /* virtio_find_type: -device drivers kvmini has */
 
 #include <errno.h>
 #include <stdarg.h>
@@ -45,6 +46,7 @@ enum opt_id {
 	OPT_VERSION,
 	OPT_NET,
 	OPT_NIC,
+	OPT_RNG,
 };
 
 struct opt_def {
@@ -97,6 +99,7 @@ static const struct opt_def opt_table[] = {
     {"version", OPT_VERSION, false},
     {"net", OPT_NET, true},
     {"nic", OPT_NIC, true},
+    {"rng", OPT_RNG, false},
 };
 
 /* QEMU options people will try first; saying why beats a bare "unknown option". */
@@ -760,8 +763,9 @@ static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 		    "isa-debug-exit[,iobase=PORT][,iosize=N] (VirtIO devices come in the "
 		    "next version)",
 		    o->type);
-	if (config_is_net_device(o->type))
-		return 0; /* checked with the -netdevs by config_check_net() */
+	/* Read by virtio/attach.c when the VM is built (the type checks its own keys). */
+	if (virtio_find_type(o->type))
+		return 0;
 	if (!strncmp(o->type, "virtio-", 7))
 		return CFG_ERR(e,
 			       "invalid -device '%s': kvmini has no %s device yet (VirtIO devices "
@@ -840,6 +844,8 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 		return set_accel(u, e);
 	case OPT_DEVICE:
 		return add_device(cfg, u->val, e);
+	case OPT_RNG: /* the same entry as -device virtio-rng, on the default transport */
+		return add_device(cfg, "virtio-rng", e);
 	case OPT_DRIVE:
 		return keyed_list_add(&cfg->drives, "drive", u->val, NULL, e);
 	case OPT_NETDEV:
@@ -923,9 +929,23 @@ static int refuse_unread_keyed(const struct vm_config *cfg, struct errbuf *e)
 			       "invalid -drive '%s': kvmini has no block devices yet (VirtIO "
 			       "devices come in the next version)",
 			       cfg->drives.items[0].spec);
-	if (cfg->objects.n)
-		return CFG_ERR(e, "invalid -object '%s': kvmini has no %s object",
-			       cfg->objects.items[0].spec, cfg->objects.items[0].type);
+	for (unsigned i = 0; i < cfg->objects.n; i++) {
+		struct keyed_opts *o = &cfg->objects.items[i];
+		/* Entropy sources for virtio-rng: kvmini reads getrandom(2) for both. */
+		if (!strcmp(o->type, "rng-random")) {
+			keyed_get(o, "filename");
+			if (keyed_check_used(o, "filename", e) < 0)
+				return -EINVAL;
+			continue;
+		}
+		if (!strcmp(o->type, "rng-builtin")) {
+			if (keyed_check_used(o, NULL, e) < 0)
+				return -EINVAL;
+			continue;
+		}
+		return CFG_ERR(e, "invalid -object '%s': kvmini has no %s object", o->spec,
+			       o->type);
+	}
 	if (cfg->chardevs.n)
 		return CFG_ERR(e, "invalid -chardev '%s': kvmini has no -chardev backends yet",
 			       cfg->chardevs.items[0].spec);
@@ -1061,6 +1081,8 @@ const char *config_usage(void)
 	       "                          0=2,1=3; host CPUs 0 to 1023 (default: not pinned)\n"
 	       "  --boot-decompress MODE  who unpacks the compressed kernel: host (kvmini), guest\n"
 	       "                          (the kernel's own decompressor) or auto (default: auto)\n"
+	       "  --rng                   a virtio-rng device (host getrandom(2) for the guest's\n"
+	       "                          hwrng), on PCI\n"
 	       "  -v, --verbose           more diagnostics; repeat for more (-v -v or -vv)\n"
 	       "  -q, --quiet             fewer diagnostics\n"
 	       "  -h, --help              print this help\n"
@@ -1090,6 +1112,9 @@ const char *config_usage(void)
 	       "                          write of V to any of PORT..PORT+N-1 ends kvmini with\n"
 	       "                          status (V << 1) | 1 (default without -device: 0xf4,\n"
 	       "                          4 ports; with it, QEMU's iobase=0x501, iosize=2)\n"
+	       "  -device virtio-rng-pci[,rng=ID]   same as --rng; ID names an -object\n"
+	       "                          rng-random,id=ID[,filename=PATH] or rng-builtin,id=ID\n"
+	       "                          (kvmini reads getrandom(2) for either)\n"
 	       "  -machine, -M [type=]pc|q35|microvm[,accel=kvm]   accepted: kvmini has one\n"
 	       "                          machine (a PC booted without firmware) whatever the\n"
 	       "                          type (also pc-q35-*, pc-i440fx-*); kernel-irqchip=on,\n"
@@ -1104,7 +1129,7 @@ const char *config_usage(void)
 	       "\n"
 	       "Keyed values follow QEMU's syntax: TYPE,key=value,... with ',,' for a comma in a\n"
 	       "value, a bare key for key=on and noKEY for key=off. -drive, -netdev, -chardev,\n"
-	       "-object, -mon, -monitor stdio and -device with any other driver (virtio-blk-pci,\n"
-	       "...) are parsed and then refused, naming what kvmini lacks: VirtIO devices come\n"
-	       "next. Other QEMU options are rejected by name.\n";
+	       "other -object types, -mon, -monitor stdio and -device with any other driver\n"
+	       "(virtio-blk-pci, ...) are parsed and then refused, naming what kvmini lacks.\n"
+	       "Other QEMU options are rejected by name.\n";
 }

@@ -51,7 +51,8 @@ static int add_pair(struct vm_config *cfg, const char *what, const char *ifname,
 	while (keyed_list_find(&cfg->netdevs, id));
 	snprintf(nd, sizeof(nd), "tap,id=%s,ifname=%s,script=no,downscript=no,queues=%llu", id,
 		 ifname, (unsigned long long)queues);
-	snprintf(dev, sizeof(dev), "virtio-net-pci,netdev=%s%s%s", id, mac ? ",mac=" : "",
+	/* No transport suffix: the device goes on the default transport (--virtio-transport). */
+	snprintf(dev, sizeof(dev), "virtio-net,netdev=%s%s%s", id, mac ? ",mac=" : "",
 		 mac ? mac : "");
 	int r = keyed_list_add(&cfg->netdevs, "netdev", nd, NULL, e);
 	if (r == 0)
@@ -199,7 +200,7 @@ int config_check_net(struct vm_config *cfg, struct errbuf *e)
 					 "tap,id=ID,...)",
 				    d->spec, nd);
 		int r = check_mac("-device", d->spec, keyed_get(d, "mac"), e);
-		if (r)
+		if (r || (r = keyed_check_used(d, "netdev, mac", e)))
 			return r;
 	}
 	for (unsigned i = 0; i < cfg->netdevs.n; i++) {

@@ -697,9 +697,12 @@ static int net_create(const struct virtio_create_ctx *ctx, const struct keyed_op
 			    opts->spec);
 	if (!m)
 		net_generate_mac(mac);
+	int r = keyed_check_used(opts, "netdev, mac", e);
+	if (r < 0)
+		return r;
 	const char *ifname = keyed_get(nd, "ifname");
 	uint64_t queues = 1;
-	int r = keyed_get_u64(nd, "queues", 1, VIRTIO_NET_MAX_PAIRS, &queues, e);
+	r = keyed_get_u64(nd, "queues", 1, VIRTIO_NET_MAX_PAIRS, &queues, e);
 	if (r < 0)
 		return r;
 	if (queues < 1)

@@ -6,8 +6,11 @@
 #include "virtio/virtio.h"
 
 /* Each device file defines its type; add it here. */
+extern const struct virtio_dev_type virtio_rng_type;
+
 static const struct virtio_dev_type *const virtio_types[] = {
     &virtio_net_type,
+    &virtio_rng_type,
 };
 
 const struct virtio_dev_type *virtio_find_type(const char *driver)

@@ -17,6 +17,7 @@
 #include "arch/x86/cpu.h"
 #include "arch/x86/layout.h"
 #include "util/log.h"
+#include "virtio/attach.h"
 
 #define HUGEPAGE_SIZE (2ull << 20)
 
@@ -130,10 +131,24 @@ static int vm_create_devices(struct vm *vm, struct errbuf *e)
 	    (ret = debug_exit_create(l, &vm->pio, &vm->power, vm->cfg->debug_exit_port,
 				     vm->cfg->debug_exit_size)) < 0 ||
 	    (ret = boot_marker_create(l, &vm->pio, &vm->start)) < 0 ||
-	    (ret = pm_create(l, &vm->pio, &vm->power)) < 0 ||
-	    (ret = reset_control_create(l, &vm->pio, &vm->power)) < 0)
+	    (ret = pm_create(l, &vm->pio, &vm->power)) < 0)
 		return errf(e, ret, "cannot create the legacy devices: %s", strerror(-ret));
-	return 0;
+	/* The host bridge owns 0xcf8-0xcff, the reset control register at 0xcf9 included. */
+	if ((ret = pci_host_create(&vm->pci, l, &vm->pio, &vm->mmio, &vm->power)) < 0)
+		return errf(e, ret, "cannot create the PCI host bridge: %s", strerror(-ret));
+	vm->pci_created = true;
+	struct virtio_attach_env venv = {
+	    .cfg = vm->cfg,
+	    .mem = &vm->mem,
+	    .loop = &vm->loop,
+	    .devices = l,
+	    .pci = &vm->pci,
+	    .mmio = &vm->mmio,
+	    .irq_router = &vm->irq_router,
+	    .vm_fd = vm->vm_fd,
+	    .default_transport = VIRTIO_TRANSPORT_PCI, /* --virtio-transport */
+	};
+	return virtio_attach_devices(&venv, e);
 }
 
 static void *vm_fetch_cpuid(void *arg)
@@ -459,6 +474,9 @@ void vm_destroy(struct vm *vm)
 	switch (vm->init_done) {
 	case INIT_DEVICES:
 		device_list_destroy(&vm->devices);
+		if (vm->pci_created)
+			pci_host_destroy(&vm->pci);
+		vm->pci_created = false;
 		serial_destroy(&vm->serial);
 		/* fall through */
 	case INIT_CONSOLE:

@@ -13,6 +13,7 @@
 #include "arch/x86/state.h"
 #include "config.h"
 #include "devices/legacy.h"
+#include "devices/pci.h"
 #include "devices/serial.h"
 #include "util/err.h"
 #include "core/guest_mem.h"
@@ -46,6 +47,8 @@ struct vm {
 	struct irq_router irq_router;
 	struct irq_line serial_irq;
 	struct serial serial;
+	struct pci_host pci; /* bus 0: the host bridge and the virtio-pci functions */
+	bool pci_created;
 	struct device_list devices; /* every device but the serial port: reset, save, destroy */
 	struct vm_control control;  /* what the monitor may ask of the VM */
 

@@ -827,10 +827,27 @@ Test(config, keyed_options_not_read_yet_are_refused)
 		 "-drive", "file=disk.img,if=virtio");
 	CFGT_ERR(CFGT_SAY("-netdev 'user,id=n0'", "only network backend is tap"), "-netdev",
 		 "user,id=n0");
-	CFGT_ERR(CFGT_SAY("-object 'rng-random,id=rng0'", "no rng-random object"), "-object",
-		 "rng-random,id=rng0");
+	CFGT_ERR(CFGT_SAY("-object 'memory-backend-ram,id=m0'", "no memory-backend-ram object"),
+		 "-object", "memory-backend-ram,id=m0");
 	CFGT_ERR(CFGT_SAY("-chardev 'stdio,id=c0'"), "-chardev", "stdio,id=c0");
 	CFGT_ERR(CFGT_SAY("-mon 'c0'"), "-mon", "c0");
+}
+
+/* --rng and -device virtio-rng-pci land as one -device entry that virtio/attach.c reads;
+ * QEMU's -object rng-random backend is accepted with its filename. */
+Test(config, rng_spellings)
+{
+	CFGT_OK("--rng");
+	cr_assert_eq(cfgt_cfg.devices.n, 1);
+	cr_assert_str_eq(cfgt_cfg.devices.items[0].type, "virtio-rng");
+	CFGT_OK("-object", "rng-random,id=r0,filename=/dev/urandom", "-device",
+		"virtio-rng-pci,rng=r0");
+	cr_assert_eq(cfgt_cfg.devices.n, 1);
+	cr_assert_str_eq(cfgt_cfg.devices.items[0].type, "virtio-rng-pci");
+	cr_assert_eq(cfgt_cfg.objects.n, 1);
+	CFGT_OK("-object", "rng-builtin,id=r0", "-device", "virtio-rng-pci,rng=r0");
+	CFGT_ERR(CFGT_SAY("-object 'rng-random,id=r0,size=4'", "size"), "-object",
+		 "rng-random,id=r0,size=4");
 }
 
 Test(config, device_drivers_kvmini_lacks_are_named)
