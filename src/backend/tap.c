@@ -41,9 +41,11 @@ static int tunsetiff_error(const char *ifname, bool mq, int err, struct errbuf *
 			    "%s mode tap user USER%s')",
 			    ifname, ifname, mq ? " multi_queue" : "");
 	if (err == EINVAL)
-		return errf(
-		    e, -err, "cannot attach to tap '%s': the interface exists but is not a tap%s",
-		    ifname, mq ? " created with multi_queue (ip tuntap add ... multi_queue)" : "");
+		return errf(e, -err,
+			    "cannot attach to tap '%s': the interface exists but is not a tap, or "
+			    "is %s while kvmini asked for %s",
+			    ifname, mq ? "single-queue" : "multi_queue",
+			    mq ? "several queues (ip tuntap add ... multi_queue)" : "one queue");
 	if (err == EBUSY)
 		return errf(e, -err, "cannot attach to tap '%s': it is in use by another process",
 			    ifname);
