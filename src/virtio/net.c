@@ -19,7 +19,10 @@
  * writable space, or a ring the driver broke, sets NEEDS_RESET.
  *
  * Threads: the loop thread reads the tap; kicks come from the loop (ioeventfd) or a vCPU.
- * Each queue pair has an rx lock and a tx lock; neither is held while d->lock is taken.
+ * Each queue pair has an rx lock and a tx lock, held while serving (and while interrupting
+ * through the transport, which takes its own lock). reset() runs under the transport's
+ * lock, so it waits for nothing: it clears `running` and bumps `gen`, and the data path
+ * drops what it held the next time it runs.
  *
  * vhost-net: virtio_net_vhost_start() is the seam that would hand the queues to the kernel;
  * this host has no /dev/vhost-net, so it always declines and the user-space path serves. */
@@ -58,6 +61,7 @@ struct net_pair {
 	unsigned idx;
 	int fd;
 	bool watched;
+	unsigned gen; /* the device's reset generation the rx state belongs to */
 	pthread_mutex_t rx_lock, tx_lock;
 	/* rx: the frame being delivered (pending), how much of it is placed, and the chains
 	 * it fills so far (the first one's segments kept to write the header last). */
@@ -83,6 +87,12 @@ struct virtio_net {
 	uint64_t offer;
 	uint8_t mac[6];
 	uint16_t status; /* VIRTIO_NET_S_* */
+	/* Serving (between DRIVER_OK and a reset), and the reset count: reset() runs on the
+	 * transport's control path with its lock held, which the data path's interrupts take,
+	 * so it must not wait for the data path. It flips these; the data path checks them
+	 * under its own locks and drops what it held from before the reset. */
+	atomic_bool running;
+	atomic_uint gen;
 	struct net_pair pair[VIRTIO_NET_MAX_PAIRS];
 	pthread_mutex_t ctrl_lock;
 	struct vq_request *ctrlreq;
@@ -239,13 +249,18 @@ static void rx_run(struct net_pair *p)
 	unsigned since_irq = 0;
 
 	pthread_mutex_lock(&p->rx_lock);
+	unsigned gen = atomic_load(&p->n->gen);
+	if (p->gen != gen) {
+		rx_drop_held(p); /* chains popped before a reset are gone with the rings */
+		p->gen = gen;
+	}
 	uint8_t st = atomic_load(&d->status);
-	if (!(st & VIRTIO_CONFIG_S_DRIVER_OK) || (st & VIRTIO_CONFIG_S_NEEDS_RESET) ||
-	    !vq->enabled) {
+	if (!atomic_load(&p->n->running) || !(st & VIRTIO_CONFIG_S_DRIVER_OK) ||
+	    (st & VIRTIO_CONFIG_S_NEEDS_RESET) || !vq->enabled) {
 		pthread_mutex_unlock(&p->rx_lock);
 		return;
 	}
-	for (;;) {
+	while (atomic_load(&p->n->running)) {
 		if (!p->pending) {
 			ssize_t len = read(p->fd, p->frame, NET_FRAME_MAX);
 			if (len < 0 && errno == EINTR)
@@ -289,7 +304,7 @@ static void tx_run(struct net_pair *p)
 	unsigned since_irq = 0;
 
 	pthread_mutex_lock(&p->tx_lock);
-	for (;;) {
+	while (atomic_load(&p->n->running)) {
 		virtqueue_set_notification(vq, false);
 		for (;;) {
 			struct vq_request *req = p->txreq;
@@ -352,7 +367,7 @@ static void ctrl_run(struct virtio_net *n)
 	unsigned done = 0;
 
 	pthread_mutex_lock(&n->ctrl_lock);
-	for (;;) {
+	while (atomic_load(&n->running)) {
 		struct vq_request *req = n->ctrlreq;
 		int r = virtqueue_pop(vq, req);
 		if (r < 0) {
@@ -455,6 +470,7 @@ static int net_start(struct virtio_dev *d)
 		}
 	}
 	n->active_pairs = 1;
+	atomic_store(&n->running, true);
 	for (unsigned i = 0; i < n->npairs; i++) {
 		struct net_pair *p = &n->pair[i];
 		if (p->watched || !n->loop)
@@ -462,7 +478,7 @@ static int net_start(struct virtio_dev *d)
 		int r = loop_add_fd(n->loop, p->fd, EPOLLIN | EPOLLET, rx_fd_ready, p);
 		if (r < 0) {
 			log_warn("virtio-net: cannot watch %s: %s", n->tap.ifname, strerror(-r));
-			unwatch(n);
+			atomic_store(&n->running, false);
 			return r;
 		}
 		p->watched = true;
@@ -489,13 +505,9 @@ static void net_reset(struct virtio_dev *d)
 {
 	struct virtio_net *n = d->priv;
 	struct errbuf e;
-	unwatch(n); /* after this no rx callback runs */
-	for (unsigned i = 0; i < n->npairs; i++) {
-		struct net_pair *p = &n->pair[i];
-		pthread_mutex_lock(&p->rx_lock);
-		rx_drop_held(p);
-		pthread_mutex_unlock(&p->rx_lock);
-	}
+	/* Never waits (see `running`): the tap fds stay on the loop, their callbacks idle. */
+	atomic_store(&n->running, false);
+	atomic_fetch_add(&n->gen, 1);
 	n->active_pairs = 1;
 	if (n->own_tap)
 		tap_set_offload(&n->tap, 0, &e);

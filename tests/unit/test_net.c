@@ -522,3 +522,31 @@ Test(net_mac, tap_refuses_permission_denied_in_one_line)
 	cr_assert_eq(r, -EACCES);
 	cr_assert_not_null(strstr(e.msg, "permission denied"), "%s", e.msg);
 }
+
+Test(net, oversized_tx_frame_is_refused_and_counted)
+{
+	bring_up(0);
+	/* 80 KiB: more than any frame a tap takes (64 KiB GSO plus headers). */
+	uint32_t big = 80 * 1024;
+	uint64_t b = alloc_buf(big);
+	memset(host(b), 0, HDR);
+	struct d c = {b, big, false};
+	add_chain(1, &c, 1);
+	virtio_dev_queue_notify(dev, 1);
+	cr_assert_eq(used_idx(1), 1, "the chain is returned");
+	uint8_t got[64];
+	cr_assert_eq(read(sv[1], got, sizeof(got)), -1, "nothing reached the tap");
+	struct virtio_net_stats st;
+	virtio_net_get_stats(dev, &st);
+	cr_assert_eq(st.tx_errors, 1);
+	cr_assert_eq(atomic_load(&dev->status) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+}
+
+Test(net, tx_before_driver_ok_is_ignored)
+{
+	/* A kick before DRIVER_OK does nothing (the core filters it); no crash, no frame. */
+	virtio_dev_queue_notify(dev, 1);
+	virtio_dev_queue_notify(dev, 0);
+	uint8_t got[64];
+	cr_assert_eq(read(sv[1], got, sizeof(got)), -1);
+}
