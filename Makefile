@@ -66,4 +66,5 @@ check-format:
 	clang-format --dry-run -Werror $(FORMAT_FILES)
 
 include fuzz/virtqueue.mk
+include fuzz/pci.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include <linux/virtio_pci.h>
 
@@ -466,7 +467,10 @@ static void vp_bar_moved(struct pci_function *f, unsigned bar, uint64_t addr, bo
 			continue;
 		}
 		uint64_t a = addr + VIRTIO_PCI_NOTIFY_OFFSET + q * VIRTIO_PCI_NOTIFY_MULT;
-		t->notify_in_kernel[q] = ioeventfd_assign(&t->notify[q], a, 2) == 0;
+		int ret = ioeventfd_assign(&t->notify[q], a, 2);
+		t->notify_in_kernel[q] = ret == 0;
+		log_debug("%s: queue %u notify at 0x%llx: %s", t->dev->ops->name, q,
+			  (unsigned long long)a, ret == 0 ? "ioeventfd" : "MMIO exit");
 	}
 }
 
@@ -498,8 +502,36 @@ static int vp_add_vendor_cap(struct pci_function *f, uint8_t type, uint32_t offs
 	return pci_function_add_cap(f, cap, len, NULL);
 }
 
+static void vp_intx_resample(void *opaque, int fd, uint32_t events)
+{
+	struct virtio_pci *t = opaque;
+	irq_resample(&t->intx);
+}
+
+/* INTx as a level-triggered irqfd with a resample fd: KVM deasserts the line at the
+ * guest's EOI and tells the loop, which asserts it again if the ISR is still set. A
+ * KVM_IRQ_LINE line where the irqfd is refused. */
+static int vp_init_intx(struct virtio_pci *t, unsigned gsi, struct errbuf *e)
+{
+	struct errbuf ignored;
+	if (t->env.vm_fd >= 0 && t->env.loop &&
+	    irq_init_line_irqfd(&t->intx, t->env.vm_fd, gsi, true, &ignored) == 0) {
+		int ret =
+		    loop_add_fd(t->env.loop, t->intx.resample_fd, EPOLLIN, vp_intx_resample, t);
+		if (ret == 0) {
+			t->intx_on_loop = true;
+			return 0;
+		}
+		irq_destroy(&t->intx);
+	}
+	return irq_init_line(&t->intx, t->env.vm_fd, gsi);
+}
+
 static void vp_free(struct virtio_pci *t)
 {
+	if (t->intx_on_loop)
+		loop_del_fd(t->env.loop, t->intx.resample_fd);
+	irq_destroy(&t->intx);
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
 		ioeventfd_destroy(&t->notify[q]);
 	for (unsigned v = 0; v < t->nvectors; v++)
@@ -606,7 +638,11 @@ int virtio_pci_create(const struct virtio_pci_env *env, struct virtio_dev *d,
 	}
 	unsigned slot = f->devfn >> 3;
 	uint8_t gsi = (uint8_t)(VIRTIO_PCI_INTX_GSI_BASE + slot % 8);
-	irq_init_line(&t->intx, env->vm_fd, gsi);
+	if ((ret = vp_init_intx(t, gsi, e)) < 0) {
+		pci_host_remove(env->host, f);
+		vp_free(t);
+		return ret;
+	}
 	pci_function_set_intx(f, gsi);
 	f->reset_cfg[PCI_REG_INTERRUPT_LINE] = gsi;
 	f->reset_cfg[PCI_REG_INTERRUPT_PIN] = 1;

@@ -69,6 +69,7 @@ struct virtio_pci {
 	struct virtio_pci_vector *vec;
 	atomic_uchar isr;
 	struct irq intx;
+	bool intx_on_loop;	   /* intx.resample_fd is watched by the loop */
 	uint8_t msix_cap, cfg_cap; /* config-space offsets of those capabilities */
 	struct ioeventfd notify[VIRTIO_MAX_QUEUES];
 	bool notify_in_kernel[VIRTIO_MAX_QUEUES];
