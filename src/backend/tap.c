@@ -47,7 +47,9 @@ static int tunsetiff_error(const char *ifname, bool mq, int err, struct errbuf *
 			    ifname, mq ? "single-queue" : "multi_queue",
 			    mq ? "several queues (ip tuntap add ... multi_queue)" : "one queue");
 	if (err == EBUSY)
-		return errf(e, -err, "cannot attach to tap '%s': it is in use by another process",
+		return errf(e, -err,
+			    "cannot attach to tap '%s': it is already in use (by another program, "
+			    "or by another NIC of this VM)",
 			    ifname);
 	return errf(e, -err, "cannot attach to tap '%s': %s", ifname, strerror(err));
 }

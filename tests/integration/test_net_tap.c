@@ -348,3 +348,28 @@ Test(net_tap, missing_tun_device_is_refused_in_one_line, .timeout = 30)
 	cr_assert_null(strstr(r.out, "Hello"), "the VM must not run without its NIC");
 	harness_result_free(&r);
 }
+
+Test(net_tap, one_tap_for_two_nics_is_refused_in_one_line, .timeout = 30)
+{
+	need_root_and_tun();
+	unsigned id = (unsigned)getpid() & 0xffff;
+	snprintf(ns, sizeof(ns), "kvmini-b%u", id);
+	cr_assert_eq(sh("ip netns add %s", ns), 0);
+	ns_made = true;
+	char path[64], tapopt[32];
+	snprintf(path, sizeof(path), "/var/run/netns/%s", ns);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(setns(fd, CLONE_NEWNET), 0);
+	close(fd);
+	snprintf(tapopt, sizeof(tapopt), "tap=kvmb%u", id);
+	const char *argv[] = {"kvmini", "run",	"--kernel", harness_guest("hello"), "--net", tapopt,
+			      "--net",	tapopt, NULL};
+	struct harness_opts o = {.timeout_s = 20};
+	struct harness_result r;
+	cr_assert_eq(harness_run(argv, &o, &r), 0);
+	cr_assert(r.exited && r.exit_status != 0, "exit %d\n%s", r.exit_status, r.err);
+	cr_assert_not_null(strstr(r.err, "already in use"), "%s", r.err);
+	cr_assert_null(strstr(r.out, "Hello"));
+	harness_result_free(&r);
+}
