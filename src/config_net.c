@@ -52,8 +52,8 @@ static int add_pair(struct vm_config *cfg, const char *what, const char *ifname,
 	snprintf(nd, sizeof(nd), "tap,id=%s,ifname=%s,script=no,downscript=no,queues=%llu", id,
 		 ifname, (unsigned long long)queues);
 	/* No transport suffix: the device goes on the default transport (--virtio-transport). */
-	snprintf(dev, sizeof(dev), "virtio-net,netdev=%s%s%s", id, mac ? ",mac=" : "",
-		 mac ? mac : "");
+	snprintf(dev, sizeof(dev), "virtio-net,netdev=%s%s%s%s", id, mac ? ",mac=" : "",
+		 mac ? mac : "", queues > 1 ? ",mq=on" : "");
 	int r = keyed_list_add(&cfg->netdevs, "netdev", nd, NULL, e);
 	if (r == 0)
 		r = keyed_list_add(&cfg->devices, "device", dev, NULL, e);
@@ -200,7 +200,11 @@ int config_check_net(struct vm_config *cfg, struct errbuf *e)
 					 "tap,id=ID,...)",
 				    d->spec, nd);
 		int r = check_mac("-device", d->spec, keyed_get(d, "mac"), e);
-		if (r || (r = keyed_check_used(d, "netdev, mac", e)))
+		bool mq;
+		struct errbuf tmp;
+		if (!r && keyed_get_bool(d, "mq", false, &mq, &tmp) < 0)
+			return NERR(e, "invalid -device '%s': mq must be on or off", d->spec);
+		if (r || (r = keyed_check_used(d, "netdev, mac, mq", e)))
 			return r;
 	}
 	for (unsigned i = 0; i < cfg->netdevs.n; i++) {

@@ -709,8 +709,10 @@ static int net_create(const struct virtio_create_ctx *ctx, const struct keyed_op
 			    opts->spec);
 	if (!m)
 		net_generate_mac(mac);
-	int r = keyed_check_used(opts, "netdev, mac", e);
-	if (r < 0)
+	/* As QEMU: a multi-queue tap serves several pairs only with mq=on (--net sets it). */
+	bool mq = false;
+	int r = keyed_get_bool(opts, "mq", false, &mq, e);
+	if (r < 0 || (r = keyed_check_used(opts, "netdev, mac, mq", e)) < 0)
 		return r;
 	const char *ifname = keyed_get(nd, "ifname");
 	uint64_t queues = 1;
@@ -730,16 +732,16 @@ static int net_create(const struct virtio_create_ctx *ctx, const struct keyed_op
 		return r;
 	}
 	n->own_tap = true;
-	r = net_build(n, ctx->mem, ctx->loop, n->tap.fds, (unsigned)queues, mac, n->tap.offloads,
-		      e);
+	unsigned pairs = mq ? (unsigned)queues : 1;
+	r = net_build(n, ctx->mem, ctx->loop, n->tap.fds, pairs, mac, n->tap.offloads, e);
 	if (r < 0) {
 		tap_close(&n->tap);
 		free(n);
 		return r;
 	}
 	log_info("virtio-net: tap %s, MAC %02x:%02x:%02x:%02x:%02x:%02x, %u queue pair%s, %s",
-		 n->tap.ifname, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], (unsigned)queues,
-		 queues > 1 ? "s" : "", virtio_net_datapath());
+		 n->tap.ifname, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], pairs,
+		 pairs > 1 ? "s" : "", virtio_net_datapath());
 	*out = &n->dev;
 	return 0;
 }

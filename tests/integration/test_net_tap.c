@@ -272,7 +272,8 @@ static unsigned enter_ns_with_tap(bool mq)
 	return net;
 }
 
-static void guest_arp(const char *const *net_args, unsigned nargs, bool mq)
+/* Returns the feature bits the guest saw offered. */
+static uint64_t guest_arp(const char *const *net_args, unsigned nargs, bool mq)
 {
 	need_root_and_tun();
 	unsigned net = enter_ns_with_tap(mq);
@@ -304,7 +305,11 @@ static void guest_arp(const char *const *net_args, unsigned nargs, bool mq)
 	snprintf(want, sizeof(want), "arp reply: 10.213.%u.1 is-at", net);
 	cr_assert_not_null(strstr(r.out, want), "%s", r.out);
 	cr_assert_not_null(strstr(r.out, "virtio-net: OK"), "%s", r.out);
+	const char *f = strstr(r.out, "features device 0x");
+	cr_assert_not_null(f, "%s", r.out);
+	uint64_t features = strtoull(f + strlen("features device 0x"), NULL, 16);
 	harness_result_free(&r);
+	return features;
 }
 
 Test(net_tap, guest_arp_through_kvmini_net, .timeout = 60)
@@ -330,7 +335,9 @@ Test(net_tap, guest_arp_on_a_multi_queue_tap, .timeout = 60)
 {
 	/* The guest takes no MQ: kvmini detaches queue 1 so the kernel steers all to pair 0. */
 	const char *a[] = {"--net", "tap=@,queues=2"};
-	guest_arp(a, 2, true);
+	uint64_t f = guest_arp(a, 2, true);
+	cr_assert(f & (1ull << VIRTIO_NET_F_MQ), "MQ offered: 0x%llx", (unsigned long long)f);
+	cr_assert(f & (1ull << VIRTIO_NET_F_CTRL_VQ));
 }
 
 Test(net_tap, missing_tun_device_is_refused_in_one_line, .timeout = 30)
@@ -372,4 +379,12 @@ Test(net_tap, one_tap_for_two_nics_is_refused_in_one_line, .timeout = 30)
 	cr_assert_not_null(strstr(r.err, "already in use"), "%s", r.err);
 	cr_assert_null(strstr(r.out, "Hello"));
 	harness_result_free(&r);
+}
+
+Test(net_tap, multi_queue_tap_without_mq_on_is_one_pair_as_in_qemu, .timeout = 60)
+{
+	const char *a[] = {"-netdev", "tap,id=n0,ifname=@,queues=2", "-device",
+			   "virtio-net-pci,netdev=n0"};
+	uint64_t f = guest_arp(a, 4, true);
+	cr_assert_eq(f & (1ull << VIRTIO_NET_F_MQ), 0, "0x%llx", (unsigned long long)f);
 }

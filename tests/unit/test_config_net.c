@@ -75,6 +75,7 @@ Test(config_net, kvmini_net)
 	pair(0, "tap0", NULL, "1");
 	OK("--net", "tap=tap0,mac=06:00:00:00:00:01,queues=4");
 	pair(0, "tap0", "06:00:00:00:00:01", "4");
+	cr_assert_str_eq(keyed_get(&c.devices.items[0], "mq"), "on", "several queues: multiqueue");
 }
 
 Test(config_net, kvmini_net_repeated)
@@ -92,6 +93,8 @@ Test(config_net, qemu_netdev_and_device)
 	OK("-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no,queues=2,vhost=off", "-device",
 	   "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56");
 	pair(0, "tap0", "52:54:00:12:34:56", "2");
+	OK("-netdev", "tap,id=n0,ifname=tap0,queues=2", "-device",
+	   "virtio-net-pci,netdev=n0,mq=on");
 	/* The device may come first, and virtio-net-device (MMIO) is the same device. */
 	OK("-device", "virtio-net-device,netdev=n0", "-netdev", "tap,id=n0,ifname=tap1");
 	cr_assert_str_eq(keyed_get(&c.devices.items[0], "netdev"), "n0");
@@ -149,6 +152,8 @@ Test(config_net, netdev_errors)
 	ERR("no -netdev with id 'n1'", "-netdev", "tap,id=n0,ifname=t0", "-device",
 	    "virtio-net-pci,netdev=n1");
 	ERR("netdev=ID is required", "-device", "virtio-net-pci");
+	ERR("mq must be on or off", "-netdev", "tap,id=n0,ifname=t0,queues=2", "-device",
+	    "virtio-net-pci,netdev=n0,mq=maybe");
 	ERR("unknown key 'romfile'", "-netdev", "tap,id=n0,ifname=t0", "-device",
 	    "virtio-net-pci,netdev=n0,romfile=");
 	ERR("unicast", "-netdev", "tap,id=n0,ifname=t0", "-device",
