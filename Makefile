@@ -93,4 +93,5 @@ check-format:
 include fuzz/virtqueue.mk
 include fuzz/mmio.mk
 include fuzz/blk.mk
+include fuzz/pci.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

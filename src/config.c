@@ -1,4 +1,5 @@
 #include "config.h"
+#include "config_net.h"
 #include "virtio/virtio.h" /* virtio_find_type: -device drivers kvmini has */
 
 #include <errno.h>
@@ -45,6 +46,8 @@ enum opt_id {
 	OPT_START_PAUSED,
 	OPT_VIRTIO_TRANSPORT,
 	OPT_VERSION,
+	OPT_NET,
+	OPT_NIC,
 	OPT_RNG,
 };
 
@@ -98,6 +101,8 @@ static const struct opt_def opt_table[] = {
     {"S", OPT_START_PAUSED, false},
     {"virtio-transport", OPT_VIRTIO_TRANSPORT, true},
     {"version", OPT_VERSION, false},
+    {"net", OPT_NET, true},
+    {"nic", OPT_NIC, true},
     {"rng", OPT_RNG, false},
 };
 
@@ -111,8 +116,6 @@ static const struct {
     {"blockdev", "use -drive if=none,id=ID,file=PATH -device virtio-blk-pci,drive=ID"},
     {"vga", "kvmini has no display; the console is the serial port"},
     {"bios", "kvmini boots the kernel directly, without firmware"},
-    {"nic", "network devices arrive with VirtIO in the next version"},
-    {"net", "network devices arrive with VirtIO in the next version"},
     {"virtfs", "VirtIO devices arrive in the next version"},
     {"boot", "kvmini boots the kernel given with -kernel, without firmware"},
     {"qmp", "the control socket arrives in a later version"},
@@ -1017,6 +1020,10 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 		return config_add_disk(cfg, u->val, e);
 	case OPT_NETDEV:
 		return keyed_list_add(&cfg->netdevs, "netdev", u->val, NULL, e);
+	case OPT_NET:
+		return config_add_net(cfg, u->val, e);
+	case OPT_NIC:
+		return config_add_nic(cfg, u->val, e);
 	case OPT_CHARDEV:
 		return keyed_list_add(&cfg->chardevs, "chardev", u->val, NULL, e);
 	case OPT_OBJECT:
@@ -1280,11 +1287,6 @@ static int refuse_unread_keyed(struct vm_config *cfg, struct errbuf *e)
 	int r = config_finish_disks(cfg, e);
 	if (r)
 		return one_line(e, r);
-	if (cfg->netdevs.n)
-		return CFG_ERR(e,
-			       "invalid -netdev '%s': kvmini has no network devices yet (VirtIO "
-			       "devices come in the next version)",
-			       cfg->netdevs.items[0].spec);
 	for (unsigned i = 0; i < cfg->objects.n; i++) {
 		struct keyed_opts *o = &cfg->objects.items[i];
 		/* Entropy sources for virtio-rng: kvmini reads getrandom(2) for both. */
@@ -1338,6 +1340,8 @@ static int check_final(struct vm_config *cfg, const char **refs, struct errbuf *
 		r = check_virtio_console(cfg, e);
 	if (!r)
 		r = refuse_unread_keyed(cfg, e);
+	if (!r)
+		r = config_check_net(cfg, e);
 	if (r)
 		return r;
 	for (unsigned v = cfg->ncpus; v < KVMINI_MAX_VCPUS; v++) {
@@ -1477,6 +1481,13 @@ const char *config_usage(void)
 	       "                          O_DIRECT; N queues (1 to 64, default 1). I/O goes\n"
 	       "                          through io_uring; the image is locked against a\n"
 	       "                          second kvmini; qcow2 and other formats are refused\n"
+	       "  --net tap=IFNAME[,mac=XX:XX:XX:XX:XX:XX][,queues=N]   a virtio-net NIC on the\n"
+	       "                          tap IFNAME (created if missing; needs CAP_NET_ADMIN\n"
+	       "                          or a tap owned by the user); MAC generated as\n"
+	       "                          06:6b:76:xx:xx:xx when not given; queues 1 to 16 (1).\n"
+	       "                          Repeatable. kvmini runs no scripts: set the tap up\n"
+	       "                          beforehand. `kvmini info` says which data path\n"
+	       "                          (user space or vhost-net) a VM gets\n"
 	       "  -v, --verbose           more diagnostics; repeat for more (-v -v or -vv)\n"
 	       "  -q, --quiet             fewer diagnostics\n"
 	       "  -h, --help              print this help\n"
@@ -1523,6 +1534,14 @@ const char *config_usage(void)
 	       "  -drive if=none,id=ID,file=PATH,... -device virtio-blk-pci,drive=ID\n"
 	       "                          [,num-queues=N][,serial=S]   the same disk in two parts\n"
 	       "                          (S: up to 20 bytes; default: the drive's id)\n"
+	       "  -netdev tap,id=ID,ifname=IF[,script=no][,downscript=no][,queues=N][,vhost=off]\n"
+	       "    -device virtio-net-pci,netdev=ID[,mac=MAC][,mq=on]   same as --net tap=IF\n"
+	       "                          (mq=on for several queue pairs, as QEMU; script and\n"
+	       "                          downscript other than no are refused: kvmini runs no\n"
+	       "                          scripts; vhost=on is refused)\n"
+	       "  -nic tap,ifname=IF[,script=no][,downscript=no][,model=virtio-net-pci]\n"
+	       "                          [,mac=MAC][,queues=N]   same as --net; -nic none adds\n"
+	       "                          nothing\n"
 	       "  -machine, -M [type=]pc|q35|microvm[,accel=kvm]   accepted: kvmini has one\n"
 	       "                          machine (a PC booted without firmware) whatever the\n"
 	       "                          type (also pc-q35-*, pc-i440fx-*); kernel-irqchip=on,\n"
@@ -1537,7 +1556,7 @@ const char *config_usage(void)
 	       "  -version                print the version and exit\n"
 	       "\n"
 	       "Keyed values follow QEMU's syntax: TYPE,key=value,... with ',,' for a comma in a\n"
-	       "value, a bare key for key=on and noKEY for key=off. -netdev, other -object types\n"
-	       "and -device with any other driver are parsed and then refused, naming what kvmini\n"
-	       "lacks. Other QEMU options are rejected by name.\n";
+	       "value, a bare key for key=on and noKEY for key=off. -netdev other than tap, other\n"
+	       "-object types and -device with any other driver are parsed and then refused,\n"
+	       "naming what kvmini lacks. Other QEMU options are rejected by name.\n";
 }

@@ -474,7 +474,10 @@ static void vp_bar_moved(struct pci_function *f, unsigned bar, uint64_t addr, bo
 			continue;
 		}
 		uint64_t a = addr + VIRTIO_PCI_NOTIFY_OFFSET + q * VIRTIO_PCI_NOTIFY_MULT;
-		t->notify_in_kernel[q] = ioeventfd_assign(&t->notify[q], a, 2) == 0;
+		int ret = ioeventfd_assign(&t->notify[q], a, 2);
+		t->notify_in_kernel[q] = ret == 0;
+		log_debug("%s: queue %u notify at 0x%llx: %s", t->dev->ops->name, q,
+			  (unsigned long long)a, ret == 0 ? "ioeventfd" : "MMIO exit");
 	}
 }
 

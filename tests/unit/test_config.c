@@ -335,7 +335,7 @@ Test(config, unknown_options_are_named)
 {
 	CFGT_ERR(CFGT_SAY("unknown option '-hda'", "does not support it yet", "use --disk PATH"),
 		 "-hda", "disk.img");
-	CFGT_ERR(CFGT_SAY("unknown option '-nic'", "network devices"), "-nic", "user");
+	CFGT_ERR(CFGT_SAY("invalid -nic 'user'", "only network backend is tap"), "-nic", "user");
 	CFGT_ERR(CFGT_SAY("unknown option '-boot'", "without firmware"), "-boot", "c");
 	CFGT_ERR(CFGT_SAY("unknown option '--frobnicate'"), "--frobnicate");
 	CFGT_ERR(CFGT_SAY("unknown option '--frobnicate'"), "--mem", "1G", "--frobnicate=3");
@@ -879,7 +879,7 @@ Test(config, keyed_options_not_read_yet_are_refused)
 {
 	CFGT_ERR(CFGT_SAY("-drive 'file=disk.img,if=ide'", "if=ide", "virtio and none"), "-drive",
 		 "file=disk.img,if=ide");
-	CFGT_ERR(CFGT_SAY("-netdev 'user,id=n0'", "no network devices yet"), "-netdev",
+	CFGT_ERR(CFGT_SAY("-netdev 'user,id=n0'", "only network backend is tap"), "-netdev",
 		 "user,id=n0");
 	CFGT_ERR(CFGT_SAY("-object 'memory-backend-ram,id=m0'", "no memory-backend-ram object"),
 		 "-object", "memory-backend-ram,id=m0");
@@ -906,7 +906,8 @@ Test(config, device_drivers_kvmini_lacks_are_named)
 {
 	CFGT_ERR(CFGT_SAY("-device 'virtio-blk-pci,drive=d0'", "no -drive has id 'd0'"), "-device",
 		 "virtio-blk-pci,drive=d0");
-	CFGT_ERR(CFGT_SAY("no virtio-net-pci device yet"), "-device", "virtio-net-pci,netdev=n0");
+	CFGT_ERR(CFGT_SAY("-device 'virtio-net-pci,netdev=n0'", "no -netdev with id 'n0'"),
+		 "-device", "virtio-net-pci,netdev=n0");
 	CFGT_ERR(CFGT_SAY("-device 'e1000'", "no e1000 device", "only -device is isa-debug-exit"),
 		 "-device", "e1000");
 }
