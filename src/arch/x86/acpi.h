@@ -1,7 +1,7 @@
-/* Minimal ACPI tables so that Linux finds every CPU (MADT) and can power off (FADT PM1a
- * control block + a DSDT holding \_S5), the PCI root bridge (DSDT) and its ECAM window (MCFG). Some
- * kernels (Debian's cloud kernel) are built without MP-table parsing, so the MADT is the only CPU
- * list they read. */
+/* Minimal ACPI tables so that Linux finds every CPU (MADT), can power off (FADT PM1a
+ * control block + a DSDT holding \_S5) and finds the PCI root bridge (DSDT) and its ECAM
+ * window (MCFG). Some kernels (Debian's cloud kernel) are built without MP-table parsing,
+ * so the MADT is the only CPU list they read. */
 #ifndef KVMINI_ARCH_X86_ACPI_H
 #define KVMINI_ARCH_X86_ACPI_H
 
