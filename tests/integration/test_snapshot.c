@@ -57,6 +57,21 @@ static unsigned long console_tick(const char *path)
 
 static char snap_path[128];
 static unsigned long snap_tick;
+/* What the guest printed before the snapshot (NUL-terminated). */
+static char *snap_console;
+static size_t snap_console_len;
+
+static bool console_has(const char *path, const char *needle)
+{
+	uint8_t *text;
+	size_t n;
+	struct errbuf e;
+	if (read_whole_file(path, "console", &text, &n, &e) < 0)
+		return false;
+	bool found = memmem(text, n, needle, strlen(needle)) != NULL;
+	free(text);
+	return found;
+}
 
 struct runner {
 	struct vm vm;
@@ -71,9 +86,9 @@ static void *run_vm(void *arg)
 	return NULL;
 }
 
-/* Runs the count guest in this process with ncpus, snapshots it after tick 3 (left
- * paused, so the last tick on the console is the snapshot's), stops it. */
-static void make_snapshot(unsigned ncpus)
+/* Runs guest in this process with ncpus, snapshots it once its console shows wait (left
+ * paused, so the console then holds what was printed before the snapshot), stops it. */
+static void make_snapshot_of(const char *guest, unsigned ncpus, const char *wait)
 {
 	struct vm_config cfg;
 	static struct runner r;
@@ -83,7 +98,7 @@ static void make_snapshot(unsigned ncpus)
 	char console[128];
 	snprintf(console, sizeof(console), "/tmp/kvmini-snapcon-%d", getpid());
 	snprintf(snap_path, sizeof(snap_path), "/tmp/kvmini-snap-%d.kvs", getpid());
-	cr_assert_eq(read_whole_file(harness_guest("count"), "guest", &kernel, &kernel_size, &e), 0,
+	cr_assert_eq(read_whole_file(harness_guest(guest), "guest", &kernel, &kernel_size, &e), 0,
 		     "%s", e.msg);
 	config_init(&cfg);
 	cfg.serial[0].backend = CHARDEV_FILE;
@@ -93,16 +108,22 @@ static void make_snapshot(unsigned ncpus)
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	memset(&r, 0, sizeof(r));
-	cr_assert_eq(vm_create(&r.vm, &cfg, &start, kernel, kernel_size, "count", -1, 0, &e), 0,
-		     "%s", e.msg);
+	cr_assert_eq(vm_create(&r.vm, &cfg, &start, kernel, kernel_size, guest, -1, 0, &e), 0, "%s",
+		     e.msg);
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, run_vm, &r), 0);
-	for (int i = 0; i < 3000 && console_tick(console) < 3; i++)
+	for (int i = 0; i < 3000 && !console_has(console, wait); i++)
 		sleep_ms(10);
-	cr_assert_geq(console_tick(console), 3, "the count guest does not tick");
+	cr_assert(console_has(console, wait), "the %s guest never printed %s (vm_run: %d %s)",
+		  guest, wait, r.ret, r.e.msg);
 	cr_assert_eq(vm_snapshot_save(&r.vm, snap_path, SNAPSHOT_LEAVE_PAUSED, &e), 0, "%s", e.msg);
 	sleep_ms(300); /* the console's writer drains what the guest printed before */
 	snap_tick = console_tick(console);
+	free(snap_console);
+	uint8_t *text;
+	cr_assert_eq(read_whole_file(console, "console", &text, &snap_console_len, &e), 0);
+	snap_console = realloc(text, snap_console_len + 1);
+	snap_console[snap_console_len] = 0;
 	cr_assert_eq(vm_snapshot_restore_check(&r.vm, snap_path, &e), 0, "%s", e.msg);
 	power_request_stop(&r.vm.power, STOP_QUIT, 0);
 	pthread_join(t, NULL);
@@ -110,6 +131,11 @@ static void make_snapshot(unsigned ncpus)
 	vm_destroy(&r.vm);
 	free(kernel);
 	unlink(console);
+}
+
+static void make_snapshot(unsigned ncpus)
+{
+	make_snapshot_of("count", ncpus, "count: tick 3\n");
 }
 
 /* A restored run: stops once it has printed two ticks past the snapshot's. */
@@ -249,5 +275,39 @@ Test(snapshot, damaged_and_mismatched_snapshots_are_refused_with_one_line)
 	assert_refused(bad, "2", "not a kvmini snapshot");
 	assert_refused("/nonexistent/snap", "2", "cannot open snapshot");
 	unlink(bad);
+	unlink(snap_path);
+}
+
+/* The ring-3 checksum guest is deterministic: what it printed before the snapshot plus
+ * what the restored process prints is byte for byte what an uninterrupted run prints. */
+Test(snapshot, restored_checksum_sequence_equals_an_uninterrupted_run)
+{
+	const char *ref_argv[] = {"kvmini", "run", "--kernel", harness_guest("checksum"),
+				  "--mem",  "64M", NULL};
+	struct harness_result ref;
+	cr_assert_eq(harness_run(ref_argv, &(struct harness_opts){.timeout_s = 60}, &ref), 0);
+	cr_assert(ref.exited && ref.exit_status == 0, "%s\n%s", ref.out, ref.err);
+	cr_assert(strstr(ref.out, "checksum: step 200 "), "%s", ref.out);
+
+	make_snapshot_of("checksum", 1, "checksum: step 40 ");
+	cr_assert_null(strstr(snap_console, "checksum: step 200 "), "snapshot after the end");
+	const char *argv[] = {"kvmini",	 "run",	     "--restore",
+			      snap_path, "--kernel", harness_guest("checksum"),
+			      "--mem",	 "64M",	     NULL};
+	struct harness_result res;
+	cr_assert_eq(harness_run(argv, &(struct harness_opts){.timeout_s = 60}, &res), 0);
+	cr_assert(res.exited && res.exit_status == 0, "exit %d\n%s", res.exit_status, res.err);
+	cr_assert_null(strstr(res.out, "checksum: start"), "booted again:\n%s", res.out);
+	size_t n = snap_console_len + res.out_len;
+	char *joined = malloc(n + 1);
+	memcpy(joined, snap_console, snap_console_len);
+	memcpy(joined + snap_console_len, res.out, res.out_len + 1);
+	cr_assert_eq(n, ref.out_len, "before + after the snapshot: %zu bytes, uninterrupted %zu", n,
+		     ref.out_len);
+	cr_assert_eq(memcmp(joined, ref.out, n), 0, "joined:\n%s\nuninterrupted:\n%s", joined,
+		     ref.out);
+	free(joined);
+	harness_result_free(&res);
+	harness_result_free(&ref);
 	unlink(snap_path);
 }
