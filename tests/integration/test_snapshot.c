@@ -116,8 +116,16 @@ static void make_snapshot_of(const char *guest, unsigned ncpus, const char *wait
 		sleep_ms(10);
 	cr_assert(console_has(console, wait), "the %s guest never printed %s (vm_run: %d %s)",
 		  guest, wait, r.ret, r.e.msg);
+	/* Without the flag a running VM runs on after the save; with it, it stays paused;
+	 * a paused VM stays paused either way. Each save replaces the file. */
+	const struct vm_control *c = &r.vm.control;
+	cr_assert_eq(vm_snapshot_save(&r.vm, snap_path, 0, &e), 0, "%s", e.msg);
+	cr_assert_eq(c->ops->status(c->opaque), VM_STATUS_RUNNING);
 	cr_assert_eq(vm_snapshot_save(&r.vm, snap_path, SNAPSHOT_LEAVE_PAUSED, &e), 0, "%s", e.msg);
+	cr_assert_eq(c->ops->status(c->opaque), VM_STATUS_PAUSED);
 	sleep_ms(300); /* the console's writer drains what the guest printed before */
+	cr_assert_eq(vm_snapshot_save(&r.vm, snap_path, 0, &e), 0, "%s", e.msg);
+	cr_assert_eq(c->ops->status(c->opaque), VM_STATUS_PAUSED);
 	snap_tick = console_tick(console);
 	free(snap_console);
 	uint8_t *text;
