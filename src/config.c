@@ -1,4 +1,6 @@
 #include "config.h"
+#include "config_net.h"
+#include "virtio/virtio.h" /* virtio_find_type: -device drivers kvmini has */
 
 #include <errno.h>
 #include <stdarg.h>
@@ -31,6 +33,7 @@ enum opt_id {
 	OPT_ACCEL,
 	OPT_DEVICE,
 	OPT_DRIVE,
+	OPT_DISK,
 	OPT_NETDEV,
 	OPT_CHARDEV,
 	OPT_OBJECT,
@@ -43,7 +46,11 @@ enum opt_id {
 	OPT_START_PAUSED,
 	OPT_RESTORE,
 	OPT_INCOMING,
+	OPT_VIRTIO_TRANSPORT,
 	OPT_VERSION,
+	OPT_NET,
+	OPT_NIC,
+	OPT_RNG,
 };
 
 struct opt_def {
@@ -82,6 +89,7 @@ static const struct opt_def opt_table[] = {
     {"accel", OPT_ACCEL, true},
     {"device", OPT_DEVICE, true},
     {"drive", OPT_DRIVE, true},
+    {"disk", OPT_DISK, true},
     {"netdev", OPT_NETDEV, true},
     {"chardev", OPT_CHARDEV, true},
     {"object", OPT_OBJECT, true},
@@ -95,7 +103,11 @@ static const struct opt_def opt_table[] = {
     {"S", OPT_START_PAUSED, false},
     {"restore", OPT_RESTORE, true},
     {"incoming", OPT_INCOMING, true},
+    {"virtio-transport", OPT_VIRTIO_TRANSPORT, true},
     {"version", OPT_VERSION, false},
+    {"net", OPT_NET, true},
+    {"nic", OPT_NIC, true},
+    {"rng", OPT_RNG, false},
 };
 
 /* QEMU options people will try first; saying why beats a bare "unknown option". */
@@ -103,13 +115,11 @@ static const struct {
 	const char *name;
 	const char *why;
 } unsupported_hints[] = {
-    {"hda", "virtio block devices arrive in a later version"},
-    {"cdrom", "virtio block devices arrive in a later version"},
-    {"blockdev", "virtio block devices arrive in a later version"},
+    {"hda", "use --disk PATH or -drive file=PATH,format=raw,if=virtio"},
+    {"cdrom", "kvmini has no CD-ROM; --disk PATH,ro gives a read-only disk"},
+    {"blockdev", "use -drive if=none,id=ID,file=PATH -device virtio-blk-pci,drive=ID"},
     {"vga", "kvmini has no display; the console is the serial port"},
     {"bios", "kvmini boots the kernel directly, without firmware"},
-    {"nic", "network devices arrive with VirtIO in the next version"},
-    {"net", "network devices arrive with VirtIO in the next version"},
     {"virtfs", "VirtIO devices arrive in the next version"},
     {"boot", "kvmini boots the kernel given with -kernel, without firmware"},
     {"qmp", "the control socket arrives in a later version"},
@@ -835,6 +845,73 @@ static int set_debug_exit(struct vm_config *cfg, struct keyed_opts *o, struct er
 	return 0;
 }
 
+/* -device virtio-serial-pci|virtio-serial-device|virtio-serial is a bus whose one port
+ * kvmini's virtio-console is: it only chooses the transport, and leaves the list. A
+ * following -device virtconsole,chardev=ID becomes virtio-console[-pci|-device], the
+ * registry's name, on that transport. */
+static int add_virtio_serial(struct vm_config *cfg, struct keyed_opts *o, struct errbuf *e)
+{
+	const char *t = o->type;
+	if (strcmp(t, "virtconsole")) {
+		const char *suffix = t + 13;
+		if (strcmp(suffix, "-pci") && strcmp(suffix, "-device") && *suffix)
+			return CFG_ERR(e, "invalid -device '%s': kvmini has no %s device", o->spec,
+				       t);
+		uint64_t ports;
+		int r = keyed_get_u64(o, "max_ports", 1, 31, &ports, e);
+		if (!r)
+			r = keyed_check_used(o, "max_ports", e);
+		if (r)
+			return r;
+		if (cfg->virtio_serial_bus)
+			return CFG_ERR(e, "invalid -device '%s': kvmini has one virtio-serial bus",
+				       o->spec);
+		cfg->virtio_serial_bus = !strcmp(suffix, "-pci")      ? "-pci"
+					 : !strcmp(suffix, "-device") ? "-device"
+								      : "";
+		keyed_opts_free(o);
+		cfg->devices.n--;
+		return 0;
+	}
+	if (!cfg->virtio_serial_bus)
+		return CFG_ERR(e,
+			       "invalid -device '%s': virtconsole is a port of a virtio-serial bus "
+			       "(give -device virtio-serial-pci or virtio-serial-device before it)",
+			       o->spec);
+	if (cfg->virtio_console_given)
+		return CFG_ERR(e, "invalid -device '%s': kvmini has one virtio console port",
+			       o->spec);
+	char *type = malloc(32);
+	if (!type)
+		return CFG_ERR(e, "out of memory");
+	snprintf(type, 32, "virtio-console%s", cfg->virtio_serial_bus);
+	free(o->type);
+	o->type = type;
+	cfg->virtio_console_given = true;
+	return 0;
+}
+
+/* --console virtio: hvc0 on stdio, as -chardev stdio,id=virtcon0 -device virtio-serial
+ * -device virtconsole,chardev=virtcon0 on --virtio-transport's transport. It takes the
+ * place of the default ttyS0 as --console does. */
+static int add_console_virtio(struct vm_config *cfg, bool *console_given, struct errbuf *e)
+{
+	if (!*console_given) {
+		cfg->nserials = 0;
+		*console_given = true;
+	}
+	if (cfg->virtio_console_given)
+		return CFG_ERR(e, "--console virtio: kvmini has one virtio console port");
+	struct keyed_opts *o;
+	int r = keyed_list_add(&cfg->chardevs, "chardev", "stdio,id=virtcon0", NULL, e);
+	if (!r)
+		r = keyed_list_add(&cfg->devices, "device", "virtio-console,chardev=virtcon0", &o,
+				   e);
+	if (!r)
+		cfg->virtio_console_given = true;
+	return r;
+}
+
 static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 {
 	struct keyed_opts *o;
@@ -844,6 +921,10 @@ static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 		return r;
 	if (!strcmp(o->type, "isa-debug-exit"))
 		return set_debug_exit(cfg, o, e);
+	if (!strncmp(o->type, "virtio-serial", 13) || !strcmp(o->type, "virtconsole"))
+		return add_virtio_serial(cfg, o, e);
+	if (config_is_blk_driver(o->type))
+		return 0; /* checked with the -drives, once all are read */
 	if (!strcmp(o->type, "help") || !strcmp(o->type, "?"))
 		return CFG_ERR(
 		    e,
@@ -851,6 +932,9 @@ static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 		    "isa-debug-exit[,iobase=PORT][,iosize=N] (VirtIO devices come in the "
 		    "next version)",
 		    o->type);
+	/* Read by virtio/attach.c when the VM is built (the type checks its own keys). */
+	if (virtio_find_type(o->type))
+		return 0;
 	if (!strncmp(o->type, "virtio-", 7))
 		return CFG_ERR(e,
 			       "invalid -device '%s': kvmini has no %s device yet (VirtIO devices "
@@ -884,6 +968,8 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 	case OPT_SMP:
 		return set_smp(cfg, u, e);
 	case OPT_CONSOLE:
+		if (!strcmp(u->val, "virtio"))
+			return add_console_virtio(cfg, console_given, e);
 		return add_serial(cfg, u, console_given, refs, e);
 	case OPT_NAME:
 		return set_name(cfg, u, e);
@@ -930,10 +1016,18 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 		return set_accel(u, e);
 	case OPT_DEVICE:
 		return add_device(cfg, u->val, e);
+	case OPT_RNG: /* the same entry as -device virtio-rng, on the default transport */
+		return add_device(cfg, "virtio-rng", e);
 	case OPT_DRIVE:
 		return keyed_list_add(&cfg->drives, "drive", u->val, NULL, e);
+	case OPT_DISK:
+		return config_add_disk(cfg, u->val, e);
 	case OPT_NETDEV:
 		return keyed_list_add(&cfg->netdevs, "netdev", u->val, NULL, e);
+	case OPT_NET:
+		return config_add_net(cfg, u->val, e);
+	case OPT_NIC:
+		return config_add_nic(cfg, u->val, e);
 	case OPT_CHARDEV:
 		return keyed_list_add(&cfg->chardevs, "chardev", u->val, NULL, e);
 	case OPT_OBJECT:
@@ -965,6 +1059,13 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 				    u->val);
 		cfg->restore_path = u->val + 5;
 		return 0;
+	case OPT_VIRTIO_TRANSPORT:
+		if (!strcmp(u->val, "pci") || !strcmp(u->val, "mmio")) {
+			cfg->virtio_mmio = !strcmp(u->val, "mmio");
+			return 0;
+		}
+		return CFG_ERR(e, "invalid %.*s '%s': the transports are pci and mmio", u->opt_len,
+			       u->opt, u->val);
 	case OPT_HELP:
 	case OPT_VERSION:
 		break; /* handled by the caller before any value is looked at */
@@ -1142,23 +1243,82 @@ static int resolve_chardevs(struct vm_config *cfg, const char **refs, struct err
 	return 0;
 }
 
+int config_chardev_lookup(const struct vm_config *cfg, const char *id, struct chardev_cfg *out,
+			  struct errbuf *e)
+{
+	struct keyed_opts *o = keyed_list_find(&cfg->chardevs, id);
+	if (!o)
+		return CFG_ERR(e, "no -chardev with id=%s", id);
+	for (unsigned s = 0; s < cfg->nserials; s++)
+		if (cfg->serial[s].id && !strcmp(cfg->serial[s].id, id))
+			return CFG_ERR(
+			    e, "-chardev id=%s is used by a serial port and a virtconsole", id);
+	int r = chardev_from_keyed(o, out, e);
+	if (r)
+		return r;
+	if (out->mux)
+		return CFG_ERR(e,
+			       "-chardev id=%s: kvmini multiplexes the monitor only with a "
+			       "serial port",
+			       id);
+	if (out->backend == CHARDEV_UNIX) {
+		snprintf(out->path_buf, sizeof(out->path_buf), "%s", out->path);
+		out->path = out->path_buf;
+	}
+	return 0;
+}
+
+/* A virtconsole's chardev exists, is not a serial port's, and stdio has one user. */
+static int check_virtio_console(const struct vm_config *cfg, struct errbuf *e)
+{
+	for (unsigned i = 0; i < cfg->devices.n; i++) {
+		struct keyed_opts *o = &cfg->devices.items[i];
+		if (!o->type || strncmp(o->type, "virtio-console", 14))
+			continue;
+		const char *id = NULL;
+		for (unsigned k = 0; k < o->nkv; k++)
+			if (!strcmp(o->kv[k].key, "chardev"))
+				id = o->kv[k].val;
+		if (!id)
+			return CFG_ERR(e, "invalid -device '%s': virtconsole needs chardev=ID",
+				       o->spec);
+		struct chardev_cfg cc;
+		struct errbuf why;
+		if (config_chardev_lookup(cfg, id, &cc, &why))
+			return CFG_ERR(e, "invalid -device '%s': %s", o->spec, why.msg);
+		for (unsigned s = 0; s < cfg->nserials; s++)
+			if (cc.backend == CHARDEV_STDIO && cfg->serial[s].backend == CHARDEV_STDIO)
+				return CFG_ERR(e, "stdio is used by a serial port and the virtio "
+						  "console: only one can have it (give the serial "
+						  "port another backend, or -serial none)");
+	}
+	return 0;
+}
+
 /* The keyed options parse into lists for the devices and backends that will read them;
  * until one does, running without what the user asked for would be a silent lie. */
-static int refuse_unread_keyed(const struct vm_config *cfg, struct errbuf *e)
+static int refuse_unread_keyed(struct vm_config *cfg, struct errbuf *e)
 {
-	if (cfg->drives.n)
-		return CFG_ERR(e,
-			       "invalid -drive '%s': kvmini has no block devices yet (VirtIO "
-			       "devices come in the next version)",
-			       cfg->drives.items[0].spec);
-	if (cfg->netdevs.n)
-		return CFG_ERR(e,
-			       "invalid -netdev '%s': kvmini has no network devices yet (VirtIO "
-			       "devices come in the next version)",
-			       cfg->netdevs.items[0].spec);
-	if (cfg->objects.n)
-		return CFG_ERR(e, "invalid -object '%s': kvmini has no %s object",
-			       cfg->objects.items[0].spec, cfg->objects.items[0].type);
+	int r = config_finish_disks(cfg, e);
+	if (r)
+		return one_line(e, r);
+	for (unsigned i = 0; i < cfg->objects.n; i++) {
+		struct keyed_opts *o = &cfg->objects.items[i];
+		/* Entropy sources for virtio-rng: kvmini reads getrandom(2) for both. */
+		if (!strcmp(o->type, "rng-random")) {
+			keyed_get(o, "filename");
+			if (keyed_check_used(o, "filename", e) < 0)
+				return -EINVAL;
+			continue;
+		}
+		if (!strcmp(o->type, "rng-builtin")) {
+			if (keyed_check_used(o, NULL, e) < 0)
+				return -EINVAL;
+			continue;
+		}
+		return CFG_ERR(e, "invalid -object '%s': kvmini has no %s object", o->spec,
+			       o->type);
+	}
 	return 0;
 }
 
@@ -1192,7 +1352,11 @@ static int check_final(struct vm_config *cfg, const char **refs, struct errbuf *
 	if (!r)
 		r = check_serials(cfg, refs, e);
 	if (!r)
+		r = check_virtio_console(cfg, e);
+	if (!r)
 		r = refuse_unread_keyed(cfg, e);
+	if (!r)
+		r = config_check_net(cfg, e);
 	if (r)
 		return r;
 	for (unsigned v = cfg->ncpus; v < KVMINI_MAX_VCPUS; v++) {
@@ -1306,7 +1470,15 @@ const char *config_usage(void)
 	       "                          none (no port), file:PATH, chardev:ID,\n"
 	       "                          unix:PATH[,server[,nowait]] (a unix stream socket:\n"
 	       "                          connect, or listen and wait for the first client);\n"
-	       "                          on stdio, Ctrl-A h lists the keys (x quits)\n"
+	       "                          on stdio, Ctrl-A h lists the keys (x quits);\n"
+	       "                          virtio: hvc0, a virtio-console port on stdio instead\n"
+	       "                          of ttyS0 (the guest's console= is left to you:\n"
+	       "                          console=hvc0)\n"
+	       "  --virtio-transport pci|mmio   where virtio devices whose name does not say go\n"
+	       "                          (--rng, --console virtio; default: pci); mmio devices\n"
+	       "                          are added to the kernel command line as\n"
+	       "                          virtio_mmio.device=4K@0xfe000000+4K*n:GSI (GSI 5, 6,\n"
+	       "                          7, 10-15, then 16-23)\n"
 	       "  --name NAME             name of the VM (default: kvmini)\n"
 	       "  --hugepages             back guest RAM with huge pages (default: off)\n"
 	       "  --mem-prealloc          allocate all guest RAM at start-up (default: off)\n"
@@ -1315,6 +1487,22 @@ const char *config_usage(void)
 	       "                          0=2,1=3; host CPUs 0 to 1023 (default: not pinned)\n"
 	       "  --boot-decompress MODE  who unpacks the compressed kernel: host (kvmini), guest\n"
 	       "                          (the kernel's own decompressor) or auto (default: auto)\n"
+	       "  --rng                   a virtio-rng device (host getrandom(2) for the guest's\n"
+	       "                          hwrng), on PCI\n"
+	       "  --disk PATH[,ro][,id=NAME][,cache=none|writeback][,queues=N]\n"
+	       "                          a virtio-blk disk on a raw image or block device\n"
+	       "                          (repeatable); ro: read-only; NAME: the serial the\n"
+	       "                          guest reads (default: disk0, disk1, ...); cache=none:\n"
+	       "                          O_DIRECT; N queues (1 to 64, default 1). I/O goes\n"
+	       "                          through io_uring; the image is locked against a\n"
+	       "                          second kvmini; qcow2 and other formats are refused\n"
+	       "  --net tap=IFNAME[,mac=XX:XX:XX:XX:XX:XX][,queues=N]   a virtio-net NIC on the\n"
+	       "                          tap IFNAME (created if missing; needs CAP_NET_ADMIN\n"
+	       "                          or a tap owned by the user); MAC generated as\n"
+	       "                          06:6b:76:xx:xx:xx when not given; queues 1 to 16 (1).\n"
+	       "                          Repeatable. kvmini runs no scripts: set the tap up\n"
+	       "                          beforehand. `kvmini info` says which data path\n"
+	       "                          (user space or vhost-net) a VM gets\n"
 	       "  -v, --verbose           more diagnostics; repeat for more (-v -v or -vv)\n"
 	       "  -q, --quiet             fewer diagnostics\n"
 	       "  -h, --help              print this help\n"
@@ -1354,6 +1542,26 @@ const char *config_usage(void)
 	       "                          write of V to any of PORT..PORT+N-1 ends kvmini with\n"
 	       "                          status (V << 1) | 1 (default without -device: 0xf4,\n"
 	       "                          4 ports; with it, QEMU's iobase=0x501, iosize=2)\n"
+	       "  -device virtio-serial-pci|virtio-serial-device -device virtconsole,chardev=ID\n"
+	       "                          hvc0 on the -chardev ID, over PCI or MMIO\n"
+	       "  -device virtio-XXX-device   virtio-XXX on virtio-mmio (virtio-rng-device, ...)\n"
+	       "  -device virtio-rng-pci[,rng=ID]   same as --rng; ID names an -object\n"
+	       "                          rng-random,id=ID[,filename=PATH] or rng-builtin,id=ID\n"
+	       "                          (kvmini reads getrandom(2) for either)\n"
+	       "  -drive file=PATH[,format=raw][,if=virtio][,readonly=on][,cache=none][,id=ID]\n"
+	       "                          same as --disk (if= defaults to virtio: kvmini has no\n"
+	       "                          IDE; aio= is accepted, io_uring is always used)\n"
+	       "  -drive if=none,id=ID,file=PATH,... -device virtio-blk-pci,drive=ID\n"
+	       "                          [,num-queues=N][,serial=S]   the same disk in two parts\n"
+	       "                          (S: up to 20 bytes; default: the drive's id)\n"
+	       "  -netdev tap,id=ID,ifname=IF[,script=no][,downscript=no][,queues=N][,vhost=off]\n"
+	       "    -device virtio-net-pci,netdev=ID[,mac=MAC][,mq=on]   same as --net tap=IF\n"
+	       "                          (mq=on for several queue pairs, as QEMU; script and\n"
+	       "                          downscript other than no are refused: kvmini runs no\n"
+	       "                          scripts; vhost=on is refused)\n"
+	       "  -nic tap,ifname=IF[,script=no][,downscript=no][,model=virtio-net-pci]\n"
+	       "                          [,mac=MAC][,queues=N]   same as --net; -nic none adds\n"
+	       "                          nothing\n"
 	       "  -machine, -M [type=]pc|q35|microvm[,accel=kvm]   accepted: kvmini has one\n"
 	       "                          machine (a PC booted without firmware) whatever the\n"
 	       "                          type (also pc-q35-*, pc-i440fx-*); kernel-irqchip=on,\n"
@@ -1368,8 +1576,7 @@ const char *config_usage(void)
 	       "  -version                print the version and exit\n"
 	       "\n"
 	       "Keyed values follow QEMU's syntax: TYPE,key=value,... with ',,' for a comma in a\n"
-	       "value, a bare key for key=on and noKEY for key=off. -drive, -netdev, -object and\n"
-	       "-device with any other driver (virtio-blk-pci, ...) are parsed and then refused,\n"
-	       "naming what kvmini lacks: VirtIO devices come next. Other QEMU options are\n"
-	       "rejected by name.\n";
+	       "value, a bare key for key=on and noKEY for key=off. -netdev other than tap, other\n"
+	       "-object types and -device with any other driver are parsed and then refused,\n"
+	       "naming what kvmini lacks. Other QEMU options are rejected by name.\n";
 }

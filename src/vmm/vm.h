@@ -13,6 +13,7 @@
 #include "arch/x86/state.h"
 #include "config.h"
 #include "devices/legacy.h"
+#include "devices/pci.h"
 #include "devices/serial.h"
 #include "util/err.h"
 #include "core/guest_mem.h"
@@ -25,6 +26,7 @@
 #include "core/loop.h"
 #include "core/power.h"
 #include "vmm/vcpu.h"
+#include "virtio/mmio.h"
 
 struct vm {
 	const struct vm_config *cfg;
@@ -49,8 +51,14 @@ struct vm {
 	struct irq_line serial_irqs[KVMINI_MAX_SERIALS];
 	struct serial serials[KVMINI_MAX_SERIALS];
 	bool serial_present[KVMINI_MAX_SERIALS];
+	struct pci_host pci; /* bus 0: the host bridge and the virtio-pci functions */
+	bool pci_created;
 	struct device_list devices; /* every device: reset, save, destroy */
-	struct vm_control control;  /* what the monitor may ask of the VM */
+	/* The virtio-mmio windows in use, and the kernel command line that announces them
+	 * (the user's with virtio_mmio.device= added). */
+	struct virtio_mmio_layout mmio_layout;
+	char *cmdline;
+	struct vm_control control; /* what the monitor may ask of the VM */
 
 	struct kvm_cpuid2 *supported_cpuid;
 	/* KVM_GET_SUPPORTED_CPUID runs on its own thread while the VM is assembled: on hosts
