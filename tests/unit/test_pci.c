@@ -4,6 +4,10 @@
  * and hostile register sequences. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -620,4 +624,68 @@ Test(pci, save_and_load_round_trip)
 	/* A truncated blob is refused. */
 	cr_assert_neq(device_load(d, w.buf, w.len - 3), 0);
 	state_writer_free(&w);
+}
+
+/* A device whose reset waits for a worker that keeps interrupting (virtio-blk's shape),
+ * while another vCPU reads queue registers: the status write that resets must not
+ * deadlock against either (lock order: transport, device, interrupt state). */
+struct pt_busy {
+	pthread_t worker;
+	atomic_bool stop;
+	struct virtio_dev *d;
+};
+static struct pt_busy busy;
+
+static void *pt_busy_worker(void *arg)
+{
+	while (!atomic_load(&busy.stop))
+		busy.d->tops->notify_queue(busy.d->transport, 0);
+	return NULL;
+}
+
+static void pt_busy_reset(struct virtio_dev *d)
+{
+	/* Long enough for the reader to be waiting for the device lock this reset holds. */
+	usleep(20000);
+	atomic_store(&busy.stop, true);
+	pthread_join(busy.worker, NULL);
+}
+
+static atomic_bool reader_stop;
+static void *pt_reader(void *arg)
+{
+	while (!atomic_load(&reader_stop))
+		bar_read(COMMON(VIRTIO_PCI_COMMON_Q_SIZE), 2);
+	return NULL;
+}
+
+static void *pt_status_writer(void *arg)
+{
+	bar_write(COMMON(VIRTIO_PCI_COMMON_STATUS), 0, 1);
+	return NULL;
+}
+
+Test(pci, reset_joining_an_interrupting_worker_does_not_deadlock)
+{
+	static struct virtio_dev_ops ops;
+	ops = pt_ops;
+	ops.reset = pt_busy_reset;
+	dev->ops = &ops;
+	busy.d = dev;
+	atomic_store(&busy.stop, false);
+	msix_entry(0, 0xfee00000, 0x60, false);
+	msix_enable(true, false);
+	bar_write(COMMON(VIRTIO_PCI_COMMON_Q_MSIX), 0, 2);
+	pthread_t reader, writer;
+	cr_assert_eq(pthread_create(&busy.worker, NULL, pt_busy_worker, NULL), 0);
+	cr_assert_eq(pthread_create(&reader, NULL, pt_reader, NULL), 0);
+	cr_assert_eq(pthread_create(&writer, NULL, pt_status_writer, NULL), 0);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	cr_assert_eq(pthread_timedjoin_np(writer, NULL, &until), 0, "the reset deadlocked");
+	atomic_store(&reader_stop, true);
+	pthread_join(reader, NULL);
+	cr_assert_gt(atomic_load(&vp->vec[0].irq.raises), 0);
+	dev->ops = &pt_ops;
 }
