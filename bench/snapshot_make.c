@@ -1,11 +1,12 @@
 /* snapshot_make: writes a snapshot for bench/snapshot, through kvmini's own API (in
  * process, until the control socket's `migrate` can be used from the shell).
  *
- *   snapshot_make GUEST.elf MIB PATH
+ *   snapshot_make GUEST.elf MIB PATH [kvmini run OPTIONS...]
  *       Runs GUEST (the checksum test guest) in a MIB MiB VM, with the upper half of its
  *       RAM touched (a non-zero word per page, written before it starts), lets it run
  *       300 ms, then snapshots it (vm_snapshot_save, left paused) and stops it.
- *       Prints: save_ms=<float> (the pause, every state and the RAM written; no fsync) */
+ *       Prints: save_ms=<float> (the pause, every state and the RAM written; no fsync)
+ *       OPTIONS (parsed as `kvmini run` does) add devices, e.g. --disk FILE. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,13 +40,18 @@ static double now_ms(void)
 
 int main(int argc, char **argv)
 {
-	if (argc != 4) {
-		fprintf(stderr, "usage: snapshot_make GUEST.elf MIB PATH\n");
+	if (argc < 4) {
+		fprintf(stderr, "usage: snapshot_make GUEST.elf MIB PATH [kvmini run OPTIONS]\n");
 		return 2;
 	}
 	static struct runner r;
 	struct vm_config cfg;
+	struct errbuf pe;
 	config_init(&cfg);
+	if (config_parse_run(&cfg, argc - 4, argv + 4, &pe) != 0) {
+		fprintf(stderr, "snapshot_make: %s\n", pe.msg);
+		return 2;
+	}
 	cfg.serial[0].backend = CHARDEV_NULL;
 	cfg.ncpus = 1;
 	cfg.mem_size = strtoull(argv[2], NULL, 10) << 20;
