@@ -88,7 +88,17 @@ static void *run_vm(void *arg)
 
 /* Runs guest in this process with ncpus, snapshots it once its console shows wait (left
  * paused, so the console then holds what was printed before the snapshot), stops it. */
+static void make_snapshot_with(const char *guest, unsigned ncpus, const char *wait,
+			       const char *const *opts);
+
 static void make_snapshot_of(const char *guest, unsigned ncpus, const char *wait)
+{
+	make_snapshot_with(guest, ncpus, wait, (const char *const[]){NULL});
+}
+
+/* opts: more `kvmini run` options (NULL-terminated), e.g. a disk. */
+static void make_snapshot_with(const char *guest, unsigned ncpus, const char *wait,
+			       const char *const *opts)
 {
 	struct vm_config cfg;
 	static struct runner r;
@@ -101,6 +111,11 @@ static void make_snapshot_of(const char *guest, unsigned ncpus, const char *wait
 	cr_assert_eq(read_whole_file(harness_guest(guest), "guest", &kernel, &kernel_size, &e), 0,
 		     "%s", e.msg);
 	config_init(&cfg);
+	char *args[16];
+	int nargs = 0;
+	for (; opts[nargs]; nargs++)
+		args[nargs] = (char *)opts[nargs];
+	cr_assert_eq(config_parse_run(&cfg, nargs, args, &e), 0, "%s", e.msg);
 	cfg.serial[0].backend = CHARDEV_FILE;
 	cfg.serial[0].path = console;
 	cfg.ncpus = ncpus;
@@ -137,6 +152,7 @@ static void make_snapshot_of(const char *guest, unsigned ncpus, const char *wait
 	pthread_join(t, NULL);
 	cr_assert_eq(r.ret, 0, "%s", r.e.msg);
 	vm_destroy(&r.vm);
+	config_free(&cfg);
 	free(kernel);
 	unlink(console);
 }
@@ -318,4 +334,34 @@ Test(snapshot, restored_checksum_sequence_equals_an_uninterrupted_run)
 	harness_result_free(&res);
 	harness_result_free(&ref);
 	unlink(snap_path);
+}
+
+/* A virtio-blk guest in the middle of 100000 random reads at queue depth 32: restored,
+ * its device runs again (queues, worker, notifications) and every read completes. */
+Test(snapshot, restored_virtio_blk_guest_finishes_its_reads)
+{
+	char disk[64], opt[96];
+	snprintf(disk, sizeof(disk), "/tmp/kvmini-snapdisk-%d", getpid());
+	int fd = open(disk, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, 64 << 20), 0);
+	close(fd);
+	snprintf(opt, sizeof(opt), "%s,ro", disk);
+	const char *append = "blk=bench n=100000 qd=32";
+	make_snapshot_with("virtio-blk", 1, "virtio-blk: pci ",
+			   (const char *const[]){"--disk", opt, "--append", append, NULL});
+	cr_assert_null(strstr(snap_console, "bench qd"), "snapshot after the reads:\n%s",
+		       snap_console);
+	const char *argv[] = {
+	    "kvmini", "run", "--restore", snap_path, "--kernel", harness_guest("virtio-blk"),
+	    "--mem",  "64M", "--disk",	  opt,	     "--append", append,
+	    NULL};
+	struct harness_result res;
+	cr_assert_eq(harness_run(argv, &(struct harness_opts){.timeout_s = 60}, &res), 0);
+	cr_assert(strstr(res.out, "bench qd 32: 100000 reads"), "stdout:\n%s\nstderr:\n%s", res.out,
+		  res.err);
+	cr_assert(strstr(res.out, "virtio-blk: OK"), "%s", res.out);
+	harness_result_free(&res);
+	unlink(snap_path);
+	unlink(disk);
 }
