@@ -91,6 +91,7 @@ check-format:
 	clang-format --dry-run -Werror $(FORMAT_FILES)
 
 include fuzz/virtqueue.mk
+include fuzz/snapshot.mk
 include fuzz/mmio.mk
 include fuzz/blk.mk
 include fuzz/pci.mk

@@ -14,6 +14,7 @@
 #include "util/log.h"
 #include "virtio/net.h"
 #include "vmm/kvm.h"
+#include "vmm/snapshot.h"
 #include "vmm/vm.h"
 
 #define KVMINI_VERSION "0.1.0"
@@ -92,6 +93,8 @@ static int cmd_run(int argc, char **argv, const struct timespec *start)
 	    kernel.data ? kernel.size : (size_t)(demo_guest_elf_end - demo_guest_elf);
 	ret =
 	    vm_create(vm, &cfg, start, image, image_size, kernel_name, initrd_fd, initrd_size, &e);
+	if (ret == 0 && cfg.restore_path)
+		ret = vm_snapshot_restore(vm, cfg.restore_path, &e);
 	if (ret == 0) {
 		file_map_release(&kernel);
 		ret = vm_run(vm, &status, &e);

@@ -225,9 +225,15 @@ static int virtio_list_load(void *dev, struct state_reader *r)
 	else if (ret == 0)
 		ret = state_reader_finish(r);
 	if (ret == 0) {
-		atomic_store(&d->status, status);
 		d->driver_features = features;
 		atomic_store(&d->config_generation, gen);
+		/* A restored running device starts as it did at DRIVER_OK (its workers and
+		 * notification fds); a device that cannot is marked for a reset. */
+		if ((status & VIRTIO_CONFIG_S_DRIVER_OK) &&
+		    !(atomic_load(&d->status) & VIRTIO_CONFIG_S_DRIVER_OK) && d->ops->start &&
+		    d->ops->start(d) < 0)
+			status |= VIRTIO_CONFIG_S_NEEDS_RESET;
+		atomic_store(&d->status, status);
 	}
 	pthread_mutex_unlock(&d->lock);
 	return ret;

@@ -184,6 +184,16 @@ static void *vcpu_thread(void *arg)
 	struct vm_power *power = v->env->power;
 	while (!power_stop_requested(power)) {
 		if (power_park_requested(power)) {
+			/* An I/O exit completes only on the next KVM_RUN (an `in` takes its
+			 * value, RIP moves on): do that now, with immediate_exit set, so a
+			 * snapshot taken while parked holds no half-done instruction. */
+			uint32_t why = v->run->exit_reason;
+			if (why == KVM_EXIT_IO || why == KVM_EXIT_MMIO) {
+				__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+				if (ioctl(v->fd, KVM_RUN, 0) == 0 && !handle_exit(v))
+					break;
+				v->run->exit_reason = KVM_EXIT_INTR;
+			}
 			power_park(power);
 			/* A kick that parked us (or came while parked) is spent. */
 			__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);

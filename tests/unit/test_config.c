@@ -1076,6 +1076,18 @@ Test(config, start_paused)
 	CFGT_ERR(CFGT_SAY("unknown option '-s'", "gdb stub"), "-s");
 }
 
+Test(config, restore_and_incoming)
+{
+	CFGT_OK(NULL);
+	cr_assert_null(cfgt_cfg.restore_path);
+	CFGT_OK("--restore", "/tmp/a.snap");
+	cr_assert_str_eq(cfgt_cfg.restore_path, "/tmp/a.snap");
+	CFGT_OK("-incoming", "file:/tmp/b.snap");
+	cr_assert_str_eq(cfgt_cfg.restore_path, "/tmp/b.snap");
+	CFGT_ERR(CFGT_SAY("-incoming tcp:0:4444", "only file:PATH"), "-incoming", "tcp:0:4444");
+	CFGT_ERR(CFGT_SAY("-incoming file:", "only file:PATH"), "-incoming", "file:");
+}
+
 Test(config, version)
 {
 	cr_assert_eq(CFGT_PARSE("-version"), 2);
