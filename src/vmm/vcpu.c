@@ -99,7 +99,7 @@ static void handle_mmio(struct vcpu *v)
 static void handle_internal_error(struct vcpu *v)
 {
 	if (v->run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION) {
-		enum x86_recovery r = x86_recover_emulation_failure(v->fd, v->env->mem);
+		unsigned r = x86_recover_emulation_failure(v->fd, v->env->mem);
 		if (r != X86_NOT_RECOVERED) {
 			atomic_fetch_add(&v->stats.recovered, 1);
 			log_debug("vCPU %u: completed %s in user space", v->id,

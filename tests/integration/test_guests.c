@@ -295,6 +295,27 @@ Test(guests, int3_is_recovered_and_handled_by_the_guest)
 		      (const char *[]){"int3: breakpoint handled at", "int3: resumed", NULL});
 }
 
+Test(guests, sse_in_ring0_matches_ring3)
+{
+	/* The guest runs the SSE/FPU instructions Linux uses in ring 0 and again in ring 3
+	 * (native on every host) and compares the results byte for byte; then the faults. */
+	const char *argv[] = {"kvmini", "run", "-vv", "--kernel", harness_guest("simd"), NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	cr_assert(strstr(r.out, "simd: ring 0 and ring 3 agree on"), "%s", r.out);
+	cr_assert(strstr(r.out, "simd: ldmxcsr reserved bits #GP OK"), "%s", r.out);
+	cr_assert(strstr(r.out, "simd: misaligned movaps #GP OK"), "%s", r.out);
+	cr_assert(strstr(r.out, "simd: CR0.TS #NM OK"), "%s", r.out);
+	cr_assert(strstr(r.out, "simd: OK"), "%s", r.out);
+	if (access("/sys/module/kvm_pvm", F_OK) == 0) {
+		cr_assert(strstr(r.err, "completed ldmxcsr in user space"), "%s", r.err);
+		cr_assert(strstr(r.err, "completed popcnt in user space"), "%s", r.err);
+		cr_assert(strstr(r.err, "completed fault injected in user space"), "%s", r.err);
+	}
+	harness_result_free(&r);
+}
+
 Test(guests, recovered_instructions_give_exact_results)
 {
 	const char *argv[] = {"kvmini", "run", "-vv", "--kernel", harness_guest("recover"), NULL};

@@ -1,5 +1,6 @@
 #include "arch/x86/emulate.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,8 +17,10 @@
 #define X86_MF_VECTOR 16
 #define X86_BP_VECTOR 3
 
-const char *x86_recovery_name(enum x86_recovery r)
+const char *x86_recovery_name(unsigned r)
 {
+	if (r > X86_RECOVERED_SIMD && r < X86_COMPLETION_KINDS)
+		return x86_simd_kind_name(r - X86_RECOVERED_SIMD);
 	switch (r) {
 	case X86_RECOVERED_INT3:
 		return "int3";
@@ -29,6 +32,8 @@ const char *x86_recovery_name(enum x86_recovery r)
 		return "cmpxchg8b/16b";
 	case X86_RECOVERED_FWAIT:
 		return "fwait";
+	case X86_RECOVERED_FAULT:
+		return "fault injected";
 	default:
 		return "nothing";
 	}
@@ -159,17 +164,22 @@ uint64_t x86_cmpxchg_address(const struct x86_cmpxchg_insn *in, const struct kvm
 	return a;
 }
 
-static int inject_exception(int vcpu_fd, unsigned vector)
+static int inject_exception_code(int vcpu_fd, unsigned vector, bool has_error, uint32_t error)
 {
 	struct kvm_vcpu_events ev;
 	if (ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
 		return -1;
 	ev.exception.injected = 1;
 	ev.exception.nr = (uint8_t)vector;
-	ev.exception.has_error_code = 0;
-	ev.exception.error_code = 0;
+	ev.exception.has_error_code = has_error;
+	ev.exception.error_code = error;
 	ev.flags = 0;
 	return ioctl(vcpu_fd, KVM_SET_VCPU_EVENTS, &ev);
+}
+
+static int inject_exception(int vcpu_fd, unsigned vector)
+{
+	return inject_exception_code(vcpu_fd, vector, false, 0);
 }
 
 /* fwait only checks for x87 trouble; everything it depends on is in the vCPU state, so it
@@ -200,17 +210,23 @@ static enum x86_recovery complete_fwait(int vcpu_fd, struct kvm_regs *r, const s
 #define CR0_WP	 (1ull << 16)
 #define CR4_LA57 (1ull << 12)
 #define CR4_SMAP (1ull << 21)
+#define PF_ERR_P 1u
+#define PF_ERR_W 2u
 
-int x86_walk_for_supervisor_write(const struct guest_mem *mem, uint64_t cr0, uint64_t cr3,
-				  uint64_t cr4, uint64_t rflags, uint64_t linear, uint64_t *phys)
+int x86_walk_supervisor(const struct guest_mem *mem, uint64_t cr0, uint64_t cr3, uint64_t cr4,
+			uint64_t rflags, uint64_t linear, bool write, uint64_t *phys,
+			uint32_t *pf_error)
 {
 	/* KVM_TRANSLATE reports every page writable, so the checks the CPU would make on a
-	 * ring-0 write are made here: each level present, writable when CR0.WP is set, and
-	 * no user page under SMAP unless RFLAGS.AC allows it. */
+	 * ring-0 access are made here: each level present, writable when CR0.WP is set (for
+	 * a write), and no user page under SMAP unless RFLAGS.AC allows it. */
+	uint32_t err = write ? PF_ERR_W : 0;
+	if (pf_error)
+		*pf_error = err;
 	if (cr4 & CR4_LA57)
 		return -ENOTSUP;
 	if ((uint64_t)((int64_t)(linear << 16) >> 16) != linear)
-		return -EFAULT; /* not canonical: #GP */
+		return -EINVAL; /* not canonical: #GP */
 	uint64_t table = cr3 & PTE_ADDR;
 	bool writable = true, user = true;
 	for (int level = 3; level >= 0; level--) {
@@ -229,16 +245,25 @@ int x86_walk_for_supervisor_write(const struct guest_mem *mem, uint64_t cr0, uin
 			table = e & PTE_ADDR;
 			continue;
 		}
-		if ((cr0 & CR0_WP) && !writable)
+		if (pf_error)
+			*pf_error = err | PF_ERR_P; /* present: any failure now is protection */
+		if (write && (cr0 & CR0_WP) && !writable)
 			return -EFAULT;
 		if (user && (cr4 & CR4_SMAP) && !(rflags & X86_RFLAGS_AC))
 			return -EFAULT;
-		__atomic_fetch_or(entry, PTE_A | PTE_D, __ATOMIC_RELEASE);
+		__atomic_fetch_or(entry, write ? PTE_A | PTE_D : PTE_A, __ATOMIC_RELEASE);
 		uint64_t page = 1ull << (12 + 9 * level);
 		*phys = ((e & PTE_ADDR) & ~(page - 1)) | (linear & (page - 1));
 		return 0;
 	}
 	return -EFAULT;
+}
+
+int x86_walk_for_supervisor_write(const struct guest_mem *mem, uint64_t cr0, uint64_t cr3,
+				  uint64_t cr4, uint64_t rflags, uint64_t linear, uint64_t *phys)
+{
+	int ret = x86_walk_supervisor(mem, cr0, cr3, cr4, rflags, linear, true, phys, NULL);
+	return ret == -EINVAL ? -EFAULT : ret;
 }
 
 /* cmpxchg8b/16b cannot be emulated by some hosts (PVM); its effect is exactly reproducible
@@ -294,7 +319,52 @@ static enum x86_recovery complete_cmpxchg(int vcpu_fd, const struct guest_mem *m
 	return X86_RECOVERED_CMPXCHG;
 }
 
-enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem)
+/* The guest's x87/SSE state comes from KVM's XSAVE image (its first 512 bytes are the
+ * FXSAVE layout) and goes back into it with the x87 and SSE components marked in use, so
+ * KVM loads them instead of their initial values. */
+static unsigned complete_simd(int vcpu_fd, const struct guest_mem *mem,
+			      const struct x86_simd_insn *in, const struct kvm_regs *r,
+			      const struct kvm_sregs *s)
+{
+	static_assert(sizeof(struct kvm_xsave) >= 4096, "kvm_xsave");
+	struct kvm_xsave xs;
+	struct x86_simd_vcpu v;
+	struct x86_fault f;
+	if (ioctl(vcpu_fd, KVM_GET_XSAVE, &xs) < 0)
+		return X86_NOT_RECOVERED;
+	v.regs = *r;
+	v.sregs = *s;
+	memcpy(v.fx, xs.region, sizeof(v.fx));
+	switch (x86_simd_complete(in, &v, mem, &f)) {
+	case X86_SIMD_DONE:
+		if (memcmp(v.fx, xs.region, sizeof(v.fx)) != 0) {
+			uint64_t bv;
+			memcpy(xs.region, v.fx, sizeof(v.fx));
+			memcpy(&bv, (uint8_t *)xs.region + 512, 8);
+			bv |= 3; /* x87, SSE */
+			memcpy((uint8_t *)xs.region + 512, &bv, 8);
+			if (ioctl(vcpu_fd, KVM_SET_XSAVE, &xs) < 0)
+				return X86_NOT_RECOVERED;
+		}
+		if (ioctl(vcpu_fd, KVM_SET_REGS, &v.regs) < 0)
+			return X86_NOT_RECOVERED;
+		return X86_RECOVERED_SIMD + in->kind;
+	case X86_SIMD_FAULT:
+		if (f.set_cr2) {
+			struct kvm_sregs s2 = *s;
+			s2.cr2 = f.cr2;
+			if (ioctl(vcpu_fd, KVM_SET_SREGS, &s2) < 0)
+				return X86_NOT_RECOVERED;
+		}
+		if (inject_exception_code(vcpu_fd, f.vector, f.has_error_code, f.error_code) < 0)
+			return X86_NOT_RECOVERED;
+		return X86_RECOVERED_FAULT;
+	default:
+		return X86_NOT_RECOVERED;
+	}
+}
+
+unsigned x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem)
 {
 	struct kvm_regs r;
 	struct kvm_sregs s;
@@ -319,6 +389,9 @@ enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_
 			return X86_NOT_RECOVERED;
 		return stac ? X86_RECOVERED_STAC : X86_RECOVERED_CLAC;
 	}
+	struct x86_simd_insn in;
+	if (x86_simd_decode(code, n, &in))
+		return complete_simd(vcpu_fd, mem, &in, &r, &s);
 	return complete_cmpxchg(vcpu_fd, mem, code, n, &r, &s);
 }
 

@@ -9,6 +9,7 @@
 
 #include <linux/kvm.h>
 
+#include "arch/x86/simd.h"
 #include "core/guest_mem.h"
 
 enum x86_recovery {
@@ -17,10 +18,12 @@ enum x86_recovery {
 	X86_RECOVERED_CLAC, /* RFLAGS.AC cleared, RIP += 3 */
 	X86_RECOVERED_STAC, /* RFLAGS.AC set, RIP += 3 */
 	X86_RECOVERED_CMPXCHG,
-	X86_RECOVERED_FWAIT,
-	/* no-op, or #NM / #MF injected as the CPU would */ /* [lock] cmpxchg8b/16b done on the host
-							       mapping */
+	X86_RECOVERED_FWAIT, /* no-op, or #NM / #MF injected as the CPU would */
+	X86_RECOVERED_FAULT, /* the exception the instruction raises was injected */
+	X86_RECOVERED_SIMD,  /* + x86_simd kind: an SSE/FPU/... instruction run on the host */
 };
+/* Every value x86_recover_emulation_failure() returns is below this (for statistics). */
+#define X86_COMPLETION_KINDS (X86_RECOVERED_SIMD + X86_SIMD_KINDS)
 
 /* A decoded [prefixes] 0f c7 /1 (cmpxchg8b, or cmpxchg16b with REX.W) memory operand:
  * linear address = segment base + base + index * scale + disp (+ next RIP if rip_relative). */
@@ -49,10 +52,19 @@ uint64_t x86_cmpxchg_address(const struct x86_cmpxchg_insn *in, const struct kvm
 int x86_walk_for_supervisor_write(const struct guest_mem *mem, uint64_t cr0, uint64_t cr3,
 				  uint64_t cr4, uint64_t rflags, uint64_t linear, uint64_t *phys);
 
-/* Looks at the instruction at RIP and completes it if it is one we know. */
-enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem);
+/* The walk behind any ring-0 data access (read or write), with the same checks; sets the
+ * accessed bit (and dirty for a write). Returns 0, -EFAULT with *pf_error holding the #PF
+ * error code the CPU would push, -EINVAL for a non-canonical address (#GP), -ENOTSUP. */
+int x86_walk_supervisor(const struct guest_mem *mem, uint64_t cr0, uint64_t cr3, uint64_t cr4,
+			uint64_t rflags, uint64_t linear, bool write, uint64_t *phys,
+			uint32_t *pf_error);
 
-const char *x86_recovery_name(enum x86_recovery r);
+/* Looks at the instruction at RIP and completes it if it is one we know: returns what was
+ * done (an enum x86_recovery value, or X86_RECOVERED_SIMD + kind), X86_NOT_RECOVERED if
+ * nothing. */
+unsigned x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem);
+
+const char *x86_recovery_name(unsigned r);
 
 /* Reads up to len bytes at the guest's RIP (through its page tables). Returns the count. */
 size_t x86_read_code_at_rip(int vcpu_fd, const struct guest_mem *mem, uint8_t *buf, size_t len,
