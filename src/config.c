@@ -26,6 +26,7 @@ enum opt_id {
 	OPT_HELP,
 	OPT_NOGRAPHIC,
 	OPT_NO_REBOOT,
+	OPT_STATS,
 	OPT_ENABLE_KVM,
 	OPT_CPU,
 	OPT_ACCEL,
@@ -62,6 +63,7 @@ static const struct opt_def opt_table[] = {
     {"help", OPT_HELP, false},
     {"nographic", OPT_NOGRAPHIC, false},
     {"no-reboot", OPT_NO_REBOOT, false},
+    {"stats", OPT_STATS, false},
     {"enable-kvm", OPT_ENABLE_KVM, false},
     {"cpu", OPT_CPU, true},
     {"accel", OPT_ACCEL, true},
@@ -548,6 +550,9 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 	case OPT_HUGEPAGES:
 		cfg->hugepages = true;
 		return 0;
+	case OPT_STATS:
+		cfg->stats = true;
+		return 0;
 	case OPT_MEM_PREALLOC:
 		cfg->mem_prealloc = true;
 		return 0;
@@ -732,6 +737,7 @@ const char *config_usage(void)
 	       "                          0=2,1=3; host CPUs 0 to 1023 (default: not pinned)\n"
 	       "  --boot-decompress MODE  who unpacks the compressed kernel: host (kvmini), guest\n"
 	       "                          (the kernel's own decompressor) or auto (default: auto)\n"
+	       "  --stats                 at exit, print exits and completed instructions\n"
 	       "  -v, --verbose           more diagnostics; repeat for more (-v -v or -vv)\n"
 	       "  -q, --quiet             fewer diagnostics\n"
 	       "  -h, --help              print this help\n"

@@ -76,6 +76,7 @@ struct vm_config {
 	uint16_t debug_exit_port, debug_exit_size; /* -device isa-debug-exit (0xf4, 1) */
 	enum boot_decompress boot_decompress;
 	bool hugepages;
+	bool stats; /* --stats: exits and completions at exit, on stderr */
 	bool mem_prealloc;
 	bool ksm;
 	bool no_reboot; /* a guest reset ends kvmini (status 0) instead of rebooting the VM */

@@ -102,10 +102,12 @@ static void handle_internal_error(struct vcpu *v)
 		unsigned r = x86_recover_emulation_failure(v->fd, v->env->mem);
 		if (r != X86_NOT_RECOVERED) {
 			atomic_fetch_add(&v->stats.recovered, 1);
+			atomic_fetch_add(&v->stats.completed[r], 1);
 			log_debug("vCPU %u: completed %s in user space", v->id,
 				  x86_recovery_name(r));
 			return;
 		}
+		atomic_fetch_add(&v->stats.not_completed, 1);
 		vcpu_fail(v,
 			  "KVM could not emulate an instruction (this host emulates guest ring 0; "
 			  "see `kvmini info`)");
@@ -120,6 +122,10 @@ static void handle_internal_error(struct vcpu *v)
 static bool handle_exit(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
+	atomic_fetch_add(
+	    &v->stats.exits[run->exit_reason < VCPU_EXIT_REASONS ? run->exit_reason
+								 : VCPU_EXIT_REASONS - 1],
+	    1);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		atomic_fetch_add(&v->stats.exits_io, 1);
@@ -173,6 +179,85 @@ static bool handle_exit(struct vcpu *v)
 		return false;
 	}
 	}
+}
+
+_Static_assert(X86_COMPLETION_KINDS <= VCPU_COMPLETION_KINDS, "completion kinds");
+
+static const char *exit_reason_name(unsigned r)
+{
+	switch (r) {
+	case KVM_EXIT_IO:
+		return "io";
+	case KVM_EXIT_MMIO:
+		return "mmio";
+	case KVM_EXIT_HLT:
+		return "hlt";
+	case KVM_EXIT_SHUTDOWN:
+		return "shutdown";
+	case KVM_EXIT_INTR:
+		return "intr";
+	case KVM_EXIT_INTERNAL_ERROR:
+		return "internal-error";
+	case KVM_EXIT_SYSTEM_EVENT:
+		return "system-event";
+	case KVM_EXIT_FAIL_ENTRY:
+		return "fail-entry";
+	default:
+		return NULL;
+	}
+}
+
+void vcpu_print_stats(const struct vcpu *vcpus, unsigned n)
+{
+	char line[2048];
+	size_t off = 0;
+	unsigned long total = 0;
+	line[0] = '\0';
+	for (unsigned r = 0; r < VCPU_EXIT_REASONS; r++) {
+		unsigned long c = 0;
+		for (unsigned i = 0; i < n; i++)
+			c += atomic_load(&vcpus[i].stats.exits[r]);
+		if (!c)
+			continue;
+		total += c;
+		const char *name = exit_reason_name(r);
+		int w = name ? snprintf(line + off, sizeof(line) - off, ", %s %lu", name, c)
+			     : snprintf(line + off, sizeof(line) - off, ", reason-%u%s %lu", r,
+					r == VCPU_EXIT_REASONS - 1 ? "+" : "", c);
+		if (w > 0 && (size_t)w < sizeof(line) - off)
+			off += (size_t)w;
+	}
+	fprintf(stderr, "kvmini: stats: exits to user space %lu%s\n", total, line);
+
+	/* Kinds that share a name (several table rows) are added up under it. */
+	off = 0;
+	line[0] = '\0';
+	total = 0;
+	bool done[VCPU_COMPLETION_KINDS] = {false};
+	for (unsigned k = 1; k < X86_COMPLETION_KINDS; k++) {
+		if (done[k])
+			continue;
+		const char *name = x86_recovery_name(k);
+		unsigned long c = 0;
+		for (unsigned j = k; j < X86_COMPLETION_KINDS; j++) {
+			if (j != k && (done[j] || strcmp(x86_recovery_name(j), name) != 0))
+				continue;
+			done[j] = true;
+			for (unsigned i = 0; i < n; i++)
+				c += atomic_load(&vcpus[i].stats.completed[j]);
+		}
+		if (!c)
+			continue;
+		total += c;
+		int w = snprintf(line + off, sizeof(line) - off, ", %s %lu", name, c);
+		if (w > 0 && (size_t)w < sizeof(line) - off)
+			off += (size_t)w;
+	}
+	unsigned long failed = 0;
+	for (unsigned i = 0; i < n; i++)
+		failed += atomic_load(&vcpus[i].stats.not_completed);
+	fprintf(stderr, "kvmini: stats: completed in user space %lu%s; not completed %lu\n", total,
+		line, failed);
 }
 
 static void *vcpu_thread(void *arg)

@@ -315,6 +315,8 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		vcpu_join(&vm->vcpus[i]);
 	console_close(&vm->console);
+	if (vm->cfg->stats)
+		vcpu_print_stats(vm->vcpus, vm->nvcpus);
 
 	int status = 0;
 	enum stop_reason why = power_stop_reason(&vm->power, &status);

@@ -299,7 +299,8 @@ Test(guests, sse_in_ring0_matches_ring3)
 {
 	/* The guest runs the SSE/FPU instructions Linux uses in ring 0 and again in ring 3
 	 * (native on every host) and compares the results byte for byte; then the faults. */
-	const char *argv[] = {"kvmini", "run", "-vv", "--kernel", harness_guest("simd"), NULL};
+	const char *argv[] = {"kvmini", "run", "-vv", "--stats", "--kernel", harness_guest("simd"),
+			      NULL};
 	struct harness_result r;
 	guests_run(argv, NULL, &r);
 	guests_expect_ok(&r);
@@ -312,7 +313,13 @@ Test(guests, sse_in_ring0_matches_ring3)
 		cr_assert(strstr(r.err, "completed ldmxcsr in user space"), "%s", r.err);
 		cr_assert(strstr(r.err, "completed popcnt in user space"), "%s", r.err);
 		cr_assert(strstr(r.err, "completed fault injected in user space"), "%s", r.err);
+		/* --stats: one popcnt and one ldmxcsr ran in ring 0, none was left over */
+		cr_assert(strstr(r.err, ", popcnt 1"), "%s", r.err);
+		cr_assert(strstr(r.err, ", ldmxcsr 1"), "%s", r.err);
+		cr_assert(strstr(r.err, "not completed 0"), "%s", r.err);
 	}
+	cr_assert(strstr(r.err, "kvmini: stats: exits to user space"), "%s", r.err);
+	cr_assert(strstr(r.err, ", io "), "port I/O exits are counted: %s", r.err);
 	harness_result_free(&r);
 }
 
