@@ -99,12 +99,17 @@ static void handle_mmio(struct vcpu *v)
 static void handle_internal_error(struct vcpu *v)
 {
 	if (v->run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION) {
-		unsigned r = x86_recover_emulation_failure(v->fd, v->env->mem);
+		unsigned n = 0;
+		unsigned r =
+		    x86_recover_emulation_failure(v->fd, v->env->mem, v->stats.completed, &n);
 		if (r != X86_NOT_RECOVERED) {
-			atomic_fetch_add(&v->stats.recovered, 1);
-			atomic_fetch_add(&v->stats.completed[r], 1);
-			log_debug("vCPU %u: completed %s in user space", v->id,
-				  x86_recovery_name(r));
+			atomic_fetch_add(&v->stats.recovered, n);
+			if (n > 1)
+				log_debug("vCPU %u: completed %s and %u more in user space", v->id,
+					  x86_recovery_name(r), n - 1);
+			else
+				log_debug("vCPU %u: completed %s in user space", v->id,
+					  x86_recovery_name(r));
 			return;
 		}
 		atomic_fetch_add(&v->stats.not_completed, 1);

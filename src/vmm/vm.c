@@ -14,7 +14,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "arch/x86/bzimage.h"
 #include "arch/x86/cpu.h"
+#include "arch/x86/emulate.h"
 #include "arch/x86/layout.h"
 #include "util/log.h"
 
@@ -231,13 +233,26 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	if ((ret = vm_create_devices(vm, e)) < 0)
 		return ret;
 
+	/* Linux on a host that emulates guest ring 0 needs a parameter (see emulate.h). */
+	char cmdline_buf[4096];
+	const char *cmdline = cfg->cmdline;
+	struct bzimage_info bz;
+	if (vm->kvm.ring0_emulated && bzimage_parse(kernel, kernel_size, &bz, NULL) == 0) {
+		cmdline =
+		    x86_cmdline_for_emulated_ring0(cfg->cmdline, cmdline_buf, sizeof(cmdline_buf));
+		if (!cmdline)
+			return errf(e, -E2BIG, "the kernel command line is too long");
+		if (cmdline != cfg->cmdline)
+			log_info("this host emulates guest ring 0: kernel command line gets \"%s\"",
+				 X86_EMULATED_RING0_PARAMS);
+	}
 	struct x86_boot_args args = {
 	    .kernel = kernel,
 	    .kernel_size = kernel_size,
 	    .kernel_name = kernel_name,
 	    .initrd = initrd,
 	    .initrd_size = initrd_size,
-	    .cmdline = cfg->cmdline,
+	    .cmdline = cmdline,
 	    .decompress = cfg->boot_decompress,
 	    .ncpus = cfg->ncpus,
 	};

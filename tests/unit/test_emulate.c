@@ -212,7 +212,7 @@ static enum x86_simd_outcome em_run(struct x86_simd_vcpu *v, const uint8_t *code
 {
 	struct x86_simd_insn in;
 	cr_assert(x86_simd_decode(code, n, &in), "decodes");
-	return x86_simd_complete(&in, v, &em_mem, f);
+	return x86_simd_complete(&in, v, &em_mem, f, NULL);
 }
 
 static uint32_t em_mxcsr(const struct x86_simd_vcpu *v)
@@ -470,4 +470,21 @@ Test(emulate, simd_page_crossing_operand)
 	cr_assert_eq(f.error_code, 0);
 	free(em_ram);
 	em_ram = NULL;
+}
+
+Test(emulate, cmdline_for_emulated_ring0_appends_unless_the_user_chose)
+{
+	char buf[128];
+	cr_assert_str_eq(x86_cmdline_for_emulated_ring0("console=ttyS0", buf, sizeof(buf)),
+			 "console=ttyS0 " X86_EMULATED_RING0_PARAMS);
+	cr_assert_str_eq(x86_cmdline_for_emulated_ring0("", buf, sizeof(buf)),
+			 X86_EMULATED_RING0_PARAMS);
+	const char *own = "console=ttyS0 clearcpuid=popcnt quiet";
+	cr_assert_eq(x86_cmdline_for_emulated_ring0(own, buf, sizeof(buf)), own,
+		     "the user's clearcpuid= wins");
+	const char *first = "clearcpuid=pku";
+	cr_assert_eq(x86_cmdline_for_emulated_ring0(first, buf, sizeof(buf)), first);
+	cr_assert_str_eq(x86_cmdline_for_emulated_ring0("foo.clearcpuid=1", buf, sizeof(buf)),
+			 "foo.clearcpuid=1 " X86_EMULATED_RING0_PARAMS, "only a whole word counts");
+	cr_assert_null(x86_cmdline_for_emulated_ring0("console=ttyS0", buf, 10), "too long");
 }

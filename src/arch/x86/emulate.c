@@ -319,52 +319,124 @@ static enum x86_recovery complete_cmpxchg(int vcpu_fd, const struct guest_mem *m
 	return X86_RECOVERED_CMPXCHG;
 }
 
+/* The next instruction of a run, from the code page already translated when it is the same
+ * page (the common case: one KVM_TRANSLATE per page, not per instruction). */
+struct code_cursor {
+	uint64_t page; /* linear address of the cached page, or 1 when none */
+	const uint8_t *hva;
+};
+
+static size_t read_next(int vcpu_fd, const struct guest_mem *mem, struct code_cursor *c,
+			const struct kvm_regs *r, const struct kvm_sregs *s, uint8_t *buf,
+			size_t len)
+{
+	uint64_t linear = s->cs.base + r->rip;
+	uint64_t page = linear & ~4095ull;
+	if ((linear & 4095) + len <= 4096) {
+		if (c->page != page) {
+			struct kvm_translation tr = {.linear_address = page};
+			if (ioctl(vcpu_fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid)
+				return 0;
+			c->hva = gpa_to_hva(mem, tr.physical_address, 4096);
+			if (!c->hva)
+				return 0;
+			c->page = page;
+		}
+		memcpy(buf, c->hva + (linear & 4095), len);
+		return len;
+	}
+	return read_code(vcpu_fd, mem, r, s, buf, len);
+}
+
 /* The guest's x87/SSE state comes from KVM's XSAVE image (its first 512 bytes are the
  * FXSAVE layout) and goes back into it with the x87 and SSE components marked in use, so
- * KVM loads them instead of their initial values. */
+ * KVM loads them instead of their initial values.
+ * An exit costs far more than an instruction here, and Linux's SIMD code comes in runs
+ * (blake2s: dozens of SSE instructions in a row), so after the one that failed the
+ * following instructions of the table are completed too, up to X86_SIMD_AREA_STUBS, with
+ * the state kept in user space between them. The run ends before any other instruction or
+ * before one that would fault (the guest then runs it, and it exits again on its own). */
 static unsigned complete_simd(int vcpu_fd, const struct guest_mem *mem,
-			      const struct x86_simd_insn *in, const struct kvm_regs *r,
-			      const struct kvm_sregs *s)
+			      const struct x86_simd_insn *first, const struct kvm_regs *r,
+			      const struct kvm_sregs *s, atomic_ulong *counts, unsigned *completed)
 {
 	static_assert(sizeof(struct kvm_xsave) >= 4096, "kvm_xsave");
 	struct kvm_xsave xs;
 	struct x86_simd_vcpu v;
 	struct x86_fault f;
+	struct x86_simd_area area;
+	struct x86_simd_insn in = *first;
+	struct code_cursor cursor = {.page = 1};
+	unsigned done = 0;
+
 	if (ioctl(vcpu_fd, KVM_GET_XSAVE, &xs) < 0)
 		return X86_NOT_RECOVERED;
 	v.regs = *r;
 	v.sregs = *s;
 	memcpy(v.fx, xs.region, sizeof(v.fx));
-	switch (x86_simd_complete(in, &v, mem, &f)) {
-	case X86_SIMD_DONE:
-		if (memcmp(v.fx, xs.region, sizeof(v.fx)) != 0) {
-			uint64_t bv;
-			memcpy(xs.region, v.fx, sizeof(v.fx));
-			memcpy(&bv, (uint8_t *)xs.region + 512, 8);
-			bv |= 3; /* x87, SSE */
-			memcpy((uint8_t *)xs.region + 512, &bv, 8);
-			if (ioctl(vcpu_fd, KVM_SET_XSAVE, &xs) < 0)
+	if (x86_simd_area_open(&area) < 0)
+		area.base = NULL; /* one mapping per instruction instead */
+	for (;;) {
+		enum x86_simd_outcome o = x86_simd_complete(&in, &v, mem, &f, &area);
+		if (o == X86_SIMD_FAULT && done == 0) {
+			x86_simd_area_close(&area);
+			if (f.set_cr2) {
+				struct kvm_sregs s2 = *s;
+				s2.cr2 = f.cr2;
+				if (ioctl(vcpu_fd, KVM_SET_SREGS, &s2) < 0)
+					return X86_NOT_RECOVERED;
+			}
+			if (inject_exception_code(vcpu_fd, f.vector, f.has_error_code,
+						  f.error_code) < 0)
 				return X86_NOT_RECOVERED;
+			if (counts)
+				atomic_fetch_add(&counts[X86_RECOVERED_FAULT], 1);
+			*completed = 1;
+			return X86_RECOVERED_FAULT;
 		}
-		if (ioctl(vcpu_fd, KVM_SET_REGS, &v.regs) < 0)
-			return X86_NOT_RECOVERED;
-		return X86_RECOVERED_SIMD + in->kind;
-	case X86_SIMD_FAULT:
-		if (f.set_cr2) {
-			struct kvm_sregs s2 = *s;
-			s2.cr2 = f.cr2;
-			if (ioctl(vcpu_fd, KVM_SET_SREGS, &s2) < 0)
-				return X86_NOT_RECOVERED;
-		}
-		if (inject_exception_code(vcpu_fd, f.vector, f.has_error_code, f.error_code) < 0)
-			return X86_NOT_RECOVERED;
-		return X86_RECOVERED_FAULT;
-	default:
-		return X86_NOT_RECOVERED;
+		if (o != X86_SIMD_DONE)
+			break;
+		done++;
+		if (counts)
+			atomic_fetch_add(&counts[X86_RECOVERED_SIMD + in.kind], 1);
+		uint8_t code[15];
+		if (done >= X86_SIMD_AREA_STUBS ||
+		    !x86_simd_decode(
+			code,
+			read_next(vcpu_fd, mem, &cursor, &v.regs, &v.sregs, code, sizeof(code)),
+			&in))
+			break;
 	}
+	x86_simd_area_close(&area);
+	*completed = done;
+	if (done == 0)
+		return X86_NOT_RECOVERED;
+	if (memcmp(v.fx, xs.region, sizeof(v.fx)) != 0) {
+		uint64_t bv;
+		memcpy(xs.region, v.fx, sizeof(v.fx));
+		memcpy(&bv, (uint8_t *)xs.region + 512, 8);
+		bv |= 3; /* x87, SSE */
+		memcpy((uint8_t *)xs.region + 512, &bv, 8);
+		if (ioctl(vcpu_fd, KVM_SET_XSAVE, &xs) < 0)
+			return X86_NOT_RECOVERED;
+	}
+	if (ioctl(vcpu_fd, KVM_SET_REGS, &v.regs) < 0)
+		return X86_NOT_RECOVERED;
+	return X86_RECOVERED_SIMD + first->kind;
 }
 
-unsigned x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem)
+static unsigned counted(atomic_ulong *counts, unsigned *completed, unsigned kind)
+{
+	if (kind != X86_NOT_RECOVERED) {
+		*completed = 1;
+		if (counts)
+			atomic_fetch_add(&counts[kind], 1);
+	}
+	return kind;
+}
+
+static unsigned recover(int vcpu_fd, const struct guest_mem *mem, atomic_ulong *counts,
+			unsigned *completed)
 {
 	struct kvm_regs r;
 	struct kvm_sregs s;
@@ -391,8 +463,29 @@ unsigned x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem)
 	}
 	struct x86_simd_insn in;
 	if (x86_simd_decode(code, n, &in))
-		return complete_simd(vcpu_fd, mem, &in, &r, &s);
+		return complete_simd(vcpu_fd, mem, &in, &r, &s, counts, completed);
 	return complete_cmpxchg(vcpu_fd, mem, code, n, &r, &s);
+}
+
+unsigned x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem,
+				       atomic_ulong *counts, unsigned *completed)
+{
+	unsigned n = 0;
+	unsigned kind = recover(vcpu_fd, mem, counts, &n);
+	if (n == 0) /* the one-instruction completions */
+		kind = counted(counts, &n, kind);
+	if (completed)
+		*completed = n;
+	return kind;
+}
+
+const char *x86_cmdline_for_emulated_ring0(const char *user, char *buf, size_t len)
+{
+	for (const char *p = strstr(user, "clearcpuid="); p; p = strstr(p + 1, "clearcpuid="))
+		if (p == user || p[-1] == ' ')
+			return user;
+	int n = snprintf(buf, len, "%s%s%s", user, *user ? " " : "", X86_EMULATED_RING0_PARAMS);
+	return n > 0 && (size_t)n < len ? buf : NULL;
 }
 
 #define APPEND(...)                                                           \

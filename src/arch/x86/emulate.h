@@ -4,6 +4,7 @@
 #ifndef KVMINI_ARCH_X86_EMULATE_H
 #define KVMINI_ARCH_X86_EMULATE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,15 +61,30 @@ int x86_walk_supervisor(const struct guest_mem *mem, uint64_t cr0, uint64_t cr3,
 			uint32_t *pf_error);
 
 /* Looks at the instruction at RIP and completes it if it is one we know: returns what was
- * done (an enum x86_recovery value, or X86_RECOVERED_SIMD + kind), X86_NOT_RECOVERED if
- * nothing. */
-unsigned x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem);
+ * done to it (an enum x86_recovery value, or X86_RECOVERED_SIMD + kind), X86_NOT_RECOVERED
+ * if nothing. SIMD instructions that follow it may be completed in the same call:
+ * *completed (if not NULL) says how many instructions were, and counts (if not NULL,
+ * X86_COMPLETION_KINDS entries) gets one more for each, by kind. */
+unsigned x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem,
+				       atomic_ulong *counts, unsigned *completed);
 
 const char *x86_recovery_name(unsigned r);
 
 /* Reads up to len bytes at the guest's RIP (through its page tables). Returns the count. */
 size_t x86_read_code_at_rip(int vcpu_fd, const struct guest_mem *mem, uint8_t *buf, size_t len,
 			    uint64_t *rip);
+
+/* What Linux is asked on hosts that emulate guest ring 0 (PVM). XSAVES/XRSTORS are
+ * privileged, so kvmini cannot run them for the guest on the host, and with XSAVE on the
+ * kernel also picks AVX code paths for its SIMD sections; popcnt would cost one exit to
+ * user space each (~60 us here) where the kernel's software fallback takes a few dozen
+ * instructions. */
+#define X86_EMULATED_RING0_PARAMS "clearcpuid=xsave,popcnt"
+
+/* The command line for a Linux guest on such a host: user's own, with
+ * X86_EMULATED_RING0_PARAMS appended (in buf) unless it already has a clearcpuid= (the
+ * user's word wins). Returns user itself when nothing is added, or NULL if buf is short. */
+const char *x86_cmdline_for_emulated_ring0(const char *user, char *buf, size_t len);
 
 /* One multi-line, human description of a vCPU: registers, control registers, the bytes at
  * RIP, and the exit's own data. */

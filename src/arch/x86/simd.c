@@ -473,15 +473,45 @@ static size_t build_stub(uint8_t *buf, size_t cap, const uint8_t *code,
 	return e.n;
 }
 
-static int run_on_host(const uint8_t *code, const struct x86_simd_insn *in, struct simd_ctx *ctx)
+#define STUB_MAX 512
+
+int x86_simd_area_open(struct x86_simd_area *a)
+{
+	a->used = 0;
+	a->base = mmap(NULL, X86_SIMD_AREA_STUBS * STUB_MAX, PROT_READ | PROT_WRITE | PROT_EXEC,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (a->base == MAP_FAILED) {
+		a->base = NULL;
+		return -errno;
+	}
+	return 0;
+}
+
+void x86_simd_area_close(struct x86_simd_area *a)
+{
+	if (a->base)
+		munmap(a->base, X86_SIMD_AREA_STUBS * STUB_MAX);
+	a->base = NULL;
+}
+
+static int run_on_host(const uint8_t *code, const struct x86_simd_insn *in, struct simd_ctx *ctx,
+		       struct x86_simd_area *area)
 {
 	/* The scratch register is one the instruction cannot name: not its ModRM.reg, and
 	 * none of the implicit operands (rax, rcx, rdx, rdi, xmm0). */
 	unsigned scratch = in->reg == 11 ? 10 : 11;
-	uint8_t buf[512];
+	uint8_t buf[STUB_MAX];
 	size_t len = build_stub(buf, sizeof(buf), code, in, scratch);
 	if (len > sizeof(buf))
 		return -E2BIG;
+	if (area && area->base && area->used < X86_SIMD_AREA_STUBS) {
+		/* A fresh slot each time: x86 keeps instruction fetch coherent with our own
+		 * stores, and nothing is rewritten while it might run. */
+		uint8_t *slot = area->base + (size_t)area->used++ * STUB_MAX;
+		memcpy(slot, buf, len);
+		((void (*)(struct simd_ctx *))(void *)slot)(ctx);
+		return 0;
+	}
 	void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (page == MAP_FAILED)
 		return -errno;
@@ -491,8 +521,7 @@ static int run_on_host(const uint8_t *code, const struct x86_simd_insn *in, stru
 		munmap(page, 4096);
 		return err;
 	}
-	void (*stub)(struct simd_ctx *) = (void (*)(struct simd_ctx *))page;
-	stub(ctx);
+	((void (*)(struct simd_ctx *))page)(ctx);
 	munmap(page, 4096);
 	return 0;
 }
@@ -569,7 +598,8 @@ static enum x86_simd_outcome map_operand(const struct x86_simd_insn *in,
 }
 
 enum x86_simd_outcome x86_simd_complete(const struct x86_simd_insn *in, struct x86_simd_vcpu *v,
-					const struct guest_mem *mem, struct x86_fault *f)
+					const struct guest_mem *mem, struct x86_fault *f,
+					struct x86_simd_area *area)
 {
 	const struct kvm_sregs *s = &v->sregs;
 	unsigned flags = in->flags;
@@ -637,7 +667,7 @@ enum x86_simd_outcome x86_simd_complete(const struct x86_simd_insn *in, struct x
 		ctx.gpr[r] = *gpr_slot(&v->regs, r);
 	ctx.rflags = v->regs.rflags & RFLAGS_STATUS;
 	const uint8_t *code = in->code;
-	if (run_on_host(code, in, &ctx) < 0)
+	if (run_on_host(code, in, &ctx, area) < 0)
 		return X86_SIMD_NOT_DONE;
 
 	if (in->mem && in->mem_write) {

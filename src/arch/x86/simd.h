@@ -76,10 +76,22 @@ enum x86_simd_outcome {
 	X86_SIMD_FAULT,	       /* *fault holds what the CPU would raise; nothing else changed */
 };
 
+/* Executable memory for the generated host code of a run of instructions: one mapping
+ * (writable and executable) for up to X86_SIMD_AREA_STUBS instructions. */
+#define X86_SIMD_AREA_STUBS 64
+struct x86_simd_area {
+	uint8_t *base;
+	unsigned used;
+};
+int x86_simd_area_open(struct x86_simd_area *a);
+void x86_simd_area_close(struct x86_simd_area *a);
+
 /* Runs a decoded instruction against v and guest memory (page walk with the checks a ring-0
  * access makes: present, writable under CR0.WP, SMAP, accessed/dirty bits). Executes the
- * instruction on the host CPU; no KVM calls. For unit tests and the recovery path. */
+ * instruction on the host CPU, from area when one is open and has room (else from a page
+ * mapped for this one instruction); no KVM calls. For unit tests and the recovery path. */
 enum x86_simd_outcome x86_simd_complete(const struct x86_simd_insn *in, struct x86_simd_vcpu *v,
-					const struct guest_mem *mem, struct x86_fault *fault);
+					const struct guest_mem *mem, struct x86_fault *fault,
+					struct x86_simd_area *area);
 
 #endif
