@@ -488,3 +488,78 @@ Test(emulate, cmdline_for_emulated_ring0_appends_unless_the_user_chose)
 			 "foo.clearcpuid=1 " X86_EMULATED_RING0_PARAMS, "only a whole word counts");
 	cr_assert_null(x86_cmdline_for_emulated_ring0("console=ttyS0", buf, 10), "too long");
 }
+
+Test(emulate, simd_general_purpose_loads_in_a_run)
+{
+	struct x86_simd_vcpu v;
+	struct x86_fault f;
+	em_vcpu(&v, EM_P | EM_RW);
+	em_ram[0x700e] = 0xfe;
+	/* movzbl 0xe(%rcx), %eax: what blake2s interleaves with its movd loads */
+	const uint8_t movzbl[] = {0x0f, 0xb6, 0x41, 0x0e};
+	v.regs.rcx = EM_LINEAR;
+	v.regs.rax = ~0ull;
+	v.regs.rflags = 2 | 0x41; /* flags are left as they were */
+	cr_assert_eq(em_run(&v, movzbl, sizeof(movzbl), &f), X86_SIMD_DONE);
+	cr_assert_eq(v.regs.rax, 0xfe);
+	cr_assert_eq(v.regs.rflags, 2 | 0x41);
+	cr_assert_eq(v.regs.rip, 0xffffffff81000004ull);
+	free(em_ram);
+	em_ram = NULL;
+}
+
+Test(emulate, simd_loop_control_keeps_a_run_going)
+{
+	struct x86_simd_vcpu v;
+	struct x86_fault f;
+	em_vcpu(&v, EM_P | EM_RW);
+	uint64_t rip0 = v.regs.rip;
+	/* add $0x10, %r11 (a register the memory forms use as scratch) */
+	const uint8_t add[] = {0x49, 0x83, 0xc3, 0x10};
+	v.regs.r11 = 0xfffffffffffffff0ull;
+	cr_assert_eq(em_run(&v, add, sizeof(add), &f), X86_SIMD_DONE);
+	cr_assert_eq(v.regs.r11, 0);
+	cr_assert_eq(v.regs.rflags & 0x41, 0x41, "CF and ZF from the addition");
+	/* cmp %r8, %rcx; jne rel32 (back), taken and not taken */
+	const uint8_t cmp[] = {0x4c, 0x39, 0xc1};
+	const uint8_t jne[] = {0x0f, 0x85, 0x5a, 0xfe, 0xff, 0xff};
+	v.regs.rcx = 5;
+	v.regs.r8 = 6;
+	cr_assert_eq(em_run(&v, cmp, sizeof(cmp), &f), X86_SIMD_DONE);
+	uint64_t at = v.regs.rip;
+	cr_assert_eq(em_run(&v, jne, sizeof(jne), &f), X86_SIMD_DONE);
+	cr_assert_eq(v.regs.rip, at + 6 - 0x1a6, "taken");
+	v.regs.r8 = 5;
+	cr_assert_eq(em_run(&v, cmp, sizeof(cmp), &f), X86_SIMD_DONE);
+	at = v.regs.rip;
+	cr_assert_eq(em_run(&v, jne, sizeof(jne), &f), X86_SIMD_DONE);
+	cr_assert_eq(v.regs.rip, at + 6, "not taken");
+	/* jl rel8 with SF != OF; dec %rdx */
+	const uint8_t jl[] = {0x7c, 0x10};
+	v.regs.rflags = 2 | 0x80;
+	at = v.regs.rip;
+	cr_assert_eq(em_run(&v, jl, sizeof(jl), &f), X86_SIMD_DONE);
+	cr_assert_eq(v.regs.rip, at + 2 + 0x10);
+	const uint8_t dec[] = {0x48, 0xff, 0xca};
+	v.regs.rdx = 1;
+	cr_assert_eq(em_run(&v, dec, sizeof(dec), &f), X86_SIMD_DONE);
+	cr_assert_eq(v.regs.rdx, 0);
+	cr_assert(v.regs.rflags & 0x40);
+	/* lea 0x1258e6a(%rip), %r8 and lea 0x8(%rsi,%rax,4), %ecx */
+	const uint8_t lea[] = {0x4c, 0x8d, 0x05, 0x6a, 0x8e, 0x25, 0x01};
+	at = v.regs.rip;
+	cr_assert_eq(em_run(&v, lea, sizeof(lea), &f), X86_SIMD_DONE);
+	cr_assert_eq(v.regs.r8, at + 7 + 0x1258e6a);
+	const uint8_t lea32[] = {0x8d, 0x4c, 0x86, 0x08};
+	v.regs.rsi = 0x100000000ull;
+	v.regs.rax = 2;
+	cr_assert_eq(em_run(&v, lea32, sizeof(lea32), &f), X86_SIMD_DONE);
+	cr_assert_eq(v.regs.rcx, 0x10, "32-bit lea truncates");
+	cr_assert_neq(v.regs.rip, rip0);
+	/* add $1, %rsp is never run on the host */
+	struct x86_simd_insn in;
+	const uint8_t rsp[] = {0x48, 0x83, 0xc4, 0x01};
+	cr_assert_not(x86_simd_decode(rsp, sizeof(rsp), &in));
+	free(em_ram);
+	em_ram = NULL;
+}

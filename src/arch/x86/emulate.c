@@ -353,7 +353,7 @@ static size_t read_next(int vcpu_fd, const struct guest_mem *mem, struct code_cu
  * KVM loads them instead of their initial values.
  * An exit costs far more than an instruction here, and Linux's SIMD code comes in runs
  * (blake2s: dozens of SSE instructions in a row), so after the one that failed the
- * following instructions of the table are completed too, up to X86_SIMD_AREA_STUBS, with
+ * following instructions of the table are completed too, up to X86_SIMD_RUN_MAX, with
  * the state kept in user space between them. The run ends before any other instruction or
  * before one that would fault (the guest then runs it, and it exits again on its own). */
 static unsigned complete_simd(int vcpu_fd, const struct guest_mem *mem,
@@ -400,7 +400,7 @@ static unsigned complete_simd(int vcpu_fd, const struct guest_mem *mem,
 		if (counts)
 			atomic_fetch_add(&counts[X86_RECOVERED_SIMD + in.kind], 1);
 		uint8_t code[15];
-		if (done >= X86_SIMD_AREA_STUBS ||
+		if (done >= X86_SIMD_RUN_MAX ||
 		    !x86_simd_decode(
 			code,
 			read_next(vcpu_fd, mem, &cursor, &v.regs, &v.sregs, code, sizeof(code)),

@@ -7,18 +7,20 @@
 #include "arch/x86/emulate.h"
 
 /* Table flags. */
-#define F_W	0x001u /* the memory operand is written (else read) */
-#define F_A16	0x002u /* a memory operand must be 16-byte aligned (#GP(0)) */
-#define F_IB	0x004u /* an imm8 follows */
-#define F_GREG	0x008u /* ModRM.reg names a general register */
-#define F_GRM	0x010u /* ModRM.rm (register form) names a general register */
-#define F_SSE	0x020u /* #UD with CR0.EM or !CR4.OSFXSR, #NM with CR0.TS */
-#define F_X87	0x040u /* #NM with CR0.EM or CR0.TS */
-#define F_NOEXC 0x080u /* raises no SIMD floating-point exception */
-#define F_MXCSR 0x100u /* loads MXCSR from memory (at mxcsr_off): #GP on reserved bits */
-#define F_FXSR	0x200u /* fxsave/fxrstor: needs CR4.OSFXSR to be exact here */
-#define F_FLAGS 0x400u /* (informational) writes arithmetic flags */
-#define F_INT	0x800u /* general-purpose instruction: no FPU checks */
+#define F_W	0x001u	/* the memory operand is written (else read) */
+#define F_A16	0x002u	/* a memory operand must be 16-byte aligned (#GP(0)) */
+#define F_IB	0x004u	/* an imm8 follows */
+#define F_GREG	0x008u	/* ModRM.reg names a general register */
+#define F_GRM	0x010u	/* ModRM.rm (register form) names a general register */
+#define F_SSE	0x020u	/* #UD with CR0.EM or !CR4.OSFXSR, #NM with CR0.TS */
+#define F_X87	0x040u	/* #NM with CR0.EM or CR0.TS */
+#define F_NOEXC 0x080u	/* raises no SIMD floating-point exception */
+#define F_MXCSR 0x100u	/* loads MXCSR from memory (at mxcsr_off): #GP on reserved bits */
+#define F_FXSR	0x200u	/* fxsave/fxrstor: needs CR4.OSFXSR to be exact here */
+#define F_FLAGS 0x400u	/* (informational) writes arithmetic flags */
+#define F_INT	0x800u	/* general-purpose instruction: no FPU checks */
+#define F_LEA	0x1000u /* lea: the address itself, done here */
+#define F_JCC	0x2000u /* jcc rel8/rel32 (no ModRM): the condition evaluated here */
 
 /* Operand-size codes beyond plain byte counts. */
 #define SZ_OPSIZE 200 /* 2, 4 or 8: by 0x66 / REX.W */
@@ -33,7 +35,7 @@ struct simd_entry {
 	int8_t rm;    /* required ModRM byte's rm with mod 3 (0-7), or -1 */
 	uint8_t mode; /* M_ANY / M_MEM / M_REG */
 	uint8_t size;
-	uint16_t flags;
+	uint32_t flags;
 	const char *name;
 };
 
@@ -64,6 +66,23 @@ static const struct simd_entry simd_table[] = {
     E(1, P_F3, 0xbc, 0xbd, -1, M_ANY, SZ_OPSIZE, G, "tzcnt/lzcnt"),
     E(2, P_F2, 0xf0, 0xf0, -1, M_ANY, 1, G, "crc32"),
     E(2, P_F2, 0xf1, 0xf1, -1, M_ANY, SZ_OPSIZE, G, "crc32"),
+    /* general-purpose loads found inside SIMD loops (blake2s's message schedule): they
+     * keep a run of completions going instead of ending it */
+    E(1, P_NONE, 0xb6, 0xb6, -1, M_ANY, 1, G, "movzx"),
+    E(1, P_NONE, 0xb7, 0xb7, -1, M_ANY, 2, G, "movzx"),
+    /* the loop control between them (register forms only), so a whole loop of SIMD code
+     * is one exit: add/sub/cmp imm8, cmp, test, inc/dec, lea, jcc */
+    E(0, P_NONE, 0x83, 0x83, 0, M_REG, 0, (G & ~F_GREG) | F_IB, "loop control"),
+    E(0, P_NONE, 0x83, 0x83, 5, M_REG, 0, (G & ~F_GREG) | F_IB, "loop control"),
+    E(0, P_NONE, 0x83, 0x83, 7, M_REG, 0, (G & ~F_GREG) | F_IB, "loop control"),
+    E(0, P_NONE, 0x39, 0x39, -1, M_REG, 0, G, "loop control"),
+    E(0, P_NONE, 0x3b, 0x3b, -1, M_REG, 0, G, "loop control"),
+    E(0, P_NONE, 0x85, 0x85, -1, M_REG, 0, G, "loop control"),
+    E(0, P_NONE, 0xff, 0xff, 0, M_REG, 0, G & ~F_GREG, "loop control"),
+    E(0, P_NONE, 0xff, 0xff, 1, M_REG, 0, G & ~F_GREG, "loop control"),
+    E(0, P_NONE, 0x8d, 0x8d, -1, M_MEM, 0, F_INT | F_GREG | F_LEA, "loop control"),
+    E(0, P_NONE, 0x70, 0x7f, -1, M_ANY, 0, F_INT | F_JCC, "loop control"),
+    E(1, P_NONE, 0x80, 0x8f, -1, M_ANY, 0, F_INT | F_JCC, "loop control"),
     /* SSE, no prefix (packed single) */
     E(1, P_NONE, 0x10, 0x10, -1, M_ANY, 16, S, "movups"),
     E(1, P_NONE, 0x11, 0x11, -1, M_ANY, 16, S | F_W, "movups"),
@@ -274,14 +293,38 @@ bool x86_simd_decode(const uint8_t *code, size_t n, struct x86_simd_insn *out)
 		} else {
 			out->map = 1;
 		}
-	} else if (code[i] >= 0xd8 && code[i] <= 0xdf) {
+	} else if ((code[i] >= 0xd8 && code[i] <= 0xdf) || code[i] == 0x83 || code[i] == 0x39 ||
+		   code[i] == 0x3b || code[i] == 0x85 || code[i] == 0xff || code[i] == 0x8d ||
+		   (code[i] >= 0x70 && code[i] <= 0x7f)) {
 		out->map = 0;
 	} else {
 		return false; /* includes VEX (c4/c5), lock, 0x67 */
 	}
-	if (i + 1 >= n)
+	if (i >= n)
 		return false;
 	out->opcode = code[i++];
+	bool jcc8 = out->map == 0 && out->opcode >= 0x70 && out->opcode <= 0x7f;
+	bool jcc32 = out->map == 1 && out->opcode >= 0x80 && out->opcode <= 0x8f;
+	if (jcc8 || jcc32) {
+		const struct simd_entry *j = find_entry(out->map, pfx, out->opcode, 0, &out->kind);
+		size_t rel = jcc8 ? 1 : 4;
+		if (!j || pfx != P_NONE || i + rel > n)
+			return false;
+		if (jcc8) {
+			out->disp = (int8_t)code[i];
+		} else {
+			int32_t d;
+			memcpy(&d, code + i, 4);
+			out->disp = d;
+		}
+		i += rel;
+		out->flags = j->flags;
+		out->length = (unsigned)i;
+		memcpy(out->code, code, i);
+		return true;
+	}
+	if (i >= n)
+		return false;
 	out->modrm_off = i;
 	uint8_t modrm = code[i++];
 	const struct simd_entry *e = find_entry(out->map, pfx, out->opcode, modrm, &out->kind);
@@ -475,11 +518,21 @@ static size_t build_stub(uint8_t *buf, size_t cap, const uint8_t *code,
 
 #define STUB_MAX 512
 
+/* The register that points at the bounce buffer: one the instruction cannot name (not its
+ * ModRM.reg, none of the implicit operands rax, rcx, rdx, rdi, xmm0); 16 (none) without a
+ * memory operand, so every general register is the guest's. */
+static unsigned scratch_register(const struct x86_simd_insn *in)
+{
+	if (!in->mem)
+		return 16;
+	return in->reg == 11 ? 10 : 11;
+}
+
 int x86_simd_area_open(struct x86_simd_area *a)
 {
 	a->used = 0;
-	a->base = mmap(NULL, X86_SIMD_AREA_STUBS * STUB_MAX, PROT_READ | PROT_WRITE | PROT_EXEC,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	a->base = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
 	if (a->base == MAP_FAILED) {
 		a->base = NULL;
 		return -errno;
@@ -490,26 +543,27 @@ int x86_simd_area_open(struct x86_simd_area *a)
 void x86_simd_area_close(struct x86_simd_area *a)
 {
 	if (a->base)
-		munmap(a->base, X86_SIMD_AREA_STUBS * STUB_MAX);
+		munmap(a->base, 4096);
 	a->base = NULL;
 }
 
 static int run_on_host(const uint8_t *code, const struct x86_simd_insn *in, struct simd_ctx *ctx,
 		       struct x86_simd_area *area)
 {
-	/* The scratch register is one the instruction cannot name: not its ModRM.reg, and
-	 * none of the implicit operands (rax, rcx, rdx, rdi, xmm0). */
-	unsigned scratch = in->reg == 11 ? 10 : 11;
+	unsigned scratch = scratch_register(in);
 	uint8_t buf[STUB_MAX];
 	size_t len = build_stub(buf, sizeof(buf), code, in, scratch);
 	if (len > sizeof(buf))
 		return -E2BIG;
-	if (area && area->base && area->used < X86_SIMD_AREA_STUBS) {
-		/* A fresh slot each time: x86 keeps instruction fetch coherent with our own
-		 * stores, and nothing is rewritten while it might run. */
-		uint8_t *slot = area->base + (size_t)area->used++ * STUB_MAX;
-		memcpy(slot, buf, len);
-		((void (*)(struct simd_ctx *))(void *)slot)(ctx);
+	if (area && area->base) {
+		/* One slot, rewritten only when the code differs (a loop's instructions come
+		 * back): x86 keeps instruction fetch coherent with this thread's own stores
+		 * once it jumps to them. */
+		if (area->used != len || memcmp(area->base, buf, len) != 0) {
+			memcpy(area->base, buf, len);
+			area->used = (unsigned)len;
+		}
+		((void (*)(struct simd_ctx *))(void *)area->base)(ctx);
 		return 0;
 	}
 	void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -547,6 +601,40 @@ static uint64_t *gpr_slot(struct kvm_regs *r, unsigned n)
 #define VEC_PF	     14
 #define FX_MXCSR     24
 #define FX_MXCSR_MSK 28
+
+/* Jcc's condition codes (the low opcode nibble) on RFLAGS. */
+static bool condition_holds(unsigned cc, uint64_t f)
+{
+	bool cf = f & 1, pf = f & 4, zf = f & 0x40, sf = f & 0x80, of = f & 0x800;
+	bool r;
+	switch (cc >> 1) {
+	case 0:
+		r = of;
+		break;
+	case 1:
+		r = cf;
+		break;
+	case 2:
+		r = zf;
+		break;
+	case 3:
+		r = cf || zf;
+		break;
+	case 4:
+		r = sf;
+		break;
+	case 5:
+		r = pf;
+		break;
+	case 6:
+		r = sf != of;
+		break;
+	default:
+		r = zf || sf != of;
+		break;
+	}
+	return (cc & 1) ? !r : r;
+}
 
 static enum x86_simd_outcome fault_with(struct x86_fault *f, unsigned vector, bool has_error,
 					uint32_t error)
@@ -609,6 +697,28 @@ enum x86_simd_outcome x86_simd_complete(const struct x86_simd_insn *in, struct x
 	/* 64-bit ring 0 only: the decoder knows 64-bit encodings, and ring 3 runs natively. */
 	if (!(s->efer & EFER_LMA) || !s->cs.l || (s->cs.selector & 3))
 		return X86_SIMD_NOT_DONE;
+	if (flags & F_JCC) {
+		v->regs.rip += in->length;
+		if (condition_holds(in->opcode & 15, v->regs.rflags))
+			v->regs.rip += (uint64_t)in->disp;
+		return X86_SIMD_DONE;
+	}
+	if (flags & F_LEA) {
+		if (in->has_66 || in->segment) /* segment overrides: leave them to the report */
+			return X86_SIMD_NOT_DONE;
+		const struct x86_cmpxchg_insn ea = {
+		    .length = in->length,
+		    .base = in->base,
+		    .index = in->index,
+		    .scale = in->scale,
+		    .disp = in->disp,
+		    .rip_relative = in->rip_relative,
+		};
+		uint64_t a = x86_cmpxchg_address(&ea, &v->regs, s);
+		*gpr_slot(&v->regs, in->reg) = (in->rex & 8) ? a : (uint32_t)a;
+		v->regs.rip += in->length;
+		return X86_SIMD_DONE;
+	}
 	if (flags & F_SSE) {
 		if ((s->cr0 & CR0_EM) || !(s->cr4 & CR4_OSFXSR))
 			return fault_with(f, VEC_UD, false, 0);
@@ -679,9 +789,9 @@ enum x86_simd_outcome x86_simd_complete(const struct x86_simd_insn *in, struct x
 			memcpy(parts[1], bounce + a, write - a);
 	}
 	memcpy(v->fx, ctx.guest_fx, sizeof(ctx.guest_fx));
-	unsigned scratch = in->reg == 11 ? 10 : 11;
+	unsigned scratch = scratch_register(in);
 	for (unsigned r = 0; r < 16; r++)
-		if (r != 4 && !(in->mem && r == scratch))
+		if (r != 4 && r != scratch)
 			*gpr_slot(&v->regs, r) = ctx.gpr[r];
 	v->regs.rflags = (v->regs.rflags & ~RFLAGS_STATUS) | (ctx.rflags & RFLAGS_STATUS);
 	v->regs.rip += in->length;

@@ -76,9 +76,9 @@ enum x86_simd_outcome {
 	X86_SIMD_FAULT,	       /* *fault holds what the CPU would raise; nothing else changed */
 };
 
-/* Executable memory for the generated host code of a run of instructions: one mapping
- * (writable and executable) for up to X86_SIMD_AREA_STUBS instructions. */
-#define X86_SIMD_AREA_STUBS 64
+/* Executable memory for the generated host code of a run of instructions (one writable and
+ * executable page, reused for each). A run is at most X86_SIMD_RUN_MAX instructions. */
+#define X86_SIMD_RUN_MAX 2048
 struct x86_simd_area {
 	uint8_t *base;
 	unsigned used;
