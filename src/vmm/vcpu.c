@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arch/x86/emulate.h"
@@ -263,6 +265,72 @@ void vcpu_print_stats(const struct vcpu *vcpus, unsigned n)
 		failed += atomic_load(&vcpus[i].stats.not_completed);
 	fprintf(stderr, "kvmini: stats: completed in user space %lu%s; not completed %lu\n", total,
 		line, failed);
+
+	/* Where the guest ran: the most sampled RIPs of each vCPU. */
+	for (unsigned i = 0; i < n; i++) {
+		const struct vcpu_stats *st = &vcpus[i].stats;
+		if (!st->samples)
+			continue;
+		off = 0;
+		line[0] = '\0';
+		bool used[VCPU_SAMPLE_SLOTS] = {false};
+		for (unsigned top = 0; top < 12; top++) {
+			unsigned best = VCPU_SAMPLE_SLOTS;
+			for (unsigned k = 0; k < VCPU_SAMPLE_SLOTS; k++)
+				if (!used[k] && st->sample_count[k] &&
+				    (best == VCPU_SAMPLE_SLOTS ||
+				     st->sample_count[k] > st->sample_count[best]))
+					best = k;
+			if (best == VCPU_SAMPLE_SLOTS)
+				break;
+			used[best] = true;
+			int w = snprintf(line + off, sizeof(line) - off, " %llx:%lu",
+					 (unsigned long long)st->sample_rip[best],
+					 st->sample_count[best]);
+			if (w > 0 && (size_t)w < sizeof(line) - off)
+				off += (size_t)w;
+		}
+		fprintf(stderr, "kvmini: stats: vCPU %u rip samples %lu, top:%s\n", i, st->samples,
+			line);
+	}
+}
+
+static void record_sample(struct vcpu *v)
+{
+	struct kvm_regs r;
+	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0)
+		return;
+	struct vcpu_stats *st = &v->stats;
+	st->samples++;
+	uint64_t rip = r.rip;
+	for (unsigned i = 0; i < 16; i++) {
+		unsigned slot = (unsigned)((rip * 0x9e3779b97f4a7c15ull) >> 54) + i;
+		slot %= VCPU_SAMPLE_SLOTS;
+		if (st->sample_count[slot] == 0 || st->sample_rip[slot] == rip) {
+			st->sample_rip[slot] = rip;
+			st->sample_count[slot]++;
+			return;
+		}
+	}
+	st->samples_dropped++;
+}
+
+/* A per-thread timer that interrupts KVM_RUN 50 times a second (the kick signal). */
+static bool start_sampling(struct vcpu *v, timer_t *t)
+{
+	struct sigevent sev;
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = SIGEV_THREAD_ID;
+	sev.sigev_signo = VCPU_KICK_SIGNAL;
+	sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+	if (timer_create(CLOCK_MONOTONIC, &sev, t) < 0)
+		return false;
+	struct itimerspec its = {.it_interval = {0, 20000000}, .it_value = {0, 20000000}};
+	if (timer_settime(*t, 0, &its, NULL) < 0) {
+		timer_delete(*t);
+		return false;
+	}
+	return true;
 }
 
 static void *vcpu_thread(void *arg)
@@ -277,10 +345,14 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
+	timer_t sampler;
+	bool sampling = v->env->sample_rip && start_sampling(v, &sampler);
 	while (!power_stop_requested(v->env->power)) {
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-			/* EINTR: kicked (or immediate_exit). EAGAIN: an AP leaving
-			 * wait-for-SIPI on some hosts. Both: look at the stop flag, run again. */
+			/* EINTR: kicked (or immediate_exit), or the sampling timer. EAGAIN: an AP
+			 * leaving wait-for-SIPI on some hosts. Look at the stop flag, run again. */
+			if (errno == EINTR && sampling && !power_stop_requested(v->env->power))
+				record_sample(v);
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			char what[96];
@@ -291,6 +363,8 @@ static void *vcpu_thread(void *arg)
 		if (!handle_exit(v))
 			break;
 	}
+	if (sampling)
+		timer_delete(sampler);
 	return NULL;
 }
 

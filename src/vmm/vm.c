@@ -174,7 +174,7 @@ static int vm_create_vcpus(struct vm *vm, struct errbuf *e)
 	int ret = vm_join_cpuid(vm);
 	if (ret < 0)
 		return errf(e, ret, "%s", vm->cpuid_err.msg);
-	vm->vcpu_env = (struct vcpu_env){&vm->pio, &vm->mmio, &vm->power, &vm->mem};
+	vm->vcpu_env = (struct vcpu_env){&vm->pio, &vm->mmio, &vm->power, &vm->mem, vm->cfg->stats};
 	for (unsigned i = 0; i < vm->cfg->ncpus; i++) {
 		ret = vcpu_create(&vm->vcpus[i], vm->vm_fd, i, (size_t)vm->kvm.vcpu_mmap_size,
 				  &vm->vcpu_env, vm->cfg->cpu_affinity[i], e);

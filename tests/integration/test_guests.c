@@ -322,6 +322,26 @@ Test(guests, sse_in_ring0_matches_ring3)
 	harness_result_free(&r);
 }
 
+Test(guests, stats_samples_where_the_guest_runs)
+{
+	/* ring3 spends most of its ~0.3 s in one dec/jnz loop: --stats shows that loop's RIP
+	 * (inside the guest image at 1 MiB) as the most sampled one. */
+	const char *argv[] = {"kvmini", "run", "--stats", "--kernel", harness_guest("ring3"), NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	const char *p = strstr(r.err, "kvmini: stats: vCPU 0 rip samples ");
+	cr_assert(p, "%s", r.err);
+	unsigned long n = 0, top = 0, count = 0;
+	cr_assert_eq(
+	    sscanf(p, "kvmini: stats: vCPU 0 rip samples %lu, top: %lx:%lu", &n, &top, &count), 3,
+	    "%s", p);
+	cr_assert_geq(n, 5, "50 samples a second over the ring-3 loop: %s", p);
+	cr_assert(top >= 0x100000 && top < 0x200000, "the top RIP is in the guest: %s", p);
+	cr_assert_geq(count * 2, n, "the loop holds most samples: %s", p);
+	harness_result_free(&r);
+}
+
 Test(guests, recovered_instructions_give_exact_results)
 {
 	const char *argv[] = {"kvmini", "run", "-vv", "--kernel", harness_guest("recover"), NULL};
