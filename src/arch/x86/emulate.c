@@ -400,6 +400,9 @@ static unsigned complete_simd(int vcpu_fd, const struct guest_mem *mem,
 		if (counts)
 			atomic_fetch_add(&counts[X86_RECOVERED_SIMD + in.kind], 1);
 		uint8_t code[15];
+		/* RFLAGS.TF: the guest single-steps, each instruction must trap on its own. */
+		if (v.regs.rflags & (1ull << 8))
+			break;
 		if (done >= X86_SIMD_RUN_MAX ||
 		    !x86_simd_decode(
 			code,
