@@ -274,10 +274,11 @@ Test(linux_full, busybox_initramfs_reaches_user_space_and_powers_off,
 {
 	const char *force = getenv("KVMINI_LINUX_FULL_BOOT");
 	if (linux_host_emulates_ring0() && !(force && strcmp(force, "1") == 0))
-		cr_skip_test("this host's KVM is PVM (/sys/module/kvm_pvm): every instruction "
-			     "completes now, but emulated ring 0 is too slow for /init within "
-			     "%.0f s (measured 2026-12-02: 20 min of wall time, 2.5 million "
-			     "completions, still in late initcalls); KVMINI_LINUX_FULL_BOOT=1 "
+		cr_skip_test("this host's KVM is PVM (/sys/module/kvm_pvm): kvmini completes every "
+			     "instruction its emulator fails on, but emulated ring 0 is too slow "
+			     "for /init within %.0f s (measured 2026-12-02: past the last late "
+			     "initcall after 10 min of wall time, no /init after 15-20 min; "
+			     "2.5 million completions, none missing); KVMINI_LINUX_FULL_BOOT=1 "
 			     "runs it anyway",
 			     LINUX_FULL_TIMEOUT_S);
 	char *k = linux_kernel("cloud-amd64");
