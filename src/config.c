@@ -28,6 +28,7 @@ enum opt_id {
 	OPT_HELP,
 	OPT_NOGRAPHIC,
 	OPT_NO_REBOOT,
+	OPT_STATS,
 	OPT_ENABLE_KVM,
 	OPT_CPU,
 	OPT_ACCEL,
@@ -84,6 +85,7 @@ static const struct opt_def opt_table[] = {
     {"help", OPT_HELP, false},
     {"nographic", OPT_NOGRAPHIC, false},
     {"no-reboot", OPT_NO_REBOOT, false},
+    {"stats", OPT_STATS, false},
     {"enable-kvm", OPT_ENABLE_KVM, false},
     {"cpu", OPT_CPU, true},
     {"accel", OPT_ACCEL, true},
@@ -976,6 +978,9 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 	case OPT_HUGEPAGES:
 		cfg->hugepages = true;
 		return 0;
+	case OPT_STATS:
+		cfg->stats = true;
+		return 0;
 	case OPT_MEM_PREALLOC:
 		cfg->mem_prealloc = true;
 		return 0;
@@ -1503,6 +1508,7 @@ const char *config_usage(void)
 	       "                          Repeatable. kvmini runs no scripts: set the tap up\n"
 	       "                          beforehand. `kvmini info` says which data path\n"
 	       "                          (user space or vhost-net) a VM gets\n"
+	       "  --stats                 at exit, print exits and completed instructions\n"
 	       "  -v, --verbose           more diagnostics; repeat for more (-v -v or -vv)\n"
 	       "  -q, --quiet             fewer diagnostics\n"
 	       "  -h, --help              print this help\n"

@@ -115,6 +115,7 @@ struct vm_config {
 	bool debug_exit_given;
 	enum boot_decompress boot_decompress;
 	bool hugepages;
+	bool stats; /* --stats: exits and completions at exit, on stderr */
 	bool mem_prealloc;
 	bool ksm;
 	bool no_reboot; /* a guest reset ends kvmini (status 0) instead of rebooting the VM */

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arch/x86/emulate.h"
@@ -99,13 +101,20 @@ static void handle_mmio(struct vcpu *v)
 static void handle_internal_error(struct vcpu *v)
 {
 	if (v->run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION) {
-		enum x86_recovery r = x86_recover_emulation_failure(v->fd, v->env->mem);
+		unsigned n = 0;
+		unsigned r =
+		    x86_recover_emulation_failure(v->fd, v->env->mem, v->stats.completed, &n);
 		if (r != X86_NOT_RECOVERED) {
-			atomic_fetch_add(&v->stats.recovered, 1);
-			log_debug("vCPU %u: completed %s in user space", v->id,
-				  x86_recovery_name(r));
+			atomic_fetch_add(&v->stats.recovered, n);
+			if (n > 1)
+				log_debug("vCPU %u: completed %s and %u more in user space", v->id,
+					  x86_recovery_name(r), n - 1);
+			else
+				log_debug("vCPU %u: completed %s in user space", v->id,
+					  x86_recovery_name(r));
 			return;
 		}
+		atomic_fetch_add(&v->stats.not_completed, 1);
 		vcpu_fail(v,
 			  "KVM could not emulate an instruction (this host emulates guest ring 0; "
 			  "see `kvmini info`)");
@@ -120,6 +129,10 @@ static void handle_internal_error(struct vcpu *v)
 static bool handle_exit(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
+	atomic_fetch_add(
+	    &v->stats.exits[run->exit_reason < VCPU_EXIT_REASONS ? run->exit_reason
+								 : VCPU_EXIT_REASONS - 1],
+	    1);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		atomic_fetch_add(&v->stats.exits_io, 1);
@@ -169,6 +182,151 @@ static bool handle_exit(struct vcpu *v)
 	}
 }
 
+_Static_assert(X86_COMPLETION_KINDS <= VCPU_COMPLETION_KINDS, "completion kinds");
+
+static const char *exit_reason_name(unsigned r)
+{
+	switch (r) {
+	case KVM_EXIT_IO:
+		return "io";
+	case KVM_EXIT_MMIO:
+		return "mmio";
+	case KVM_EXIT_HLT:
+		return "hlt";
+	case KVM_EXIT_SHUTDOWN:
+		return "shutdown";
+	case KVM_EXIT_INTR:
+		return "intr";
+	case KVM_EXIT_INTERNAL_ERROR:
+		return "internal-error";
+	case KVM_EXIT_SYSTEM_EVENT:
+		return "system-event";
+	case KVM_EXIT_FAIL_ENTRY:
+		return "fail-entry";
+	default:
+		return NULL;
+	}
+}
+
+void vcpu_print_stats(const struct vcpu *vcpus, unsigned n)
+{
+	char line[2048];
+	size_t off = 0;
+	unsigned long total = 0;
+	line[0] = '\0';
+	for (unsigned r = 0; r < VCPU_EXIT_REASONS; r++) {
+		unsigned long c = 0;
+		for (unsigned i = 0; i < n; i++)
+			c += atomic_load(&vcpus[i].stats.exits[r]);
+		if (!c)
+			continue;
+		total += c;
+		const char *name = exit_reason_name(r);
+		int w = name ? snprintf(line + off, sizeof(line) - off, ", %s %lu", name, c)
+			     : snprintf(line + off, sizeof(line) - off, ", reason-%u%s %lu", r,
+					r == VCPU_EXIT_REASONS - 1 ? "+" : "", c);
+		if (w > 0 && (size_t)w < sizeof(line) - off)
+			off += (size_t)w;
+	}
+	fprintf(stderr, "kvmini: stats: exits to user space %lu%s\n", total, line);
+
+	/* Kinds that share a name (several table rows) are added up under it. */
+	off = 0;
+	line[0] = '\0';
+	total = 0;
+	bool done[VCPU_COMPLETION_KINDS] = {false};
+	for (unsigned k = 1; k < X86_COMPLETION_KINDS; k++) {
+		if (done[k])
+			continue;
+		const char *name = x86_recovery_name(k);
+		unsigned long c = 0;
+		for (unsigned j = k; j < X86_COMPLETION_KINDS; j++) {
+			if (j != k && (done[j] || strcmp(x86_recovery_name(j), name) != 0))
+				continue;
+			done[j] = true;
+			for (unsigned i = 0; i < n; i++)
+				c += atomic_load(&vcpus[i].stats.completed[j]);
+		}
+		if (!c)
+			continue;
+		total += c;
+		int w = snprintf(line + off, sizeof(line) - off, ", %s %lu", name, c);
+		if (w > 0 && (size_t)w < sizeof(line) - off)
+			off += (size_t)w;
+	}
+	unsigned long failed = 0;
+	for (unsigned i = 0; i < n; i++)
+		failed += atomic_load(&vcpus[i].stats.not_completed);
+	fprintf(stderr, "kvmini: stats: completed in user space %lu%s; not completed %lu\n", total,
+		line, failed);
+
+	/* Where the guest ran: the most sampled RIPs of each vCPU. */
+	for (unsigned i = 0; i < n; i++) {
+		const struct vcpu_stats *st = &vcpus[i].stats;
+		if (!st->samples)
+			continue;
+		off = 0;
+		line[0] = '\0';
+		bool used[VCPU_SAMPLE_SLOTS] = {false};
+		for (unsigned top = 0; top < 12; top++) {
+			unsigned best = VCPU_SAMPLE_SLOTS;
+			for (unsigned k = 0; k < VCPU_SAMPLE_SLOTS; k++)
+				if (!used[k] && st->sample_count[k] &&
+				    (best == VCPU_SAMPLE_SLOTS ||
+				     st->sample_count[k] > st->sample_count[best]))
+					best = k;
+			if (best == VCPU_SAMPLE_SLOTS)
+				break;
+			used[best] = true;
+			int w = snprintf(line + off, sizeof(line) - off, " %llx:%lu",
+					 (unsigned long long)st->sample_rip[best],
+					 st->sample_count[best]);
+			if (w > 0 && (size_t)w < sizeof(line) - off)
+				off += (size_t)w;
+		}
+		fprintf(stderr, "kvmini: stats: vCPU %u rip samples %lu, top:%s\n", i, st->samples,
+			line);
+	}
+}
+
+static void record_sample(struct vcpu *v)
+{
+	struct kvm_regs r;
+	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0)
+		return;
+	struct vcpu_stats *st = &v->stats;
+	st->samples++;
+	uint64_t rip = r.rip;
+	for (unsigned i = 0; i < 16; i++) {
+		unsigned slot = (unsigned)((rip * 0x9e3779b97f4a7c15ull) >> 54) + i;
+		slot %= VCPU_SAMPLE_SLOTS;
+		if (st->sample_count[slot] == 0 || st->sample_rip[slot] == rip) {
+			st->sample_rip[slot] = rip;
+			st->sample_count[slot]++;
+			return;
+		}
+	}
+	st->samples_dropped++;
+}
+
+/* A per-thread timer that interrupts KVM_RUN 50 times a second (the kick signal). */
+static bool start_sampling(struct vcpu *v, timer_t *t)
+{
+	struct sigevent sev;
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = SIGEV_THREAD_ID;
+	sev.sigev_signo = VCPU_KICK_SIGNAL;
+	sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+	if (timer_create(CLOCK_MONOTONIC, &sev, t) < 0)
+		return false;
+	struct itimerspec its = {.it_interval = {0, 20000000}, .it_value = {0, 20000000}};
+	if (timer_settime(*t, 0, &its, NULL) < 0) {
+		timer_delete(*t);
+		return false;
+	}
+	return true;
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -181,6 +339,8 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
+	timer_t sampler;
+	bool sampling = v->env->sample_rip && start_sampling(v, &sampler);
 	struct vm_power *power = v->env->power;
 	while (!power_stop_requested(power)) {
 		if (power_park_requested(power)) {
@@ -200,8 +360,10 @@ static void *vcpu_thread(void *arg)
 			continue;
 		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-			/* EINTR: kicked (or immediate_exit). EAGAIN: an AP leaving
-			 * wait-for-SIPI on some hosts. Both: look at the stop flag, run again. */
+			/* EINTR: kicked (or immediate_exit), or the sampling timer. EAGAIN: an AP
+			 * leaving wait-for-SIPI on some hosts. Look at the stop flag, run again. */
+			if (errno == EINTR && sampling && !power_stop_requested(v->env->power))
+				record_sample(v);
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			char what[96];
@@ -212,6 +374,8 @@ static void *vcpu_thread(void *arg)
 		if (!handle_exit(v))
 			break;
 	}
+	if (sampling)
+		timer_delete(sampler);
 	power_vcpu_ended(power);
 	return NULL;
 }

@@ -21,10 +21,23 @@ struct vcpu_env {
 	struct bus *mmio;
 	struct vm_power *power;
 	const struct guest_mem *mem;
+	bool sample_rip; /* --stats: sample where the guest runs (see vcpu_print_stats) */
 };
+
+#define VCPU_EXIT_REASONS     64  /* KVM exit reasons counted one by one; the rest in the last */
+#define VCPU_COMPLETION_KINDS 256 /* what the arch layer completes, by kind */
+#define VCPU_SAMPLE_SLOTS     1024
 
 struct vcpu_stats {
 	atomic_ulong exits_io, exits_mmio, exits_other, recovered;
+	atomic_ulong exits[VCPU_EXIT_REASONS];	       /* every exit, by KVM exit reason */
+	atomic_ulong completed[VCPU_COMPLETION_KINDS]; /* instructions finished in user space */
+	atomic_ulong not_completed;		       /* emulation failures left unrecovered */
+	/* guest RIPs seen by a 50 Hz sampling timer: an open-addressed table, owned by the
+	 * vCPU thread, read after it is joined */
+	uint64_t sample_rip[VCPU_SAMPLE_SLOTS];
+	unsigned long sample_count[VCPU_SAMPLE_SLOTS];
+	unsigned long samples, samples_dropped;
 };
 
 struct vcpu {
@@ -47,6 +60,9 @@ int vcpu_start(struct vcpu *v, struct errbuf *e);
 void vcpu_kick(struct vcpu *v);
 void vcpu_join(struct vcpu *v);
 void vcpu_destroy(struct vcpu *v);
+/* Prints (stderr) the exits by reason and the completed instructions by kind, summed over
+ * the n vCPUs: what --stats shows at exit. */
+void vcpu_print_stats(const struct vcpu *vcpus, unsigned n);
 /* Installs the (empty) handler of the kick signal; once per process, before any vCPU. */
 int vcpu_signals_init(void);
 

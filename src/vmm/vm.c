@@ -14,7 +14,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "arch/x86/bzimage.h"
 #include "arch/x86/cpu.h"
+#include "arch/x86/emulate.h"
 #include "arch/x86/layout.h"
 #include "util/log.h"
 #include "virtio/attach.h"
@@ -218,7 +220,7 @@ static int vm_create_vcpus(struct vm *vm, struct errbuf *e)
 	int ret = vm_join_cpuid(vm);
 	if (ret < 0)
 		return errf(e, ret, "%s", vm->cpuid_err.msg);
-	vm->vcpu_env = (struct vcpu_env){&vm->pio, &vm->mmio, &vm->power, &vm->mem};
+	vm->vcpu_env = (struct vcpu_env){&vm->pio, &vm->mmio, &vm->power, &vm->mem, vm->cfg->stats};
 	for (unsigned i = 0; i < vm->cfg->ncpus; i++) {
 		ret = vcpu_create(&vm->vcpus[i], vm->vm_fd, i, (size_t)vm->kvm.vcpu_mmap_size,
 				  &vm->vcpu_env, vm->cfg->cpu_affinity[i], e);
@@ -392,6 +394,24 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	if ((ret = vm_create_devices(vm, e)) < 0)
 		return ret;
 
+	/* Linux on a host that emulates guest ring 0 needs a parameter (see emulate.h). The
+	 * line is kept with the boot arguments: a reset loads it again. */
+	struct bzimage_info bz;
+	if (vm->kvm.ring0_emulated && bzimage_parse(kernel, kernel_size, &bz, NULL) == 0) {
+		size_t len = strlen(vm->cmdline) + sizeof(X86_EMULATED_RING0_PARAMS) + 2;
+		char *buf = malloc(len);
+		if (!buf)
+			return errf(e, -ENOMEM, "out of memory");
+		const char *line = x86_cmdline_for_emulated_ring0(vm->cmdline, buf, len);
+		if (line == buf) {
+			free(vm->cmdline);
+			vm->cmdline = buf;
+			log_info("this host emulates guest ring 0: kernel command line gets \"%s\"",
+				 X86_EMULATED_RING0_PARAMS);
+		} else {
+			free(buf);
+		}
+	}
 	vm->boot_args = (struct x86_boot_args){
 	    .kernel = kernel,
 	    .kernel_size = kernel_size,
@@ -489,6 +509,8 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 	/* What the guest wrote before it stopped still reaches its reader (bounded wait). */
 	for (unsigned i = 0; i < KVMINI_MAX_SERIALS; i++)
 		console_close(&vm->consoles[i]);
+	if (vm->cfg->stats)
+		vcpu_print_stats(vm->vcpus, vm->nvcpus);
 
 	int status = 0;
 	enum stop_reason why = power_stop_reason(&vm->power, &status);

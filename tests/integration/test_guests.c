@@ -361,6 +361,53 @@ Test(guests, int3_is_recovered_and_handled_by_the_guest)
 		      (const char *[]){"int3: breakpoint handled at", "int3: resumed", NULL});
 }
 
+Test(guests, sse_in_ring0_matches_ring3)
+{
+	/* The guest runs the SSE/FPU instructions Linux uses in ring 0 and again in ring 3
+	 * (native on every host) and compares the results byte for byte; then the faults. */
+	const char *argv[] = {"kvmini", "run", "-vv", "--stats", "--kernel", harness_guest("simd"),
+			      NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	cr_assert(strstr(r.out, "simd: ring 0 and ring 3 agree on"), "%s", r.out);
+	cr_assert(strstr(r.out, "simd: ldmxcsr reserved bits #GP OK"), "%s", r.out);
+	cr_assert(strstr(r.out, "simd: misaligned movaps #GP OK"), "%s", r.out);
+	cr_assert(strstr(r.out, "simd: CR0.TS #NM OK"), "%s", r.out);
+	cr_assert(strstr(r.out, "simd: OK"), "%s", r.out);
+	if (access("/sys/module/kvm_pvm", F_OK) == 0) {
+		cr_assert(strstr(r.err, "completed ldmxcsr"), "%s", r.err);
+		cr_assert(strstr(r.err, "completed fault injected in user space"), "%s", r.err);
+		/* --stats: one popcnt and one ldmxcsr ran in ring 0, none was left over */
+		cr_assert(strstr(r.err, ", popcnt 1"), "%s", r.err);
+		cr_assert(strstr(r.err, ", ldmxcsr 1"), "%s", r.err);
+		cr_assert(strstr(r.err, "not completed 0"), "%s", r.err);
+	}
+	cr_assert(strstr(r.err, "kvmini: stats: exits to user space"), "%s", r.err);
+	cr_assert(strstr(r.err, ", io "), "port I/O exits are counted: %s", r.err);
+	harness_result_free(&r);
+}
+
+Test(guests, stats_samples_where_the_guest_runs)
+{
+	/* ring3 spends most of its ~0.3 s in one dec/jnz loop: --stats shows that loop's RIP
+	 * (inside the guest image at 1 MiB) as the most sampled one. */
+	const char *argv[] = {"kvmini", "run", "--stats", "--kernel", harness_guest("ring3"), NULL};
+	struct harness_result r;
+	guests_run(argv, NULL, &r);
+	guests_expect_ok(&r);
+	const char *p = strstr(r.err, "kvmini: stats: vCPU 0 rip samples ");
+	cr_assert(p, "%s", r.err);
+	unsigned long n = 0, top = 0, count = 0;
+	cr_assert_eq(
+	    sscanf(p, "kvmini: stats: vCPU 0 rip samples %lu, top: %lx:%lu", &n, &top, &count), 3,
+	    "%s", p);
+	cr_assert_geq(n, 5, "50 samples a second over the ring-3 loop: %s", p);
+	cr_assert(top >= 0x100000 && top < 0x200000, "the top RIP is in the guest: %s", p);
+	cr_assert_geq(count * 2, n, "the loop holds most samples: %s", p);
+	harness_result_free(&r);
+}
+
 Test(guests, recovered_instructions_give_exact_results)
 {
 	const char *argv[] = {"kvmini", "run", "-vv", "--kernel", harness_guest("recover"), NULL};

@@ -1,5 +1,6 @@
 #include "arch/x86/emulate.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,8 +17,10 @@
 #define X86_MF_VECTOR 16
 #define X86_BP_VECTOR 3
 
-const char *x86_recovery_name(enum x86_recovery r)
+const char *x86_recovery_name(unsigned r)
 {
+	if (r > X86_RECOVERED_SIMD && r < X86_COMPLETION_KINDS)
+		return x86_simd_kind_name(r - X86_RECOVERED_SIMD);
 	switch (r) {
 	case X86_RECOVERED_INT3:
 		return "int3";
@@ -29,6 +32,8 @@ const char *x86_recovery_name(enum x86_recovery r)
 		return "cmpxchg8b/16b";
 	case X86_RECOVERED_FWAIT:
 		return "fwait";
+	case X86_RECOVERED_FAULT:
+		return "fault injected";
 	default:
 		return "nothing";
 	}
@@ -159,17 +164,22 @@ uint64_t x86_cmpxchg_address(const struct x86_cmpxchg_insn *in, const struct kvm
 	return a;
 }
 
-static int inject_exception(int vcpu_fd, unsigned vector)
+static int inject_exception_code(int vcpu_fd, unsigned vector, bool has_error, uint32_t error)
 {
 	struct kvm_vcpu_events ev;
 	if (ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
 		return -1;
 	ev.exception.injected = 1;
 	ev.exception.nr = (uint8_t)vector;
-	ev.exception.has_error_code = 0;
-	ev.exception.error_code = 0;
+	ev.exception.has_error_code = has_error;
+	ev.exception.error_code = error;
 	ev.flags = 0;
 	return ioctl(vcpu_fd, KVM_SET_VCPU_EVENTS, &ev);
+}
+
+static int inject_exception(int vcpu_fd, unsigned vector)
+{
+	return inject_exception_code(vcpu_fd, vector, false, 0);
 }
 
 /* fwait only checks for x87 trouble; everything it depends on is in the vCPU state, so it
@@ -200,17 +210,23 @@ static enum x86_recovery complete_fwait(int vcpu_fd, struct kvm_regs *r, const s
 #define CR0_WP	 (1ull << 16)
 #define CR4_LA57 (1ull << 12)
 #define CR4_SMAP (1ull << 21)
+#define PF_ERR_P 1u
+#define PF_ERR_W 2u
 
-int x86_walk_for_supervisor_write(const struct guest_mem *mem, uint64_t cr0, uint64_t cr3,
-				  uint64_t cr4, uint64_t rflags, uint64_t linear, uint64_t *phys)
+int x86_walk_supervisor(const struct guest_mem *mem, uint64_t cr0, uint64_t cr3, uint64_t cr4,
+			uint64_t rflags, uint64_t linear, bool write, uint64_t *phys,
+			uint32_t *pf_error)
 {
 	/* KVM_TRANSLATE reports every page writable, so the checks the CPU would make on a
-	 * ring-0 write are made here: each level present, writable when CR0.WP is set, and
-	 * no user page under SMAP unless RFLAGS.AC allows it. */
+	 * ring-0 access are made here: each level present, writable when CR0.WP is set (for
+	 * a write), and no user page under SMAP unless RFLAGS.AC allows it. */
+	uint32_t err = write ? PF_ERR_W : 0;
+	if (pf_error)
+		*pf_error = err;
 	if (cr4 & CR4_LA57)
 		return -ENOTSUP;
 	if ((uint64_t)((int64_t)(linear << 16) >> 16) != linear)
-		return -EFAULT; /* not canonical: #GP */
+		return -EINVAL; /* not canonical: #GP */
 	uint64_t table = cr3 & PTE_ADDR;
 	bool writable = true, user = true;
 	for (int level = 3; level >= 0; level--) {
@@ -229,16 +245,25 @@ int x86_walk_for_supervisor_write(const struct guest_mem *mem, uint64_t cr0, uin
 			table = e & PTE_ADDR;
 			continue;
 		}
-		if ((cr0 & CR0_WP) && !writable)
+		if (pf_error)
+			*pf_error = err | PF_ERR_P; /* present: any failure now is protection */
+		if (write && (cr0 & CR0_WP) && !writable)
 			return -EFAULT;
 		if (user && (cr4 & CR4_SMAP) && !(rflags & X86_RFLAGS_AC))
 			return -EFAULT;
-		__atomic_fetch_or(entry, PTE_A | PTE_D, __ATOMIC_RELEASE);
+		__atomic_fetch_or(entry, write ? PTE_A | PTE_D : PTE_A, __ATOMIC_RELEASE);
 		uint64_t page = 1ull << (12 + 9 * level);
 		*phys = ((e & PTE_ADDR) & ~(page - 1)) | (linear & (page - 1));
 		return 0;
 	}
 	return -EFAULT;
+}
+
+int x86_walk_for_supervisor_write(const struct guest_mem *mem, uint64_t cr0, uint64_t cr3,
+				  uint64_t cr4, uint64_t rflags, uint64_t linear, uint64_t *phys)
+{
+	int ret = x86_walk_supervisor(mem, cr0, cr3, cr4, rflags, linear, true, phys, NULL);
+	return ret == -EINVAL ? -EFAULT : ret;
 }
 
 /* cmpxchg8b/16b cannot be emulated by some hosts (PVM); its effect is exactly reproducible
@@ -294,7 +319,127 @@ static enum x86_recovery complete_cmpxchg(int vcpu_fd, const struct guest_mem *m
 	return X86_RECOVERED_CMPXCHG;
 }
 
-enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem)
+/* The next instruction of a run, from the code page already translated when it is the same
+ * page (the common case: one KVM_TRANSLATE per page, not per instruction). */
+struct code_cursor {
+	uint64_t page; /* linear address of the cached page, or 1 when none */
+	const uint8_t *hva;
+};
+
+static size_t read_next(int vcpu_fd, const struct guest_mem *mem, struct code_cursor *c,
+			const struct kvm_regs *r, const struct kvm_sregs *s, uint8_t *buf,
+			size_t len)
+{
+	uint64_t linear = s->cs.base + r->rip;
+	uint64_t page = linear & ~4095ull;
+	if ((linear & 4095) + len <= 4096) {
+		if (c->page != page) {
+			struct kvm_translation tr = {.linear_address = page};
+			if (ioctl(vcpu_fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid)
+				return 0;
+			c->hva = gpa_to_hva(mem, tr.physical_address, 4096);
+			if (!c->hva)
+				return 0;
+			c->page = page;
+		}
+		memcpy(buf, c->hva + (linear & 4095), len);
+		return len;
+	}
+	return read_code(vcpu_fd, mem, r, s, buf, len);
+}
+
+/* The guest's x87/SSE state comes from KVM's XSAVE image (its first 512 bytes are the
+ * FXSAVE layout) and goes back into it with the x87 and SSE components marked in use, so
+ * KVM loads them instead of their initial values.
+ * An exit costs far more than an instruction here, and Linux's SIMD code comes in runs
+ * (blake2s: dozens of SSE instructions in a row), so after the one that failed the
+ * following instructions of the table are completed too, up to X86_SIMD_RUN_MAX, with
+ * the state kept in user space between them. The run ends before any other instruction or
+ * before one that would fault (the guest then runs it, and it exits again on its own). */
+static unsigned complete_simd(int vcpu_fd, const struct guest_mem *mem,
+			      const struct x86_simd_insn *first, const struct kvm_regs *r,
+			      const struct kvm_sregs *s, atomic_ulong *counts, unsigned *completed)
+{
+	static_assert(sizeof(struct kvm_xsave) >= 4096, "kvm_xsave");
+	struct kvm_xsave xs;
+	struct x86_simd_vcpu v;
+	struct x86_fault f;
+	struct x86_simd_area area;
+	struct x86_simd_insn in = *first;
+	struct code_cursor cursor = {.page = 1};
+	unsigned done = 0;
+
+	if (ioctl(vcpu_fd, KVM_GET_XSAVE, &xs) < 0)
+		return X86_NOT_RECOVERED;
+	v.regs = *r;
+	v.sregs = *s;
+	memcpy(v.fx, xs.region, sizeof(v.fx));
+	if (x86_simd_area_open(&area) < 0)
+		area.base = NULL; /* one mapping per instruction instead */
+	for (;;) {
+		enum x86_simd_outcome o = x86_simd_complete(&in, &v, mem, &f, &area);
+		if (o == X86_SIMD_FAULT && done == 0) {
+			x86_simd_area_close(&area);
+			if (f.set_cr2) {
+				struct kvm_sregs s2 = *s;
+				s2.cr2 = f.cr2;
+				if (ioctl(vcpu_fd, KVM_SET_SREGS, &s2) < 0)
+					return X86_NOT_RECOVERED;
+			}
+			if (inject_exception_code(vcpu_fd, f.vector, f.has_error_code,
+						  f.error_code) < 0)
+				return X86_NOT_RECOVERED;
+			if (counts)
+				atomic_fetch_add(&counts[X86_RECOVERED_FAULT], 1);
+			*completed = 1;
+			return X86_RECOVERED_FAULT;
+		}
+		if (o != X86_SIMD_DONE)
+			break;
+		done++;
+		if (counts)
+			atomic_fetch_add(&counts[X86_RECOVERED_SIMD + in.kind], 1);
+		uint8_t code[15];
+		/* RFLAGS.TF: the guest single-steps, each instruction must trap on its own. */
+		if (v.regs.rflags & (1ull << 8))
+			break;
+		if (done >= X86_SIMD_RUN_MAX ||
+		    !x86_simd_decode(
+			code,
+			read_next(vcpu_fd, mem, &cursor, &v.regs, &v.sregs, code, sizeof(code)),
+			&in))
+			break;
+	}
+	x86_simd_area_close(&area);
+	*completed = done;
+	if (done == 0)
+		return X86_NOT_RECOVERED;
+	if (memcmp(v.fx, xs.region, sizeof(v.fx)) != 0) {
+		uint64_t bv;
+		memcpy(xs.region, v.fx, sizeof(v.fx));
+		memcpy(&bv, (uint8_t *)xs.region + 512, 8);
+		bv |= 3; /* x87, SSE */
+		memcpy((uint8_t *)xs.region + 512, &bv, 8);
+		if (ioctl(vcpu_fd, KVM_SET_XSAVE, &xs) < 0)
+			return X86_NOT_RECOVERED;
+	}
+	if (ioctl(vcpu_fd, KVM_SET_REGS, &v.regs) < 0)
+		return X86_NOT_RECOVERED;
+	return X86_RECOVERED_SIMD + first->kind;
+}
+
+static unsigned counted(atomic_ulong *counts, unsigned *completed, unsigned kind)
+{
+	if (kind != X86_NOT_RECOVERED) {
+		*completed = 1;
+		if (counts)
+			atomic_fetch_add(&counts[kind], 1);
+	}
+	return kind;
+}
+
+static unsigned recover(int vcpu_fd, const struct guest_mem *mem, atomic_ulong *counts,
+			unsigned *completed)
 {
 	struct kvm_regs r;
 	struct kvm_sregs s;
@@ -319,7 +464,31 @@ enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_
 			return X86_NOT_RECOVERED;
 		return stac ? X86_RECOVERED_STAC : X86_RECOVERED_CLAC;
 	}
+	struct x86_simd_insn in;
+	if (x86_simd_decode(code, n, &in))
+		return complete_simd(vcpu_fd, mem, &in, &r, &s, counts, completed);
 	return complete_cmpxchg(vcpu_fd, mem, code, n, &r, &s);
+}
+
+unsigned x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem,
+				       atomic_ulong *counts, unsigned *completed)
+{
+	unsigned n = 0;
+	unsigned kind = recover(vcpu_fd, mem, counts, &n);
+	if (n == 0) /* the one-instruction completions */
+		kind = counted(counts, &n, kind);
+	if (completed)
+		*completed = n;
+	return kind;
+}
+
+const char *x86_cmdline_for_emulated_ring0(const char *user, char *buf, size_t len)
+{
+	for (const char *p = strstr(user, "clearcpuid="); p; p = strstr(p + 1, "clearcpuid="))
+		if (p == user || p[-1] == ' ')
+			return user;
+	int n = snprintf(buf, len, "%s%s%s", user, *user ? " " : "", X86_EMULATED_RING0_PARAMS);
+	return n > 0 && (size_t)n < len ? buf : NULL;
 }
 
 #define APPEND(...)                                                           \

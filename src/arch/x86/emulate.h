@@ -4,11 +4,13 @@
 #ifndef KVMINI_ARCH_X86_EMULATE_H
 #define KVMINI_ARCH_X86_EMULATE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <linux/kvm.h>
 
+#include "arch/x86/simd.h"
 #include "core/guest_mem.h"
 
 enum x86_recovery {
@@ -17,10 +19,12 @@ enum x86_recovery {
 	X86_RECOVERED_CLAC, /* RFLAGS.AC cleared, RIP += 3 */
 	X86_RECOVERED_STAC, /* RFLAGS.AC set, RIP += 3 */
 	X86_RECOVERED_CMPXCHG,
-	X86_RECOVERED_FWAIT,
-	/* no-op, or #NM / #MF injected as the CPU would */ /* [lock] cmpxchg8b/16b done on the host
-							       mapping */
+	X86_RECOVERED_FWAIT, /* no-op, or #NM / #MF injected as the CPU would */
+	X86_RECOVERED_FAULT, /* the exception the instruction raises was injected */
+	X86_RECOVERED_SIMD,  /* + x86_simd kind: an SSE/FPU/... instruction run on the host */
 };
+/* Every value x86_recover_emulation_failure() returns is below this (for statistics). */
+#define X86_COMPLETION_KINDS (X86_RECOVERED_SIMD + X86_SIMD_KINDS)
 
 /* A decoded [prefixes] 0f c7 /1 (cmpxchg8b, or cmpxchg16b with REX.W) memory operand:
  * linear address = segment base + base + index * scale + disp (+ next RIP if rip_relative). */
@@ -49,14 +53,38 @@ uint64_t x86_cmpxchg_address(const struct x86_cmpxchg_insn *in, const struct kvm
 int x86_walk_for_supervisor_write(const struct guest_mem *mem, uint64_t cr0, uint64_t cr3,
 				  uint64_t cr4, uint64_t rflags, uint64_t linear, uint64_t *phys);
 
-/* Looks at the instruction at RIP and completes it if it is one we know. */
-enum x86_recovery x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem);
+/* The walk behind any ring-0 data access (read or write), with the same checks; sets the
+ * accessed bit (and dirty for a write). Returns 0, -EFAULT with *pf_error holding the #PF
+ * error code the CPU would push, -EINVAL for a non-canonical address (#GP), -ENOTSUP. */
+int x86_walk_supervisor(const struct guest_mem *mem, uint64_t cr0, uint64_t cr3, uint64_t cr4,
+			uint64_t rflags, uint64_t linear, bool write, uint64_t *phys,
+			uint32_t *pf_error);
 
-const char *x86_recovery_name(enum x86_recovery r);
+/* Looks at the instruction at RIP and completes it if it is one we know: returns what was
+ * done to it (an enum x86_recovery value, or X86_RECOVERED_SIMD + kind), X86_NOT_RECOVERED
+ * if nothing. SIMD instructions that follow it may be completed in the same call:
+ * *completed (if not NULL) says how many instructions were, and counts (if not NULL,
+ * X86_COMPLETION_KINDS entries) gets one more for each, by kind. */
+unsigned x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem,
+				       atomic_ulong *counts, unsigned *completed);
+
+const char *x86_recovery_name(unsigned r);
 
 /* Reads up to len bytes at the guest's RIP (through its page tables). Returns the count. */
 size_t x86_read_code_at_rip(int vcpu_fd, const struct guest_mem *mem, uint8_t *buf, size_t len,
 			    uint64_t *rip);
+
+/* What Linux is asked on hosts that emulate guest ring 0 (PVM). XSAVES/XRSTORS are
+ * privileged, so kvmini cannot run them for the guest on the host, and with XSAVE on the
+ * kernel also picks AVX code paths for its SIMD sections; popcnt would cost one exit to
+ * user space each (~60 us here) where the kernel's software fallback takes a few dozen
+ * instructions. */
+#define X86_EMULATED_RING0_PARAMS "clearcpuid=xsave,popcnt"
+
+/* The command line for a Linux guest on such a host: user's own, with
+ * X86_EMULATED_RING0_PARAMS appended (in buf) unless it already has a clearcpuid= (the
+ * user's word wins). Returns user itself when nothing is added, or NULL if buf is short. */
+const char *x86_cmdline_for_emulated_ring0(const char *user, char *buf, size_t len);
 
 /* One multi-line, human description of a vCPU: registers, control registers, the bytes at
  * RIP, and the exit's own data. */
