@@ -41,6 +41,7 @@ enum opt_id {
 	OPT_NO_USER_CONFIG,
 	OPT_MACHINE,
 	OPT_START_PAUSED,
+	OPT_QMP,
 	OPT_VERSION,
 };
 
@@ -91,6 +92,7 @@ static const struct opt_def opt_table[] = {
     {"machine", OPT_MACHINE, true},
     {"M", OPT_MACHINE, true},
     {"S", OPT_START_PAUSED, false},
+    {"qmp", OPT_QMP, true},
     {"version", OPT_VERSION, false},
 };
 
@@ -108,7 +110,6 @@ static const struct {
     {"net", "network devices arrive with VirtIO in the next version"},
     {"virtfs", "VirtIO devices arrive in the next version"},
     {"boot", "kvmini boots the kernel given with -kernel, without firmware"},
-    {"qmp", "the control socket arrives in a later version"},
     {"daemonize", "kvmini runs in the foreground"},
     {"s", "kvmini has no gdb stub"},
     {"gdb", "kvmini has no gdb stub"},
@@ -765,6 +766,33 @@ static int set_display(const struct opt_use *u, struct errbuf *e)
 	return 0;
 }
 
+/* --qmp/-qmp unix:PATH[,server][,wait=off|nowait]: the control socket, a listening unix
+ * socket (kvmini is always the server). */
+static int set_qmp(struct vm_config *cfg, const struct opt_use *u, struct errbuf *e)
+{
+	struct chardev_cfg ch;
+	const char *ref, *why;
+	if (cfg->qmp.backend != CHARDEV_NONE)
+		return CFG_ERR(e, "invalid %.*s '%s': kvmini has one QMP socket", u->opt_len,
+			       u->opt, u->val);
+	if (strncmp(u->val, "unix:", 5))
+		return CFG_ERR(e, "invalid %.*s '%s': must be unix:PATH[,server][,wait=off]",
+			       u->opt_len, u->opt, u->val);
+	if (parse_serial_spec(&ch, u->val, &ref, &why) < 0)
+		return CFG_ERR(e, "invalid %.*s '%s': %s", u->opt_len, u->opt, u->val, why);
+	/* The socket is always kvmini's to listen on; "server" only changes the default of
+	 * wait, as in QEMU. */
+	if (!ch.server) {
+		ch.server = true;
+		ch.wait = false;
+	}
+	ch.id = "qmp";
+	ch.path = NULL;
+	cfg->qmp = ch;
+	cfg->qmp.path = cfg->qmp.path_buf;
+	return 0;
+}
+
 static int set_monitor(struct vm_config *cfg, const struct opt_use *u, struct errbuf *e)
 {
 	if (!strcmp(u->val, "none"))
@@ -947,6 +975,8 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 		return 0;
 	case OPT_MACHINE:
 		return set_machine(cfg, u, e);
+	case OPT_QMP:
+		return set_qmp(cfg, u, e);
 	case OPT_START_PAUSED:
 		cfg->start_paused = true;
 		return 0;
@@ -1095,10 +1125,27 @@ static int resolve_chardevs(struct vm_config *cfg, const char **refs, struct err
 		if ((r = keyed_get_bool(o, "pretty", false, &pretty, e)) ||
 		    (r = keyed_check_used(o, "chardev, mode, pretty", e)))
 			return r;
+		if (mode && !strcmp(mode, "control")) {
+			unsigned i;
+			for (i = 0; i < ndefs; i++)
+				if (!strcmp(defs[i].id, id))
+					break;
+			if (i == ndefs || defs[i].backend != CHARDEV_UNIX || !defs[i].server)
+				return CFG_ERR(e,
+					       "invalid -mon '%s': QMP needs a listening unix "
+					       "socket (-chardev socket,id=%s,path=PATH,server=on,"
+					       "wait=off)",
+					       o->spec, id);
+			if (cfg->qmp.backend != CHARDEV_NONE)
+				return CFG_ERR(e, "invalid -mon '%s': kvmini has one QMP socket",
+					       o->spec);
+			cfg->qmp = defs[i];
+			snprintf(cfg->qmp.path_buf, sizeof(cfg->qmp.path_buf), "%s", defs[i].path);
+			cfg->qmp.path = cfg->qmp.path_buf;
+			continue;
+		}
 		if (mode && strcmp(mode, "readline"))
-			return CFG_ERR(e,
-				       "invalid -mon '%s': kvmini's monitor is the human one "
-				       "(mode=readline); QMP comes with the control socket",
+			return CFG_ERR(e, "invalid -mon '%s': mode must be readline or control",
 				       o->spec);
 		unsigned s;
 		for (s = 0; s < cfg->nserials; s++)
