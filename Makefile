@@ -91,4 +91,5 @@ check-format:
 	clang-format --dry-run -Werror $(FORMAT_FILES)
 
 include fuzz/virtqueue.mk
+include fuzz/qmp.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -988,13 +988,18 @@ static void server_on_accept(void *opaque, int fd, uint32_t events)
 		reap_dead(s);
 }
 
-int qmp_server_open(struct qmp_server *s, const struct chardev_cfg *cfg, struct errbuf *e)
+void qmp_server_init(struct qmp_server *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->listen_fd = -1;
 	s->vm_stats_fd = -1;
 	for (unsigned i = 0; i < KVMINI_MAX_VCPUS; i++)
 		s->vcpu_stats_fd[i] = -1;
+}
+
+int qmp_server_open(struct qmp_server *s, const struct chardev_cfg *cfg, struct errbuf *e)
+{
+	qmp_server_init(s);
 	if (!cfg->path || strlen(cfg->path) >= sizeof(s->path))
 		return errf(e, -EINVAL, "the QMP socket path is too long");
 	snprintf(s->path, sizeof(s->path), "%s", cfg->path);
@@ -1070,8 +1075,6 @@ static int64_t now_ms(void)
 
 void qmp_server_close(struct qmp_server *s, int flush_ms)
 {
-	if (s->listen_fd < 0)
-		return;
 	int64_t deadline = now_ms() + flush_ms;
 	for (struct qmp_client *c = s->clients; c; c = c->next) {
 		while (c->out_len && !c->dead) {
@@ -1086,14 +1089,19 @@ void qmp_server_close(struct qmp_server *s, int flush_ms)
 		c->dead = true;
 	}
 	reap_dead(s);
-	if (s->loop)
-		loop_del_fd(s->loop, s->listen_fd);
-	close(s->listen_fd);
-	s->listen_fd = -1;
-	unlink(s->path);
+	if (s->listen_fd >= 0) {
+		if (s->loop)
+			loop_del_fd(s->loop, s->listen_fd);
+		close(s->listen_fd);
+		s->listen_fd = -1;
+		unlink(s->path);
+	}
 	if (s->vm_stats_fd >= 0)
 		close(s->vm_stats_fd);
-	for (unsigned i = 0; i < KVMINI_MAX_VCPUS; i++)
+	s->vm_stats_fd = -1;
+	for (unsigned i = 0; i < KVMINI_MAX_VCPUS; i++) {
 		if (s->vcpu_stats_fd[i] >= 0)
 			close(s->vcpu_stats_fd[i]);
+		s->vcpu_stats_fd[i] = -1;
+	}
 }

@@ -57,8 +57,10 @@ void qmp_server_event(struct qmp_server *s, const char *name, const char *data_j
  * socket, and removes the socket file. */
 void qmp_server_close(struct qmp_server *s, int flush_ms);
 
-/* For the fuzzer and unit tests: a client over fd (not watched by any loop) and its input
+/* For the fuzzer and unit tests: a server with no socket (qmp_server_close frees it), its
+ * vm set by the caller; a client over fd (not watched by any loop) and its input
  * path; the greeting is queued. */
+void qmp_server_init(struct qmp_server *s);
 struct qmp_client *qmp_client_attach(struct qmp_server *s, int fd);
 void qmp_client_feed(struct qmp_server *s, struct qmp_client *c, const char *buf, size_t len);
 
