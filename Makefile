@@ -92,4 +92,5 @@ check-format:
 
 include fuzz/virtqueue.mk
 include fuzz/qmp.mk
+include fuzz/mmio.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,4 +1,5 @@
 #include "config.h"
+#include "virtio/virtio.h" /* virtio_find_type: -device drivers kvmini has */
 
 #include <errno.h>
 #include <stdarg.h>
@@ -42,7 +43,9 @@ enum opt_id {
 	OPT_MACHINE,
 	OPT_START_PAUSED,
 	OPT_QMP,
+	OPT_VIRTIO_TRANSPORT,
 	OPT_VERSION,
+	OPT_RNG,
 };
 
 struct opt_def {
@@ -93,7 +96,9 @@ static const struct opt_def opt_table[] = {
     {"M", OPT_MACHINE, true},
     {"S", OPT_START_PAUSED, false},
     {"qmp", OPT_QMP, true},
+    {"virtio-transport", OPT_VIRTIO_TRANSPORT, true},
     {"version", OPT_VERSION, false},
+    {"rng", OPT_RNG, false},
 };
 
 /* QEMU options people will try first; saying why beats a bare "unknown option". */
@@ -859,6 +864,73 @@ static int set_debug_exit(struct vm_config *cfg, struct keyed_opts *o, struct er
 	return 0;
 }
 
+/* -device virtio-serial-pci|virtio-serial-device|virtio-serial is a bus whose one port
+ * kvmini's virtio-console is: it only chooses the transport, and leaves the list. A
+ * following -device virtconsole,chardev=ID becomes virtio-console[-pci|-device], the
+ * registry's name, on that transport. */
+static int add_virtio_serial(struct vm_config *cfg, struct keyed_opts *o, struct errbuf *e)
+{
+	const char *t = o->type;
+	if (strcmp(t, "virtconsole")) {
+		const char *suffix = t + 13;
+		if (strcmp(suffix, "-pci") && strcmp(suffix, "-device") && *suffix)
+			return CFG_ERR(e, "invalid -device '%s': kvmini has no %s device", o->spec,
+				       t);
+		uint64_t ports;
+		int r = keyed_get_u64(o, "max_ports", 1, 31, &ports, e);
+		if (!r)
+			r = keyed_check_used(o, "max_ports", e);
+		if (r)
+			return r;
+		if (cfg->virtio_serial_bus)
+			return CFG_ERR(e, "invalid -device '%s': kvmini has one virtio-serial bus",
+				       o->spec);
+		cfg->virtio_serial_bus = !strcmp(suffix, "-pci")      ? "-pci"
+					 : !strcmp(suffix, "-device") ? "-device"
+								      : "";
+		keyed_opts_free(o);
+		cfg->devices.n--;
+		return 0;
+	}
+	if (!cfg->virtio_serial_bus)
+		return CFG_ERR(e,
+			       "invalid -device '%s': virtconsole is a port of a virtio-serial bus "
+			       "(give -device virtio-serial-pci or virtio-serial-device before it)",
+			       o->spec);
+	if (cfg->virtio_console_given)
+		return CFG_ERR(e, "invalid -device '%s': kvmini has one virtio console port",
+			       o->spec);
+	char *type = malloc(32);
+	if (!type)
+		return CFG_ERR(e, "out of memory");
+	snprintf(type, 32, "virtio-console%s", cfg->virtio_serial_bus);
+	free(o->type);
+	o->type = type;
+	cfg->virtio_console_given = true;
+	return 0;
+}
+
+/* --console virtio: hvc0 on stdio, as -chardev stdio,id=virtcon0 -device virtio-serial
+ * -device virtconsole,chardev=virtcon0 on --virtio-transport's transport. It takes the
+ * place of the default ttyS0 as --console does. */
+static int add_console_virtio(struct vm_config *cfg, bool *console_given, struct errbuf *e)
+{
+	if (!*console_given) {
+		cfg->nserials = 0;
+		*console_given = true;
+	}
+	if (cfg->virtio_console_given)
+		return CFG_ERR(e, "--console virtio: kvmini has one virtio console port");
+	struct keyed_opts *o;
+	int r = keyed_list_add(&cfg->chardevs, "chardev", "stdio,id=virtcon0", NULL, e);
+	if (!r)
+		r = keyed_list_add(&cfg->devices, "device", "virtio-console,chardev=virtcon0", &o,
+				   e);
+	if (!r)
+		cfg->virtio_console_given = true;
+	return r;
+}
+
 static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 {
 	struct keyed_opts *o;
@@ -868,6 +940,8 @@ static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 		return r;
 	if (!strcmp(o->type, "isa-debug-exit"))
 		return set_debug_exit(cfg, o, e);
+	if (!strncmp(o->type, "virtio-serial", 13) || !strcmp(o->type, "virtconsole"))
+		return add_virtio_serial(cfg, o, e);
 	if (!strcmp(o->type, "help") || !strcmp(o->type, "?"))
 		return CFG_ERR(
 		    e,
@@ -875,6 +949,9 @@ static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 		    "isa-debug-exit[,iobase=PORT][,iosize=N] (VirtIO devices come in the "
 		    "next version)",
 		    o->type);
+	/* Read by virtio/attach.c when the VM is built (the type checks its own keys). */
+	if (virtio_find_type(o->type))
+		return 0;
 	if (!strncmp(o->type, "virtio-", 7))
 		return CFG_ERR(e,
 			       "invalid -device '%s': kvmini has no %s device yet (VirtIO devices "
@@ -908,6 +985,8 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 	case OPT_SMP:
 		return set_smp(cfg, u, e);
 	case OPT_CONSOLE:
+		if (!strcmp(u->val, "virtio"))
+			return add_console_virtio(cfg, console_given, e);
 		return add_serial(cfg, u, console_given, refs, e);
 	case OPT_NAME:
 		return set_name(cfg, u, e);
@@ -954,6 +1033,8 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 		return set_accel(u, e);
 	case OPT_DEVICE:
 		return add_device(cfg, u->val, e);
+	case OPT_RNG: /* the same entry as -device virtio-rng, on the default transport */
+		return add_device(cfg, "virtio-rng", e);
 	case OPT_DRIVE:
 		return keyed_list_add(&cfg->drives, "drive", u->val, NULL, e);
 	case OPT_NETDEV:
@@ -980,6 +1061,13 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 	case OPT_START_PAUSED:
 		cfg->start_paused = true;
 		return 0;
+	case OPT_VIRTIO_TRANSPORT:
+		if (!strcmp(u->val, "pci") || !strcmp(u->val, "mmio")) {
+			cfg->virtio_mmio = !strcmp(u->val, "mmio");
+			return 0;
+		}
+		return CFG_ERR(e, "invalid %.*s '%s': the transports are pci and mmio", u->opt_len,
+			       u->opt, u->val);
 	case OPT_HELP:
 	case OPT_VERSION:
 		break; /* handled by the caller before any value is looked at */
@@ -1174,6 +1262,58 @@ static int resolve_chardevs(struct vm_config *cfg, const char **refs, struct err
 	return 0;
 }
 
+int config_chardev_lookup(const struct vm_config *cfg, const char *id, struct chardev_cfg *out,
+			  struct errbuf *e)
+{
+	struct keyed_opts *o = keyed_list_find(&cfg->chardevs, id);
+	if (!o)
+		return CFG_ERR(e, "no -chardev with id=%s", id);
+	for (unsigned s = 0; s < cfg->nserials; s++)
+		if (cfg->serial[s].id && !strcmp(cfg->serial[s].id, id))
+			return CFG_ERR(
+			    e, "-chardev id=%s is used by a serial port and a virtconsole", id);
+	int r = chardev_from_keyed(o, out, e);
+	if (r)
+		return r;
+	if (out->mux)
+		return CFG_ERR(e,
+			       "-chardev id=%s: kvmini multiplexes the monitor only with a "
+			       "serial port",
+			       id);
+	if (out->backend == CHARDEV_UNIX) {
+		snprintf(out->path_buf, sizeof(out->path_buf), "%s", out->path);
+		out->path = out->path_buf;
+	}
+	return 0;
+}
+
+/* A virtconsole's chardev exists, is not a serial port's, and stdio has one user. */
+static int check_virtio_console(const struct vm_config *cfg, struct errbuf *e)
+{
+	for (unsigned i = 0; i < cfg->devices.n; i++) {
+		struct keyed_opts *o = &cfg->devices.items[i];
+		if (!o->type || strncmp(o->type, "virtio-console", 14))
+			continue;
+		const char *id = NULL;
+		for (unsigned k = 0; k < o->nkv; k++)
+			if (!strcmp(o->kv[k].key, "chardev"))
+				id = o->kv[k].val;
+		if (!id)
+			return CFG_ERR(e, "invalid -device '%s': virtconsole needs chardev=ID",
+				       o->spec);
+		struct chardev_cfg cc;
+		struct errbuf why;
+		if (config_chardev_lookup(cfg, id, &cc, &why))
+			return CFG_ERR(e, "invalid -device '%s': %s", o->spec, why.msg);
+		for (unsigned s = 0; s < cfg->nserials; s++)
+			if (cc.backend == CHARDEV_STDIO && cfg->serial[s].backend == CHARDEV_STDIO)
+				return CFG_ERR(e, "stdio is used by a serial port and the virtio "
+						  "console: only one can have it (give the serial "
+						  "port another backend, or -serial none)");
+	}
+	return 0;
+}
+
 /* The keyed options parse into lists for the devices and backends that will read them;
  * until one does, running without what the user asked for would be a silent lie. */
 static int refuse_unread_keyed(const struct vm_config *cfg, struct errbuf *e)
@@ -1188,9 +1328,23 @@ static int refuse_unread_keyed(const struct vm_config *cfg, struct errbuf *e)
 			       "invalid -netdev '%s': kvmini has no network devices yet (VirtIO "
 			       "devices come in the next version)",
 			       cfg->netdevs.items[0].spec);
-	if (cfg->objects.n)
-		return CFG_ERR(e, "invalid -object '%s': kvmini has no %s object",
-			       cfg->objects.items[0].spec, cfg->objects.items[0].type);
+	for (unsigned i = 0; i < cfg->objects.n; i++) {
+		struct keyed_opts *o = &cfg->objects.items[i];
+		/* Entropy sources for virtio-rng: kvmini reads getrandom(2) for both. */
+		if (!strcmp(o->type, "rng-random")) {
+			keyed_get(o, "filename");
+			if (keyed_check_used(o, "filename", e) < 0)
+				return -EINVAL;
+			continue;
+		}
+		if (!strcmp(o->type, "rng-builtin")) {
+			if (keyed_check_used(o, NULL, e) < 0)
+				return -EINVAL;
+			continue;
+		}
+		return CFG_ERR(e, "invalid -object '%s': kvmini has no %s object", o->spec,
+			       o->type);
+	}
 	return 0;
 }
 
@@ -1223,6 +1377,8 @@ static int check_final(struct vm_config *cfg, const char **refs, struct errbuf *
 	int r = resolve_chardevs(cfg, refs, e);
 	if (!r)
 		r = check_serials(cfg, refs, e);
+	if (!r)
+		r = check_virtio_console(cfg, e);
 	if (!r)
 		r = refuse_unread_keyed(cfg, e);
 	if (r)
@@ -1338,7 +1494,15 @@ const char *config_usage(void)
 	       "                          none (no port), file:PATH, chardev:ID,\n"
 	       "                          unix:PATH[,server[,nowait]] (a unix stream socket:\n"
 	       "                          connect, or listen and wait for the first client);\n"
-	       "                          on stdio, Ctrl-A h lists the keys (x quits)\n"
+	       "                          on stdio, Ctrl-A h lists the keys (x quits);\n"
+	       "                          virtio: hvc0, a virtio-console port on stdio instead\n"
+	       "                          of ttyS0 (the guest's console= is left to you:\n"
+	       "                          console=hvc0)\n"
+	       "  --virtio-transport pci|mmio   where virtio devices whose name does not say go\n"
+	       "                          (--rng, --console virtio; default: pci); mmio devices\n"
+	       "                          are added to the kernel command line as\n"
+	       "                          virtio_mmio.device=4K@0xfe000000+4K*n:GSI (GSI 5, 6,\n"
+	       "                          7, 10-15, then 16-23)\n"
 	       "  --name NAME             name of the VM (default: kvmini)\n"
 	       "  --hugepages             back guest RAM with huge pages (default: off)\n"
 	       "  --mem-prealloc          allocate all guest RAM at start-up (default: off)\n"
@@ -1347,6 +1511,8 @@ const char *config_usage(void)
 	       "                          0=2,1=3; host CPUs 0 to 1023 (default: not pinned)\n"
 	       "  --boot-decompress MODE  who unpacks the compressed kernel: host (kvmini), guest\n"
 	       "                          (the kernel's own decompressor) or auto (default: auto)\n"
+	       "  --rng                   a virtio-rng device (host getrandom(2) for the guest's\n"
+	       "                          hwrng), on PCI\n"
 	       "  -v, --verbose           more diagnostics; repeat for more (-v -v or -vv)\n"
 	       "  -q, --quiet             fewer diagnostics\n"
 	       "  -h, --help              print this help\n"
@@ -1388,6 +1554,12 @@ const char *config_usage(void)
 	       "                          write of V to any of PORT..PORT+N-1 ends kvmini with\n"
 	       "                          status (V << 1) | 1 (default without -device: 0xf4,\n"
 	       "                          4 ports; with it, QEMU's iobase=0x501, iosize=2)\n"
+	       "  -device virtio-serial-pci|virtio-serial-device -device virtconsole,chardev=ID\n"
+	       "                          hvc0 on the -chardev ID, over PCI or MMIO\n"
+	       "  -device virtio-XXX-device   virtio-XXX on virtio-mmio (virtio-rng-device, ...)\n"
+	       "  -device virtio-rng-pci[,rng=ID]   same as --rng; ID names an -object\n"
+	       "                          rng-random,id=ID[,filename=PATH] or rng-builtin,id=ID\n"
+	       "                          (kvmini reads getrandom(2) for either)\n"
 	       "  -machine, -M [type=]pc|q35|microvm[,accel=kvm]   accepted: kvmini has one\n"
 	       "                          machine (a PC booted without firmware) whatever the\n"
 	       "                          type (also pc-q35-*, pc-i440fx-*); kernel-irqchip=on,\n"
@@ -1402,8 +1574,8 @@ const char *config_usage(void)
 	       "  -version                print the version and exit\n"
 	       "\n"
 	       "Keyed values follow QEMU's syntax: TYPE,key=value,... with ',,' for a comma in a\n"
-	       "value, a bare key for key=on and noKEY for key=off. -drive, -netdev, -object and\n"
-	       "-device with any other driver (virtio-blk-pci, ...) are parsed and then refused,\n"
-	       "naming what kvmini lacks: VirtIO devices come next. Other QEMU options are\n"
-	       "rejected by name.\n";
+	       "value, a bare key for key=on and noKEY for key=off. -drive, -netdev, other\n"
+	       "-object types and -device with any other driver (virtio-blk-pci, ...) are parsed\n"
+	       "and then refused, naming what kvmini lacks. Other QEMU options are rejected by\n"
+	       "name.\n";
 }

@@ -123,6 +123,13 @@ struct vm_config {
 	int cpu_affinity[KVMINI_MAX_VCPUS]; /* host CPU per vCPU, -1 = not pinned */
 	int verbosity;			    /* 0 default, +1 per -v, -1 for -q */
 	char *owned_name;		    /* what name points at after -name/--name */
+	/* --virtio-transport mmio: virtio devices whose driver name does not say (--rng,
+	 * virtio-rng, --console virtio) go on virtio-mmio rather than PCI. */
+	bool virtio_mmio;
+	/* -device virtio-serial-pci (-pci), virtio-serial-device (-device) or virtio-serial
+	 * (""): the transport of the virtconsole after it; NULL when none was given. */
+	const char *virtio_serial_bus;
+	bool virtio_console_given; /* one virtio-console port at most */
 };
 
 void config_init(struct vm_config *cfg);
@@ -138,6 +145,10 @@ int config_parse_run(struct vm_config *cfg, int argc, char **argv, struct errbuf
 /* Parses a size: "512M", "2G", "1024" (MiB when no suffix, as QEMU's -m), "4096K", "1T",
  * also "512MiB"/"2GB". Returns 0 or -EINVAL/-ERANGE. */
 int config_parse_size(const char *s, uint64_t *out);
+/* The backend of -chardev id=ID for a device other than a serial port (virtconsole):
+ * -EINVAL with e filled if there is none, it is a serial port's, or it asks for mux. */
+int config_chardev_lookup(const struct vm_config *cfg, const char *id, struct chardev_cfg *out,
+			  struct errbuf *e);
 /* The `kvmini run --help` text. */
 const char *config_usage(void);
 

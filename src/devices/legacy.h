@@ -108,5 +108,8 @@ int pm_create(struct device_list *l, struct bus *pio, struct vm_power *power);
 #define RESET_CONTROL_PORT  0xcf9
 #define RESET_CONTROL_VALUE 0x06
 int reset_control_create(struct device_list *l, struct bus *pio, struct vm_power *power);
+/* A byte written to the reset control register (the PCI host bridge owns 0xcf8-0xcff and
+ * hands 0xcf9 here when it is present). */
+void reset_control_write(struct vm_power *power, uint8_t value);
 
 #endif

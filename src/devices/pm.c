@@ -140,9 +140,14 @@ static void reset_control_io(void *opaque, uint64_t offset, uint8_t *data, uint3
 		memset(data, 0, len);
 		return;
 	}
-	if (data[0] & 0x04) {
-		log_info("reset control register: guest wrote 0x%02x: resetting", data[0]);
-		power_request_reset(opaque);
+	reset_control_write(opaque, data[0]);
+}
+
+void reset_control_write(struct vm_power *power, uint8_t value)
+{
+	if (value & 0x04) {
+		log_info("reset control register: guest wrote 0x%02x: resetting", value);
+		power_request_reset(power);
 	}
 }
 

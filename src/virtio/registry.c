@@ -2,11 +2,15 @@
  * vm.c and the transports find a device from its -device driver name without naming it. */
 #include <string.h>
 
+#include "virtio/console.h"
 #include "virtio/virtio.h"
 
 /* Each device file defines its type; add it here. */
+extern const struct virtio_dev_type virtio_rng_type;
+
 static const struct virtio_dev_type *const virtio_types[] = {
-    NULL, /* keeps the table non-empty until the first device lands */
+    &virtio_console_type,
+    &virtio_rng_type,
 };
 
 const struct virtio_dev_type *virtio_find_type(const char *driver)

@@ -33,6 +33,7 @@
 #define VIRTIO_MAX_QUEUES 64
 
 struct virtio_dev;
+struct vm_power;
 
 struct virtio_dev_ops {
 	const char *name;   /* "virtio-rng": the device-list section and messages */
@@ -133,6 +134,7 @@ extern const struct device_ops virtio_dev_device_ops;
 struct virtio_create_ctx {
 	const struct guest_mem *mem;
 	struct event_loop *loop;
+	struct vm_power *power; /* stop requests (a console's Ctrl-A x); may be NULL */
 	const struct vm_config *cfg;
 };
 struct virtio_dev_type {

@@ -17,6 +17,8 @@
 #include "arch/x86/cpu.h"
 #include "arch/x86/layout.h"
 #include "util/log.h"
+#include "virtio/attach.h"
+#include "virtio/mmio.h"
 
 #define HUGEPAGE_SIZE (2ull << 20)
 
@@ -167,9 +169,31 @@ static int vm_create_devices(struct vm *vm, struct errbuf *e)
 	    (ret = debug_exit_create(l, &vm->pio, &vm->power, vm->cfg->debug_exit_port,
 				     vm->cfg->debug_exit_size)) < 0 ||
 	    (ret = boot_marker_create(l, &vm->pio, &vm->start)) < 0 ||
-	    (ret = pm_create(l, &vm->pio, &vm->power)) < 0 ||
-	    (ret = reset_control_create(l, &vm->pio, &vm->power)) < 0)
+	    (ret = pm_create(l, &vm->pio, &vm->power)) < 0)
 		return errf(e, ret, "cannot create the legacy devices: %s", strerror(-ret));
+	/* The host bridge owns 0xcf8-0xcff, the reset control register at 0xcf9 included. */
+	if ((ret = pci_host_create(&vm->pci, l, &vm->pio, &vm->mmio, &vm->power)) < 0)
+		return errf(e, ret, "cannot create the PCI host bridge: %s", strerror(-ret));
+	vm->pci_created = true;
+	struct virtio_attach_env venv = {
+	    .cfg = vm->cfg,
+	    .mem = &vm->mem,
+	    .loop = &vm->loop,
+	    .power = &vm->power,
+	    .devices = l,
+	    .pci = &vm->pci,
+	    .mmio = &vm->mmio,
+	    .irq_router = &vm->irq_router,
+	    .mmio_layout = &vm->mmio_layout,
+	    .vm_fd = vm->vm_fd,
+	    .default_transport =
+		vm->cfg->virtio_mmio ? VIRTIO_TRANSPORT_MMIO : VIRTIO_TRANSPORT_PCI,
+	};
+	if ((ret = virtio_attach_devices(&venv, e)) < 0)
+		return ret;
+	/* Linux finds virtio-mmio devices only on its command line. */
+	if (!(vm->cmdline = virtio_mmio_cmdline_extend(vm->cfg->cmdline, &vm->mmio_layout)))
+		return errf(e, -ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -406,7 +430,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	    .kernel_name = kernel_name,
 	    .initrd_fd = initrd_fd,
 	    .initrd_size = initrd_size,
-	    .cmdline = cfg->cmdline,
+	    .cmdline = vm->cmdline,
 	    .decompress = cfg->boot_decompress,
 	    .ncpus = cfg->ncpus,
 	};
@@ -562,6 +586,8 @@ void vm_destroy(struct vm *vm)
 	vm->supported_cpuid = NULL;
 	free(vm->reset_vcpu_state);
 	vm->reset_vcpu_state = NULL;
+	free(vm->cmdline);
+	vm->cmdline = NULL;
 	if (vm->signal_fd >= 0)
 		close(vm->signal_fd);
 	vm->signal_fd = -1;
@@ -570,6 +596,10 @@ void vm_destroy(struct vm *vm)
 	vm->qmp_open = false;
 	switch (vm->init_done) {
 	case INIT_DEVICES:
+		device_list_destroy(&vm->devices); /* before the bus its functions are on */
+		if (vm->pci_created)
+			pci_host_destroy(&vm->pci);
+		vm->pci_created = false;
 		/* fall through */
 	case INIT_CONSOLE:
 		device_list_destroy(&vm->devices); /* the UARTs too */

@@ -13,6 +13,7 @@
 #include "arch/x86/state.h"
 #include "config.h"
 #include "devices/legacy.h"
+#include "devices/pci.h"
 #include "devices/serial.h"
 #include "util/err.h"
 #include "core/guest_mem.h"
@@ -26,6 +27,7 @@
 #include "core/power.h"
 #include "vmm/qmp.h"
 #include "vmm/vcpu.h"
+#include "virtio/mmio.h"
 
 struct vm {
 	const struct vm_config *cfg;
@@ -50,6 +52,8 @@ struct vm {
 	struct irq_line serial_irqs[KVMINI_MAX_SERIALS];
 	struct serial serials[KVMINI_MAX_SERIALS];
 	bool serial_present[KVMINI_MAX_SERIALS];
+	struct pci_host pci; /* bus 0: the host bridge and the virtio-pci functions */
+	bool pci_created;
 	struct device_list devices; /* every device: reset, save, destroy */
 	struct vm_control control;  /* what the monitor may ask of the VM */
 	struct qmp_server qmp;	    /* --qmp / -mon mode=control */
@@ -60,6 +64,10 @@ struct vm {
 	 * clock does not jump by the pause (as QEMU does). */
 	struct kvm_clock_data paused_clock;
 	bool paused_clock_valid;
+	/* The virtio-mmio windows in use, and the kernel command line that announces them
+	 * (the user's with virtio_mmio.device= added). */
+	struct virtio_mmio_layout mmio_layout;
+	char *cmdline;
 
 	struct kvm_cpuid2 *supported_cpuid;
 	/* KVM_GET_SUPPORTED_CPUID runs on its own thread while the VM is assembled: on hosts

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "arch/x86/acpi.h"
+#include "arch/x86/layout.h"
 #include "core/guest_mem.h"
 
 struct acpi_t_vm {
@@ -229,6 +230,19 @@ static void acpi_t_check_fadt(const struct acpi_t_vm *vm, const uint8_t *f, uint
 	cr_assert_eq(acpi_t_u32(fc + 4), 64, "FACS length");
 }
 
+/* MCFG (PCI Firmware 3.2, 4.1.2): 8 reserved bytes, then one 16-byte allocation: the ECAM
+ * base Linux's pci_mmcfg reads, segment 0, buses 0..0, inside the e820-reserved window. */
+static void acpi_t_check_mcfg(const uint8_t *m, uint32_t len)
+{
+	cr_assert_eq(len, 36 + 8 + 16, "MCFG with one allocation: %u bytes", len);
+	cr_assert_eq(acpi_t_u64(m + 44), X86_PCI_ECAM_BASE, "ECAM base");
+	cr_assert_eq(m[52] | m[53] << 8, 0, "PCI segment 0");
+	cr_assert_eq(m[54], 0, "start bus");
+	cr_assert_eq(m[55], X86_PCI_ECAM_BUSES - 1, "end bus");
+	cr_assert_leq((uint64_t)(m[55] + 1) << 20, X86_PCI_ECAM_SIZE,
+		      "the buses fit the reserved window");
+}
+
 static void acpi_t_check_madt(const uint8_t *m, uint32_t len, unsigned ncpus)
 {
 	cr_assert_geq(len, 44);
@@ -311,7 +325,7 @@ static void acpi_t_check_all(unsigned ncpus)
 	uint32_t xlen;
 	const uint8_t *xsdt = acpi_t_table(&vm, acpi_t_u64(rsdp + 24), "XSDT", &xlen);
 	cr_assert_eq((xlen - 36) % 8, 0, "XSDT length %u", xlen);
-	unsigned fadts = 0, madts = 0;
+	unsigned fadts = 0, madts = 0, mcfgs = 0;
 	uint64_t lo[8], hi[8];
 	unsigned ntables = 0;
 	for (uint32_t off = 36; off < xlen; off += 8) {
@@ -326,6 +340,10 @@ static void acpi_t_check_all(unsigned ncpus)
 			const uint8_t *m = acpi_t_table(&vm, gpa, "APIC", &len);
 			acpi_t_check_madt(m, len, ncpus);
 			madts++;
+		} else if (memcmp(h, "MCFG", 4) == 0) {
+			const uint8_t *m = acpi_t_table(&vm, gpa, "MCFG", &len);
+			acpi_t_check_mcfg(m, len);
+			mcfgs++;
 		} else {
 			cr_assert_fail("unknown table %.4s in the XSDT", (const char *)h);
 		}
@@ -335,6 +353,7 @@ static void acpi_t_check_all(unsigned ncpus)
 	}
 	cr_assert_eq(fadts, 1);
 	cr_assert_eq(madts, 1);
+	cr_assert_eq(mcfgs, 1, "the XSDT lists the MCFG table (PCI ECAM)");
 
 	/* Tables must not overlap each other or the root pointers. */
 	lo[ntables] = rsdp_gpa;

@@ -69,11 +69,14 @@ Test(boot, e820_for_small_memory)
 	bt_make_memory(64 << 20);
 	struct boot_e820_entry e[8];
 	unsigned n = x86_build_e820(&bt_mem, e, 8);
-	cr_assert_eq(n, 3);
+	cr_assert_eq(n, 4);
 	cr_assert(e[0].addr == 0 && e[0].size == 0xa0000 && e[0].type == 1);
 	cr_assert(e[1].addr == ACPI_TABLES_START && e[1].addr + e[1].size == 0x100000 &&
 		  e[1].type == 2);
 	cr_assert(e[2].addr == 0x100000 && e[2].addr + e[2].size == 64 << 20 && e[2].type == 1);
+	cr_assert(e[3].addr == X86_PCI_ECAM_BASE && e[3].size == X86_PCI_ECAM_SIZE &&
+		      e[3].type == 2,
+		  "the PCI ECAM window is reserved (Linux uses MCFG only then)");
 }
 
 Test(boot, e820_splits_around_the_32bit_hole)
@@ -81,10 +84,12 @@ Test(boot, e820_splits_around_the_32bit_hole)
 	bt_make_memory(5ull << 30);
 	struct boot_e820_entry e[8];
 	unsigned n = x86_build_e820(&bt_mem, e, 8);
-	cr_assert_eq(n, 4);
+	cr_assert_eq(n, 5);
 	cr_assert_eq(e[2].addr + e[2].size, X86_MMIO_HOLE_START, "RAM below the hole ends at 3G");
-	cr_assert_eq(e[3].addr, 1ull << 32);
-	cr_assert_eq(e[3].size, 2ull << 30, "the 2 GiB above 3 GiB move above 4 GiB");
+	cr_assert(e[3].addr == X86_PCI_ECAM_BASE && e[3].type == 2,
+		  "ECAM between low and high RAM");
+	cr_assert_eq(e[4].addr, 1ull << 32);
+	cr_assert_eq(e[4].size, 2ull << 30, "the 2 GiB above 3 GiB move above 4 GiB");
 	uint64_t ram = 0;
 	for (unsigned i = 0; i < n; i++)
 		if (e[i].type == 1)
@@ -156,7 +161,7 @@ Test(boot, bzimage_host_decompressed_zero_page)
 	cr_assert_leq(rd + sizeof(initrd) - 1, orig.initrd_addr_max);
 	cr_assert_eq(memcmp(gpa_to_hva(&bt_mem, rd, sizeof(initrd)), initrd, sizeof(initrd)), 0);
 	cr_assert_eq(bp->acpi_rsdp_addr, ACPI_RSDP_ADDR);
-	cr_assert_eq(bp->e820_entries, 3);
+	cr_assert_eq(bp->e820_entries, 4);
 	cr_assert_eq(bp->e820_table[2].addr + bp->e820_table[2].size, 512 << 20);
 	/* The vmlinux sits at its link address with its ELF header gone: the first bytes of
 	 * startup_64 are code, and the page tables identity-map it. */
@@ -313,7 +318,7 @@ Test(boot, pvh_note_selects_the_pvh_entry_and_start_info)
 	cr_assert_eq(mod[0], s.initrd_addr);
 	cr_assert_eq(mod[1], sizeof(initrd));
 	cr_assert_eq(memcmp(gpa_to_hva(&bt_mem, mod[0], 3), initrd, 3), 0);
-	cr_assert_eq(memmap_entries, 3);
+	cr_assert_eq(memmap_entries, 4);
 	uint64_t last[2];
 	memcpy(last, gpa_to_hva(&bt_mem, memmap + 2 * 24, 16), 16);
 	cr_assert_eq(last[0] + last[1], 64 << 20);

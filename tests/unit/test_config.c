@@ -882,8 +882,25 @@ Test(config, keyed_options_not_read_yet_are_refused)
 		 "-drive", "file=disk.img,if=virtio");
 	CFGT_ERR(CFGT_SAY("-netdev 'user,id=n0'", "no network devices yet"), "-netdev",
 		 "user,id=n0");
-	CFGT_ERR(CFGT_SAY("-object 'rng-random,id=rng0'", "no rng-random object"), "-object",
-		 "rng-random,id=rng0");
+	CFGT_ERR(CFGT_SAY("-object 'memory-backend-ram,id=m0'", "no memory-backend-ram object"),
+		 "-object", "memory-backend-ram,id=m0");
+}
+
+/* --rng and -device virtio-rng-pci land as one -device entry that virtio/attach.c reads;
+ * QEMU's -object rng-random backend is accepted with its filename. */
+Test(config, rng_spellings)
+{
+	CFGT_OK("--rng");
+	cr_assert_eq(cfgt_cfg.devices.n, 1);
+	cr_assert_str_eq(cfgt_cfg.devices.items[0].type, "virtio-rng");
+	CFGT_OK("-object", "rng-random,id=r0,filename=/dev/urandom", "-device",
+		"virtio-rng-pci,rng=r0");
+	cr_assert_eq(cfgt_cfg.devices.n, 1);
+	cr_assert_str_eq(cfgt_cfg.devices.items[0].type, "virtio-rng-pci");
+	cr_assert_eq(cfgt_cfg.objects.n, 1);
+	CFGT_OK("-object", "rng-builtin,id=r0", "-device", "virtio-rng-pci,rng=r0");
+	CFGT_ERR(CFGT_SAY("-object 'rng-random,id=r0,size=4'", "size"), "-object",
+		 "rng-random,id=r0,size=4");
 }
 
 Test(config, device_drivers_kvmini_lacks_are_named)
@@ -1158,4 +1175,72 @@ Test(config, qmp_socket_spellings)
 		 "-mon", "chardev=m0,mode=control");
 	CFGT_ERR(CFGT_SAY("mode must be readline or control"), "-chardev", "stdio,id=c0,mux=on",
 		 "-serial", "chardev:c0", "-mon", "chardev=c0,mode=json");
+}
+
+/* --virtio-transport chooses the default transport; names that say -pci/-device keep
+ * theirs (virtio/attach.c reads the suffix). */
+Test(config, virtio_transport)
+{
+	CFGT_OK("--rng");
+	cr_assert_not(cfgt_cfg.virtio_mmio, "pci is the default");
+	CFGT_OK("--virtio-transport", "mmio", "--rng");
+	cr_assert(cfgt_cfg.virtio_mmio);
+	CFGT_OK("--virtio-transport", "mmio", "--virtio-transport", "pci");
+	cr_assert_not(cfgt_cfg.virtio_mmio, "the last one wins");
+	CFGT_OK("-device", "virtio-rng-device");
+	cr_assert_str_eq(cfgt_cfg.devices.items[0].type, "virtio-rng-device");
+	CFGT_ERR(CFGT_SAY("--virtio-transport", "'ccw'", "pci and mmio"), "--virtio-transport",
+		 "ccw");
+}
+
+/* --console virtio is hvc0 on stdio in place of ttyS0, as one -chardev and one -device
+ * entry, the path -device virtconsole takes too. */
+Test(config, console_virtio)
+{
+	CFGT_OK("--console", "virtio");
+	cr_assert_eq(cfgt_cfg.nserials, 0, "the default ttyS0 is replaced");
+	cr_assert_eq(cfgt_cfg.devices.n, 1);
+	cr_assert_str_eq(cfgt_cfg.devices.items[0].type, "virtio-console");
+	cr_assert_eq(cfgt_cfg.chardevs.n, 1);
+	cr_assert_str_eq(cfgt_cfg.chardevs.items[0].type, "stdio");
+	struct chardev_cfg cc;
+	struct errbuf e;
+	cr_assert_eq(config_chardev_lookup(&cfgt_cfg, "virtcon0", &cc, &e), 0, "%s", e.msg);
+	cr_assert_eq(cc.backend, CHARDEV_STDIO);
+	/* A serial port may come after it, on another backend. */
+	CFGT_OK("--console", "virtio", "--console", "file:/tmp/ttyS0.log");
+	cr_assert_eq(cfgt_cfg.nserials, 1);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_FILE);
+	CFGT_ERR(CFGT_SAY("stdio", "serial port", "virtio console"), "--console", "virtio",
+		 "--console", "stdio");
+	CFGT_ERR(CFGT_SAY("one virtio console"), "--console", "virtio", "--console", "virtio");
+}
+
+Test(config, virtconsole_spellings)
+{
+	CFGT_OK("-chardev", "pty,id=c0", "-device", "virtio-serial-pci", "-device",
+		"virtconsole,chardev=c0");
+	cr_assert_eq(cfgt_cfg.devices.n, 1, "the bus leaves the list; the port stays");
+	cr_assert_str_eq(cfgt_cfg.devices.items[0].type, "virtio-console-pci");
+	CFGT_OK("-chardev", "null,id=c0", "-device", "virtio-serial-device", "-device",
+		"virtconsole,chardev=c0,name=org.qemu.console.0");
+	cr_assert_str_eq(cfgt_cfg.devices.items[0].type, "virtio-console-device");
+	CFGT_OK("-chardev", "null,id=c0", "-device", "virtio-serial,max_ports=2", "-device",
+		"virtconsole,chardev=c0");
+	cr_assert_str_eq(cfgt_cfg.devices.items[0].type, "virtio-console");
+	/* The bus alone is accepted (QEMU makes one with no ports). */
+	CFGT_OK("-device", "virtio-serial-pci");
+	cr_assert_eq(cfgt_cfg.devices.n, 0);
+	CFGT_ERR(CFGT_SAY("virtconsole", "virtio-serial"), "-chardev", "null,id=c0", "-device",
+		 "virtconsole,chardev=c0");
+	CFGT_ERR(CFGT_SAY("no -chardev with id=c1"), "-device", "virtio-serial-pci", "-device",
+		 "virtconsole,chardev=c1");
+	CFGT_ERR(CFGT_SAY("needs chardev=ID"), "-device", "virtio-serial-pci", "-device",
+		 "virtconsole");
+	CFGT_ERR(CFGT_SAY("c0", "serial port and a virtconsole"), "-chardev", "null,id=c0",
+		 "-serial", "chardev:c0", "-device", "virtio-serial-pci", "-device",
+		 "virtconsole,chardev=c0");
+	CFGT_ERR(CFGT_SAY("one virtio-serial bus"), "-device", "virtio-serial-pci", "-device",
+		 "virtio-serial-device");
+	CFGT_ERR(CFGT_SAY("virtio-serial-ccw"), "-device", "virtio-serial-ccw");
 }

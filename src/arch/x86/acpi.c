@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "arch/x86/mptable.h" /* IOAPIC_ADDR, LAPIC_ADDR: one definition for both tables */
+#include "arch/x86/layout.h"
 
 /* The tables are built in host memory with plain struct copies, so every multi-byte field is
  * stored in host order; ACPI is little-endian. */
@@ -161,6 +162,23 @@ _Static_assert(offsetof(struct acpi_fadt, hypervisor_vendor_id) == 268, "FADT ve
 #define FADT_LATENCY_NO_CSTATE 0x0fff
 
 /* ACPI 6.x section 5.2.12. */
+/* PCI Firmware Specification 3.2, 4.1.2: the MCFG table, one allocation per ECAM window. */
+struct acpi_mcfg_alloc {
+	uint64_t base;
+	uint16_t segment;
+	uint8_t start_bus;
+	uint8_t end_bus;
+	uint32_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct acpi_mcfg_alloc) == 16, "MCFG allocation size");
+
+struct acpi_mcfg {
+	struct acpi_header header;
+	uint64_t reserved;
+	struct acpi_mcfg_alloc alloc[1];
+} __attribute__((packed));
+_Static_assert(sizeof(struct acpi_mcfg) == 60, "MCFG size");
+
 struct acpi_madt {
 	struct acpi_header header;
 	uint32_t lapic_address;
@@ -411,7 +429,7 @@ static void acpi_write_madt(struct acpi_image *img, long off, unsigned ncpus)
 static int acpi_build(struct acpi_image *out, unsigned ncpus)
 {
 	struct acpi_image img = {.len = 0};
-	const size_t xsdt_size = sizeof(struct acpi_header) + 2 * sizeof(uint64_t);
+	const size_t xsdt_size = sizeof(struct acpi_header) + 3 * sizeof(uint64_t);
 	const size_t dsdt_size = sizeof(struct acpi_header) + sizeof(acpi_dsdt_aml);
 
 	if (ncpus == 0 || ncpus > ACPI_MAX_CPUS)
@@ -424,7 +442,8 @@ static int acpi_build(struct acpi_image *out, unsigned ncpus)
 	long fadt = acpi_image_alloc(&img, sizeof(struct acpi_fadt), 16);
 	long dsdt = acpi_image_alloc(&img, dsdt_size, 16);
 	long madt = acpi_image_alloc(&img, acpi_madt_size(ncpus), 16);
-	if (rsdp < 0 || xsdt < 0 || facs < 0 || fadt < 0 || dsdt < 0 || madt < 0)
+	long mcfg = acpi_image_alloc(&img, sizeof(struct acpi_mcfg), 16);
+	if (rsdp < 0 || xsdt < 0 || facs < 0 || fadt < 0 || dsdt < 0 || madt < 0 || mcfg < 0)
 		return -ENOSPC;
 
 	struct acpi_rsdp r = {
@@ -444,7 +463,7 @@ static int acpi_build(struct acpi_image *out, unsigned ncpus)
 	/* The DSDT and FACS are reached through the FADT only, as the spec requires. */
 	size_t at = (size_t)xsdt;
 	struct acpi_header xh = acpi_make_header("XSDT", (uint32_t)xsdt_size, 1);
-	uint64_t entries[2] = {acpi_gpa(fadt), acpi_gpa(madt)};
+	uint64_t entries[3] = {acpi_gpa(fadt), acpi_gpa(madt), acpi_gpa(mcfg)};
 	acpi_image_put(&img, &at, &xh, sizeof(xh));
 	acpi_image_put(&img, &at, entries, sizeof(entries));
 	acpi_image_checksum(&img, (size_t)xsdt, xsdt_size);
@@ -465,6 +484,17 @@ static int acpi_build(struct acpi_image *out, unsigned ncpus)
 	acpi_image_checksum(&img, (size_t)dsdt, dsdt_size);
 
 	acpi_write_madt(&img, madt, ncpus);
+
+	/* The ECAM window of bus 0, segment 0 (devices/pci.c serves it). */
+	struct acpi_mcfg mc = {
+	    .header = acpi_make_header("MCFG", sizeof(struct acpi_mcfg), 1),
+	    .alloc = {{.base = X86_PCI_ECAM_BASE,
+		       .segment = 0,
+		       .start_bus = 0,
+		       .end_bus = X86_PCI_ECAM_BUSES - 1}},
+	};
+	memcpy(img.bytes + mcfg, &mc, sizeof(mc));
+	acpi_image_checksum(&img, (size_t)mcfg, sizeof(mc));
 
 	*out = img;
 	return 0;

@@ -24,11 +24,12 @@
 #define ACPI_SCI_IRQ	   9
 #define ACPI_S5_SLP_TYP	   5
 
-/* Writes RSDP (rev 2, XSDT only), XSDT (FADT, MADT), FACS, FADT (rev 6: PM1a event/control
+/* Writes RSDP (rev 2, XSDT only), XSDT (FADT, MADT, MCFG), FACS, FADT (rev 6: PM1a event/control
  * blocks above, SCI 9, no SMI command port, so the OS finds the machine already in ACPI mode),
  * DSDT (\_S5 = {5, 5}), MADT (one enabled local APIC per CPU, APIC IDs 0..ncpus-1; one IOAPIC,
  * ID ncpus, at 0xfec00000, GSI base 0; an interrupt source override for the SCI: IRQ 9 ->
- * GSI 9, active high, level; LINT1 = NMI on all CPUs). Every table's checksum is valid.
+ * GSI 9, active high, level; LINT1 = NMI on all CPUs), MCFG (the PCI ECAM window of segment 0,
+ * buses 0..X86_PCI_ECAM_BUSES-1 at X86_PCI_ECAM_BASE). Every table's checksum is valid.
  * Returns 0, -EINVAL for ncpus 0 or > 64, -EFAULT if memory is missing, -ENOSPC if the
  * tables would not fit. */
 int acpi_write_tables(const struct guest_mem *mem, unsigned ncpus);

@@ -67,6 +67,7 @@ static uint64_t align_up(uint64_t v, uint64_t a)
 unsigned x86_build_e820(const struct guest_mem *mem, struct boot_e820_entry *out, unsigned max)
 {
 	unsigned n = 0;
+	bool ecam_done = false;
 #define E820_ADD(a, s, t)                                                                    \
 	do {                                                                                 \
 		if (n < max)                                                                 \
@@ -84,9 +85,17 @@ unsigned x86_build_e820(const struct guest_mem *mem, struct boot_e820_entry *out
 				E820_ADD(ACPI_TABLES_START, X86_HIMEM_START - ACPI_TABLES_START, 2);
 			start = X86_HIMEM_START;
 		}
+		/* The PCI ECAM window sits in the 32-bit hole, between low and high RAM. */
+		if (!ecam_done && start >= X86_PCI_ECAM_BASE) {
+			E820_ADD(X86_PCI_ECAM_BASE, X86_PCI_ECAM_SIZE, 2);
+			ecam_done = true;
+		}
 		if (end > start)
 			E820_ADD(start, end - start, 1);
 	}
+	/* Reserved, so that Linux trusts the MCFG table's window (pci_mmcfg_reserved). */
+	if (!ecam_done)
+		E820_ADD(X86_PCI_ECAM_BASE, X86_PCI_ECAM_SIZE, 2);
 #undef E820_ADD
 	return n;
 }

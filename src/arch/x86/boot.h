@@ -52,7 +52,7 @@ int x86_boot_load(const struct guest_mem *mem, const struct x86_boot_args *args,
 		  struct x86_boot_setup *out, struct errbuf *e);
 
 /* The e820 map for this memory: RAM below 640 KiB, the BIOS area reserved, RAM from 1 MiB,
- * RAM above 4 GiB. Returns the number of entries written (<= max). */
+ * the PCI ECAM window reserved, RAM above 4 GiB. Returns the number of entries written (<= max). */
 unsigned x86_build_e820(const struct guest_mem *mem, struct boot_e820_entry *out, unsigned max);
 
 /* Places an initrd of size bytes: page aligned, as high as possible below min(max_addr,

@@ -29,6 +29,23 @@
  * point must lie below this, since that is all it can reach before it sets up its own. */
 #define X86_IDENTITY_MAP_END 0x100000000ull
 
+/* PCI (src/devices/pci.c): 32-bit memory BARs are placed by kvmini in
+ * [X86_PCI_MMIO32_START, X86_PCI_MMIO32_END), where Linux keeps them; the ECAM window of bus 0
+ * (1 MiB: 32 devices x 8 functions x 4 KiB) follows, reserved in e820 and announced in the
+ * ACPI MCFG table. 64-bit BARs, if a device has one, go above the top of RAM and 4 GiB
+ * (X86_PCI_MMIO64_ALIGN-aligned). */
+#define X86_PCI_MMIO32_START 0xc0000000ull
+#define X86_PCI_MMIO32_END   0xe0000000ull
+#define X86_PCI_ECAM_BASE    0xe0000000ull
+#define X86_PCI_ECAM_SIZE    0x100000ull /* bus 0 only */
+#define X86_PCI_ECAM_BUSES   1
+#define X86_PCI_MMIO64_ALIGN (1ull << 30)
+/* virtio-mmio devices: 4 KiB each at X86_VIRTIO_MMIO_BASE + n * X86_VIRTIO_MMIO_STRIDE. */
+#define X86_VIRTIO_MMIO_BASE   0xfe000000ull
+#define X86_VIRTIO_MMIO_STRIDE 0x1000ull
+#define X86_VIRTIO_MMIO_MAX    32
+/* The IOAPIC at 0xfec00000 and the LAPIC at 0xfee00000 stay where a PC has them. */
+
 #define X86_GDT_CODE_SEL 0x10 /* __BOOT_CS of the Linux boot protocol */
 #define X86_GDT_DATA_SEL 0x18 /* __BOOT_DS */
 #define X86_GDT_TSS_SEL	 0x20

@@ -63,6 +63,12 @@ __attribute__((noreturn)) void intr_report_and_exit(struct intr_frame *f);
  * in ring 3 (the console lock does not). */
 void user_init(void);
 uint64_t user_call(uint64_t (*fn)(uint64_t arg), uint64_t arg);
+/* Makes [addr, addr + len) above 4 GiB reachable (e.g. a 64-bit BAR placed high): adds
+ * uncached, U-bit 1 GiB windows of 2 MiB pages to the user_init page tables (up to 8
+ * windows, below 512 GiB). Below 4 GiB it does nothing (already mapped). In ring 0 it calls
+ * user_init first (so ring 0 switches to the kit's tables); ring 3 may call it too. False
+ * if the range cannot be mapped. */
+bool kit_map_mmio(uint64_t addr, uint64_t len);
 /* How many ring-3 in/out instructions the #GP handler has performed so far (0 where the
  * host honours IOPL 3). */
 uint64_t user_io_emulated(void);

@@ -1,6 +1,6 @@
 /* Port I/O, MMIO, control registers, MSRs, TSC and the other one-instruction helpers of the
  * guest kit. Everything is inline asm so the compiler never picks an instruction form the
- * ring-0 emulator of a PVM host might not know (MMIO is always a plain 32-bit mov). */
+ * ring-0 emulator of a PVM host might not know (MMIO is a plain mov of the access width). */
 #ifndef KIT_IO_H
 #define KIT_IO_H
 
@@ -63,6 +63,36 @@ static inline uint32_t mmio_read32(uint64_t addr)
 static inline void mmio_write32(uint64_t addr, uint32_t v)
 {
 	__asm__ volatile("movl %0, (%1)" : : "r"(v), "r"(addr) : "memory");
+}
+
+static inline uint8_t mmio_read8(uint64_t addr)
+{
+	uint8_t v;
+	__asm__ volatile("movb (%1), %0" : "=q"(v) : "r"(addr) : "memory");
+	return v;
+}
+
+static inline void mmio_write8(uint64_t addr, uint8_t v)
+{
+	__asm__ volatile("movb %0, (%1)" : : "q"(v), "r"(addr) : "memory");
+}
+
+static inline uint16_t mmio_read16(uint64_t addr)
+{
+	uint16_t v;
+	__asm__ volatile("movw (%1), %0" : "=r"(v) : "r"(addr) : "memory");
+	return v;
+}
+
+static inline void mmio_write16(uint64_t addr, uint16_t v)
+{
+	__asm__ volatile("movw %0, (%1)" : : "r"(v), "r"(addr) : "memory");
+}
+
+/* A full fence (store -> load ordering), without mfence: a locked no-op on the stack. */
+static inline void mb(void)
+{
+	__asm__ volatile("lock; orq $0, (%%rsp)" : : : "memory", "cc");
 }
 
 static inline uint64_t rdtsc(void)

@@ -9,9 +9,13 @@
 #define PTE_PCD 0x010ull
 #define PTE_PS	0x080ull
 
+#define USER_HIGH_PDS 8 /* GiB-sized windows above 4 GiB that kit_map_mmio can add */
+
 static uint64_t user_pml4[512] __attribute__((aligned(4096)));
 static uint64_t user_pdpt[512] __attribute__((aligned(4096)));
 static uint64_t user_pd[4][512] __attribute__((aligned(4096)));
+static uint64_t user_pd_high[USER_HIGH_PDS][512] __attribute__((aligned(4096)));
+static unsigned user_pd_high_used;
 static uint8_t user_stack[64 * 1024] __attribute__((aligned(16)));
 static uint8_t ring0_stack[16 * 1024] __attribute__((aligned(16)));
 static bool user_ready;
@@ -102,4 +106,33 @@ uint64_t user_call(uint64_t (*fn)(uint64_t arg), uint64_t arg)
 	uint64_t flags = (read_rflags() & RFLAGS_IF) | RFLAGS_IOPL | 0x2;
 	return user_call_asm(fn, arg, (uint64_t)(uintptr_t)(user_stack + sizeof(user_stack)),
 			     flags);
+}
+
+bool kit_map_mmio(uint64_t addr, uint64_t len)
+{
+	if (!len)
+		return true;
+	uint64_t last = addr + len - 1;
+	if (last < addr || (last >> 30) >= 512)
+		return false;
+	if (!user_ready) {
+		if (cpl() != 0)
+			return false;
+		user_init();
+	}
+	for (uint64_t g = addr >> 30; g <= last >> 30; g++) {
+		if (g < 4 || (user_pdpt[g] & PTE_P))
+			continue;
+		if (user_pd_high_used == USER_HIGH_PDS)
+			return false;
+		uint64_t *pd = user_pd_high[user_pd_high_used++];
+		for (uint64_t i = 0; i < 512; i++)
+			pd[i] = (g << 30) | (i << 21) | PTE_P | PTE_RW | PTE_US | PTE_PS | PTE_PCD |
+				PTE_PWT;
+		barrier();
+		/* a not-present entry is never cached, so no TLB flush is needed (ring 3 can
+		 * add a window too: the tables are in the kit's U-mapped memory) */
+		user_pdpt[g] = (uint64_t)(uintptr_t)pd | PTE_P | PTE_RW | PTE_US;
+	}
+	return true;
 }
