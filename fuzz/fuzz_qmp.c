@@ -64,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.name = "fuzz";
 	struct qmp_server s;
 	qmp_server_init(&s);
-	s.vm = (struct qmp_vm){&cfg, &ctl, NULL, NULL, 0, -1};
+	s.vm = (struct qmp_vm){.cfg = &cfg, .control = &ctl, .vm_fd = -1};
 	struct qmp_client *c = qmp_client_attach(&s, sv[0]);
 	if (!c) {
 		close(sv[0]);

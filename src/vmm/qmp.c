@@ -523,7 +523,62 @@ static cJSON *cmd_query_chardev(struct qmp_server *s, struct qmp_client *c, cJSO
 	return r;
 }
 
-/* No block or PCI devices until VirtIO lands: the lists are empty. */
+static unsigned cfg16(const struct pci_function *f, unsigned off)
+{
+	return f->cfg[off] | (unsigned)f->cfg[off + 1] << 8;
+}
+
+/* QEMU's shape: one bus, its functions with IDs, class and memory BARs, read from config
+ * space under the host's lock. */
+static cJSON *cmd_query_pci(struct qmp_server *s, struct qmp_client *c, cJSON *args,
+			    struct qmp_error *err)
+{
+	cJSON *r = cJSON_CreateArray();
+	struct pci_host *h = s->vm.pci;
+	if (!h)
+		return r;
+	cJSON *bus = cJSON_CreateObject();
+	cJSON_AddNumberToObject(bus, "bus", 0);
+	cJSON *devs = cJSON_AddArrayToObject(bus, "devices");
+	pthread_mutex_lock(&h->lock);
+	for (unsigned slot = 0; slot < PCI_MAX_DEVICES; slot++) {
+		const struct pci_function *f = h->fns[slot];
+		if (!f)
+			continue;
+		cJSON *d = cJSON_CreateObject();
+		cJSON_AddNumberToObject(d, "bus", 0);
+		cJSON_AddNumberToObject(d, "slot", f->devfn >> 3);
+		cJSON_AddNumberToObject(d, "function", f->devfn & 7);
+		cJSON *ci = cJSON_AddObjectToObject(d, "class_info");
+		cJSON_AddNumberToObject(ci, "class", cfg16(f, 0x0a));
+		cJSON *id = cJSON_AddObjectToObject(d, "id");
+		cJSON_AddNumberToObject(id, "vendor", cfg16(f, 0x00));
+		cJSON_AddNumberToObject(id, "device", cfg16(f, 0x02));
+		cJSON_AddNumberToObject(id, "subsystem-vendor", cfg16(f, 0x2c));
+		cJSON_AddNumberToObject(id, "subsystem", cfg16(f, 0x2e));
+		cJSON_AddStringToObject(d, "qdev_id", "");
+		cJSON *regions = cJSON_AddArrayToObject(d, "regions");
+		for (unsigned b = 0; b < PCI_MAX_BARS; b++) {
+			const struct pci_bar *bar = &f->bars[b];
+			if (!bar->size)
+				continue;
+			cJSON *reg = cJSON_CreateObject();
+			cJSON_AddNumberToObject(reg, "bar", b);
+			cJSON_AddStringToObject(reg, "type", "memory");
+			cJSON_AddNumberToObject(reg, "address", (double)bar->addr);
+			cJSON_AddNumberToObject(reg, "size", (double)bar->size);
+			cJSON_AddBoolToObject(reg, "prefetch", bar->prefetchable);
+			cJSON_AddBoolToObject(reg, "mem_type_64", bar->is_64);
+			cJSON_AddItemToArray(regions, reg);
+		}
+		cJSON_AddItemToArray(devs, d);
+	}
+	pthread_mutex_unlock(&h->lock);
+	cJSON_AddItemToArray(r, bus);
+	return r;
+}
+
+/* No block devices until virtio-blk lands: the list is empty. */
 static cJSON *cmd_empty_list(struct qmp_server *s, struct qmp_client *c, cJSON *args,
 			     struct qmp_error *err)
 {
@@ -587,7 +642,7 @@ static const struct qmp_cmd qmp_cmds[] = {
     {"query-stats", cmd_query_stats, args_stats},
     {"query-chardev", cmd_query_chardev, NULL},
     {"query-block", cmd_empty_list, NULL},
-    {"query-pci", cmd_empty_list, NULL},
+    {"query-pci", cmd_query_pci, NULL},
     {"query-migrate", cmd_query_migrate, NULL},
     {"migrate", cmd_no_snapshots, args_migrate},
     {"migrate-incoming", cmd_no_snapshots, args_incoming},

@@ -13,6 +13,7 @@
 #include "core/control.h"
 #include "core/loop.h"
 #include "core/power.h"
+#include "devices/pci.h"
 #include "util/err.h"
 #include "vmm/vcpu.h"
 
@@ -27,6 +28,7 @@ struct qmp_vm {
 	struct vcpu *vcpus;
 	unsigned nvcpus;
 	int vm_fd;
+	struct pci_host *pci; /* query-pci; NULL: no PCI bus */
 };
 
 struct qmp_client;

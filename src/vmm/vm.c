@@ -518,8 +518,13 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 		vm->consoles[i].nvcpus = vm->nvcpus;
 	}
 	if (vm->qmp_open) {
-		struct qmp_vm q = {vm->cfg,   &vm->control, &vm->power,
-				   vm->vcpus, vm->nvcpus,   vm->vm_fd};
+		struct qmp_vm q = {.cfg = vm->cfg,
+				   .control = &vm->control,
+				   .power = &vm->power,
+				   .vcpus = vm->vcpus,
+				   .nvcpus = vm->nvcpus,
+				   .vm_fd = vm->vm_fd,
+				   .pci = vm->pci_created ? &vm->pci : NULL};
 		if ((ret = qmp_server_start(&vm->qmp, &vm->loop, &q, e)) < 0)
 			return ret;
 	}

@@ -212,7 +212,7 @@ class Greeting(QmpBase):
 
 
 class Commands(QmpBase):
-    extra = ("--name", "qmp-test", "--cpus", "2")
+    extra = ("--name", "qmp-test", "--cpus", "2", "-device", "virtio-rng-pci")
 
     def test_query_status(self):
         c = self.client()
@@ -283,7 +283,16 @@ class Commands(QmpBase):
         self.assertEqual(labels["serial0"], "stdio")
         self.assertIn(self.vm.path, labels["qmp"])
         self.assertEqual(c.ok("query-block"), [])
-        self.assertEqual(c.ok("query-pci"), [])
+        buses = c.ok("query-pci")
+        self.assertEqual([b["bus"] for b in buses], [0])
+        devs = buses[0]["devices"]
+        # The host bridge at 00:00.0 (8086:29c0, class 0x0600), and the virtio-rng function.
+        self.assertEqual((devs[0]["slot"], devs[0]["id"]["vendor"], devs[0]["id"]["device"],
+                          devs[0]["class_info"]["class"]), (0, 0x8086, 0x29c0, 0x0600))
+        rng = [d for d in devs if d["id"]["vendor"] == 0x1af4]
+        self.assertEqual(len(rng), 1, devs)
+        self.assertEqual(rng[0]["id"]["device"], 0x1044)  # modern virtio-rng
+        self.assertTrue(rng[0]["regions"] and rng[0]["regions"][0]["size"] > 0)
         self.assertEqual(c.ok("query-migrate"), {})
 
     def test_snapshot_commands_check_arguments_then_refuse(self):
