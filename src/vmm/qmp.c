@@ -1062,13 +1062,24 @@ int qmp_server_open(struct qmp_server *s, const struct chardev_cfg *cfg, struct 
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return errf(e, -errno, "QMP socket: %s", strerror(errno));
+	/* Bound under a temporary name and renamed once listening, so a client that sees the
+	 * path can connect at once. */
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	memcpy(sa.sun_path, s->path, strlen(s->path) + 1);
+	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.%d", s->path, (int)getpid());
+	bool renamed = n > 0 && (size_t)n < sizeof(sa.sun_path);
+	if (!renamed)
+		memcpy(sa.sun_path, s->path, strlen(s->path) + 1);
+	/* An old socket is replaced; any other file is left alone (bind fails on it). */
 	struct stat st;
+	if (lstat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(sa.sun_path);
 	if (lstat(s->path, &st) == 0 && S_ISSOCK(st.st_mode))
 		unlink(s->path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0 ||
+	    (renamed && rename(sa.sun_path, s->path) < 0)) {
 		int err = errno;
+		if (renamed)
+			unlink(sa.sun_path);
 		close(fd);
 		return errf(e, -err, "cannot listen for QMP at %s: %s", s->path, strerror(err));
 	}
