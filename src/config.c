@@ -1,4 +1,5 @@
 #include "config.h"
+#include "config_net.h"
 #include "virtio/virtio.h" /* virtio_find_type: -device drivers kvmini has */
 
 #include <errno.h>
@@ -32,6 +33,7 @@ enum opt_id {
 	OPT_ACCEL,
 	OPT_DEVICE,
 	OPT_DRIVE,
+	OPT_DISK,
 	OPT_NETDEV,
 	OPT_CHARDEV,
 	OPT_OBJECT,
@@ -45,6 +47,8 @@ enum opt_id {
 	OPT_QMP,
 	OPT_VIRTIO_TRANSPORT,
 	OPT_VERSION,
+	OPT_NET,
+	OPT_NIC,
 	OPT_RNG,
 };
 
@@ -84,6 +88,7 @@ static const struct opt_def opt_table[] = {
     {"accel", OPT_ACCEL, true},
     {"device", OPT_DEVICE, true},
     {"drive", OPT_DRIVE, true},
+    {"disk", OPT_DISK, true},
     {"netdev", OPT_NETDEV, true},
     {"chardev", OPT_CHARDEV, true},
     {"object", OPT_OBJECT, true},
@@ -98,6 +103,8 @@ static const struct opt_def opt_table[] = {
     {"qmp", OPT_QMP, true},
     {"virtio-transport", OPT_VIRTIO_TRANSPORT, true},
     {"version", OPT_VERSION, false},
+    {"net", OPT_NET, true},
+    {"nic", OPT_NIC, true},
     {"rng", OPT_RNG, false},
 };
 
@@ -106,13 +113,11 @@ static const struct {
 	const char *name;
 	const char *why;
 } unsupported_hints[] = {
-    {"hda", "virtio block devices arrive in a later version"},
-    {"cdrom", "virtio block devices arrive in a later version"},
-    {"blockdev", "virtio block devices arrive in a later version"},
+    {"hda", "use --disk PATH or -drive file=PATH,format=raw,if=virtio"},
+    {"cdrom", "kvmini has no CD-ROM; --disk PATH,ro gives a read-only disk"},
+    {"blockdev", "use -drive if=none,id=ID,file=PATH -device virtio-blk-pci,drive=ID"},
     {"vga", "kvmini has no display; the console is the serial port"},
     {"bios", "kvmini boots the kernel directly, without firmware"},
-    {"nic", "network devices arrive with VirtIO in the next version"},
-    {"net", "network devices arrive with VirtIO in the next version"},
     {"virtfs", "VirtIO devices arrive in the next version"},
     {"boot", "kvmini boots the kernel given with -kernel, without firmware"},
     {"daemonize", "kvmini runs in the foreground"},
@@ -942,6 +947,8 @@ static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 		return set_debug_exit(cfg, o, e);
 	if (!strncmp(o->type, "virtio-serial", 13) || !strcmp(o->type, "virtconsole"))
 		return add_virtio_serial(cfg, o, e);
+	if (config_is_blk_driver(o->type))
+		return 0; /* checked with the -drives, once all are read */
 	if (!strcmp(o->type, "help") || !strcmp(o->type, "?"))
 		return CFG_ERR(
 		    e,
@@ -1037,8 +1044,14 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 		return add_device(cfg, "virtio-rng", e);
 	case OPT_DRIVE:
 		return keyed_list_add(&cfg->drives, "drive", u->val, NULL, e);
+	case OPT_DISK:
+		return config_add_disk(cfg, u->val, e);
 	case OPT_NETDEV:
 		return keyed_list_add(&cfg->netdevs, "netdev", u->val, NULL, e);
+	case OPT_NET:
+		return config_add_net(cfg, u->val, e);
+	case OPT_NIC:
+		return config_add_nic(cfg, u->val, e);
 	case OPT_CHARDEV:
 		return keyed_list_add(&cfg->chardevs, "chardev", u->val, NULL, e);
 	case OPT_OBJECT:
@@ -1316,18 +1329,11 @@ static int check_virtio_console(const struct vm_config *cfg, struct errbuf *e)
 
 /* The keyed options parse into lists for the devices and backends that will read them;
  * until one does, running without what the user asked for would be a silent lie. */
-static int refuse_unread_keyed(const struct vm_config *cfg, struct errbuf *e)
+static int refuse_unread_keyed(struct vm_config *cfg, struct errbuf *e)
 {
-	if (cfg->drives.n)
-		return CFG_ERR(e,
-			       "invalid -drive '%s': kvmini has no block devices yet (VirtIO "
-			       "devices come in the next version)",
-			       cfg->drives.items[0].spec);
-	if (cfg->netdevs.n)
-		return CFG_ERR(e,
-			       "invalid -netdev '%s': kvmini has no network devices yet (VirtIO "
-			       "devices come in the next version)",
-			       cfg->netdevs.items[0].spec);
+	int r = config_finish_disks(cfg, e);
+	if (r)
+		return one_line(e, r);
 	for (unsigned i = 0; i < cfg->objects.n; i++) {
 		struct keyed_opts *o = &cfg->objects.items[i];
 		/* Entropy sources for virtio-rng: kvmini reads getrandom(2) for both. */
@@ -1381,6 +1387,8 @@ static int check_final(struct vm_config *cfg, const char **refs, struct errbuf *
 		r = check_virtio_console(cfg, e);
 	if (!r)
 		r = refuse_unread_keyed(cfg, e);
+	if (!r)
+		r = config_check_net(cfg, e);
 	if (r)
 		return r;
 	for (unsigned v = cfg->ncpus; v < KVMINI_MAX_VCPUS; v++) {
@@ -1513,6 +1521,20 @@ const char *config_usage(void)
 	       "                          (the kernel's own decompressor) or auto (default: auto)\n"
 	       "  --rng                   a virtio-rng device (host getrandom(2) for the guest's\n"
 	       "                          hwrng), on PCI\n"
+	       "  --disk PATH[,ro][,id=NAME][,cache=none|writeback][,queues=N]\n"
+	       "                          a virtio-blk disk on a raw image or block device\n"
+	       "                          (repeatable); ro: read-only; NAME: the serial the\n"
+	       "                          guest reads (default: disk0, disk1, ...); cache=none:\n"
+	       "                          O_DIRECT; N queues (1 to 64, default 1). I/O goes\n"
+	       "                          through io_uring; the image is locked against a\n"
+	       "                          second kvmini; qcow2 and other formats are refused\n"
+	       "  --net tap=IFNAME[,mac=XX:XX:XX:XX:XX:XX][,queues=N]   a virtio-net NIC on the\n"
+	       "                          tap IFNAME (created if missing; needs CAP_NET_ADMIN\n"
+	       "                          or a tap owned by the user); MAC generated as\n"
+	       "                          06:6b:76:xx:xx:xx when not given; queues 1 to 16 (1).\n"
+	       "                          Repeatable. kvmini runs no scripts: set the tap up\n"
+	       "                          beforehand. `kvmini info` says which data path\n"
+	       "                          (user space or vhost-net) a VM gets\n"
 	       "  -v, --verbose           more diagnostics; repeat for more (-v -v or -vv)\n"
 	       "  -q, --quiet             fewer diagnostics\n"
 	       "  -h, --help              print this help\n"
@@ -1560,6 +1582,20 @@ const char *config_usage(void)
 	       "  -device virtio-rng-pci[,rng=ID]   same as --rng; ID names an -object\n"
 	       "                          rng-random,id=ID[,filename=PATH] or rng-builtin,id=ID\n"
 	       "                          (kvmini reads getrandom(2) for either)\n"
+	       "  -drive file=PATH[,format=raw][,if=virtio][,readonly=on][,cache=none][,id=ID]\n"
+	       "                          same as --disk (if= defaults to virtio: kvmini has no\n"
+	       "                          IDE; aio= is accepted, io_uring is always used)\n"
+	       "  -drive if=none,id=ID,file=PATH,... -device virtio-blk-pci,drive=ID\n"
+	       "                          [,num-queues=N][,serial=S]   the same disk in two parts\n"
+	       "                          (S: up to 20 bytes; default: the drive's id)\n"
+	       "  -netdev tap,id=ID,ifname=IF[,script=no][,downscript=no][,queues=N][,vhost=off]\n"
+	       "    -device virtio-net-pci,netdev=ID[,mac=MAC][,mq=on]   same as --net tap=IF\n"
+	       "                          (mq=on for several queue pairs, as QEMU; script and\n"
+	       "                          downscript other than no are refused: kvmini runs no\n"
+	       "                          scripts; vhost=on is refused)\n"
+	       "  -nic tap,ifname=IF[,script=no][,downscript=no][,model=virtio-net-pci]\n"
+	       "                          [,mac=MAC][,queues=N]   same as --net; -nic none adds\n"
+	       "                          nothing\n"
 	       "  -machine, -M [type=]pc|q35|microvm[,accel=kvm]   accepted: kvmini has one\n"
 	       "                          machine (a PC booted without firmware) whatever the\n"
 	       "                          type (also pc-q35-*, pc-i440fx-*); kernel-irqchip=on,\n"
@@ -1574,8 +1610,7 @@ const char *config_usage(void)
 	       "  -version                print the version and exit\n"
 	       "\n"
 	       "Keyed values follow QEMU's syntax: TYPE,key=value,... with ',,' for a comma in a\n"
-	       "value, a bare key for key=on and noKEY for key=off. -drive, -netdev, other\n"
-	       "-object types and -device with any other driver (virtio-blk-pci, ...) are parsed\n"
-	       "and then refused, naming what kvmini lacks. Other QEMU options are rejected by\n"
-	       "name.\n";
+	       "value, a bare key for key=on and noKEY for key=off. -netdev other than tap, other\n"
+	       "-object types and -device with any other driver are parsed and then refused,\n"
+	       "naming what kvmini lacks. Other QEMU options are rejected by name.\n";
 }

@@ -149,6 +149,13 @@ int config_parse_size(const char *s, uint64_t *out);
  * -EINVAL with e filled if there is none, it is a serial port's, or it asks for mux. */
 int config_chardev_lookup(const struct vm_config *cfg, const char *id, struct chardev_cfg *out,
 			  struct errbuf *e);
+/* Disks (config_blk.c). --disk PATH[,ro][,id=NAME][,cache=none|writeback][,queues=N]
+ * adds an if=none -drive and a -device virtio-blk-pci naming it; config_finish_disks(),
+ * once every option is read, checks each -drive (raw only, if=virtio|none) and each
+ * -device virtio-blk*, and turns -drive if=virtio into the same pair. */
+int config_add_disk(struct vm_config *cfg, const char *spec, struct errbuf *e);
+bool config_is_blk_driver(const char *driver);
+int config_finish_disks(struct vm_config *cfg, struct errbuf *e);
 /* The `kvmini run --help` text. */
 const char *config_usage(void);
 

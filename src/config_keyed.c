@@ -18,7 +18,8 @@ static const struct {
     {"netdev", "type", true, true},	{"chardev", "backend", true, true},
     {"object", "qom-type", true, true}, {"mon", "chardev", true, false},
     {"machine", "type", false, false},	{"name", "guest", false, false},
-    {"accel", "accel", true, false},
+    {"accel", "accel", true, false},	{"nic", "type", true, false},
+    {"net", NULL, false, false},
 };
 
 static int kind_of(const char *option)

@@ -13,6 +13,7 @@
 #include "util/err.h"
 #include "util/file.h"
 #include "util/log.h"
+#include "virtio/net.h"
 #include "vmm/kvm.h"
 #include "vmm/vm.h"
 
@@ -137,7 +138,9 @@ int main(int argc, char **argv)
 			log_error("'kvmini info' takes no arguments (got '%s')", argv[2]);
 			return EXIT_USAGE;
 		}
-		return kvm_host_print_info(stdout) < 0 ? 1 : 0;
+		int r = kvm_host_print_info(stdout);
+		printf("virtio-net:      %s\n", virtio_net_datapath());
+		return r < 0 ? 1 : 0;
 	}
 	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
 		fputs(main_usage, stdout);

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include <linux/virtio_pci.h>
 
@@ -36,7 +37,7 @@ static struct virtio_pci *fn_to_vp(struct pci_function *f)
 
 /* --- interrupts ---------------------------------------------------------------------- */
 
-/* With t->lock held. */
+/* With t->irq_lock held. */
 static void vp_fire_vector(struct virtio_pci *t, unsigned v)
 {
 	struct virtio_pci_vector *x = &t->vec[v];
@@ -61,7 +62,7 @@ static void vp_deliver_pending(struct virtio_pci *t)
 
 static void vp_signal(struct virtio_pci *t, uint16_t vector, uint8_t isr_bit)
 {
-	pthread_mutex_lock(&t->lock);
+	pthread_mutex_lock(&t->irq_lock);
 	if (t->msix_enabled) {
 		if (vector < t->nvectors)
 			vp_fire_vector(t, vector);
@@ -70,7 +71,7 @@ static void vp_signal(struct virtio_pci *t, uint16_t vector, uint8_t isr_bit)
 		if (!(pci_cfg_get16(&t->fn, PCI_REG_COMMAND) & PCI_CMD_INTX_DISABLE))
 			irq_raise(&t->intx);
 	}
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&t->irq_lock);
 }
 
 static void vp_notify_queue(void *transport, unsigned q)
@@ -91,7 +92,7 @@ static const struct virtio_transport_ops vp_transport_ops = {
     .notify_config = vp_notify_config,
 };
 
-/* The guest changed table entry v: the route follows it. With t->lock held. */
+/* The guest changed table entry v: the route follows it. With t->irq_lock held. */
 static void vp_update_route(struct virtio_pci *t, unsigned v)
 {
 	struct virtio_pci_vector *x = &t->vec[v];
@@ -156,8 +157,10 @@ static void vp_reset_locked(struct virtio_pci *t)
 	t->msix_config = VIRTIO_MSI_NO_VECTOR;
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
 		t->queue_vector[q] = VIRTIO_MSI_NO_VECTOR;
+	pthread_mutex_lock(&t->irq_lock);
 	atomic_store(&t->isr, 0);
 	irq_lower(&t->intx);
+	pthread_mutex_unlock(&t->irq_lock);
 }
 
 static uint16_t vp_checked_vector(struct virtio_pci *t, uint64_t v)
@@ -189,10 +192,17 @@ static void vp_common_write_field(struct virtio_pci *t, unsigned off, uint64_t v
 	case VIRTIO_PCI_COMMON_MSIX:
 		t->msix_config = vp_checked_vector(t, v);
 		return;
-	case VIRTIO_PCI_COMMON_STATUS:
-		if (virtio_dev_set_status(d, (uint8_t)v) == 0)
+	case VIRTIO_PCI_COMMON_STATUS: {
+		/* Not under t->lock: a reset waits for the device's workers, and a worker
+		 * sending an interrupt takes t->lock (vp_signal). d->lock orders status
+		 * changes. */
+		pthread_mutex_unlock(&t->lock);
+		uint8_t st = virtio_dev_set_status(d, (uint8_t)v);
+		pthread_mutex_lock(&t->lock);
+		if (st == 0)
 			vp_reset_locked(t);
 		return;
+	}
 	case VIRTIO_PCI_COMMON_Q_SELECT:
 		t->queue_select = (uint16_t)v;
 		return;
@@ -286,7 +296,7 @@ static void vp_common_io(struct virtio_pci *t, uint32_t off, uint8_t *data, uint
 static void vp_msix_table_io(struct virtio_pci *t, uint32_t off, uint8_t *data, uint32_t len,
 			     bool is_write)
 {
-	pthread_mutex_lock(&t->lock);
+	pthread_mutex_lock(&t->irq_lock);
 	for (uint32_t i = 0; i < len; i++) {
 		uint32_t o = off + i, v = o / 16, w = (o % 16) / 4, b = o % 4;
 		if (v >= t->nvectors) {
@@ -310,7 +320,7 @@ static void vp_msix_table_io(struct virtio_pci *t, uint32_t off, uint8_t *data, 
 			vp_update_route(t, v);
 		vp_deliver_pending(t);
 	}
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&t->irq_lock);
 }
 
 static void vp_msix_pba_io(struct virtio_pci *t, uint32_t off, uint8_t *data, uint32_t len,
@@ -318,7 +328,7 @@ static void vp_msix_pba_io(struct virtio_pci *t, uint32_t off, uint8_t *data, ui
 {
 	if (is_write) /* read-only */
 		return;
-	pthread_mutex_lock(&t->lock);
+	pthread_mutex_lock(&t->irq_lock);
 	for (uint32_t i = 0; i < len; i++) {
 		uint8_t byte = 0;
 		for (unsigned bit = 0; bit < 8; bit++) {
@@ -328,7 +338,7 @@ static void vp_msix_pba_io(struct virtio_pci *t, uint32_t off, uint8_t *data, ui
 		}
 		data[i] = byte;
 	}
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&t->irq_lock);
 }
 
 /* --- BAR 0 ----------------------------------------------------------------------------- */
@@ -354,10 +364,10 @@ void virtio_pci_bar_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t le
 		memset(data, 0, len);
 		if (off == 0) {
 			/* Reading the ISR clears it and deasserts INTx (4.1.4.5). */
-			pthread_mutex_lock(&t->lock);
+			pthread_mutex_lock(&t->irq_lock);
 			data[0] = atomic_exchange(&t->isr, 0);
 			irq_lower(&t->intx);
-			pthread_mutex_unlock(&t->lock);
+			pthread_mutex_unlock(&t->irq_lock);
 		}
 		return;
 	case VIRTIO_PCI_DEVICE_OFFSET:
@@ -419,7 +429,7 @@ static void vp_cfg_read(struct pci_function *f, uint32_t off, uint8_t *data, uin
 static void vp_msix_control_changed(struct virtio_pci *t)
 {
 	uint16_t ctrl = pci_cfg_get16(&t->fn, t->msix_cap + 2);
-	pthread_mutex_lock(&t->lock);
+	pthread_mutex_lock(&t->irq_lock);
 	bool was = t->msix_enabled;
 	t->msix_enabled = ctrl & MSIX_CTRL_ENABLE;
 	t->msix_masked = ctrl & MSIX_CTRL_MASKALL;
@@ -432,7 +442,7 @@ static void vp_msix_control_changed(struct virtio_pci *t)
 		irq_lower(&t->intx);
 	}
 	vp_deliver_pending(t);
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&t->irq_lock);
 }
 
 static void vp_cfg_write(struct pci_function *f, uint32_t off, const uint8_t *data, uint32_t len)
@@ -449,8 +459,11 @@ static void vp_cfg_write(struct pci_function *f, uint32_t off, const uint8_t *da
 	if (off < t->msix_cap + 4u && off + len > t->msix_cap + 2u)
 		vp_msix_control_changed(t);
 	if (off <= PCI_REG_COMMAND + 1 && off + len > PCI_REG_COMMAND + 1 &&
-	    (f->cfg[PCI_REG_COMMAND + 1] & (PCI_CMD_INTX_DISABLE >> 8)))
+	    (f->cfg[PCI_REG_COMMAND + 1] & (PCI_CMD_INTX_DISABLE >> 8))) {
+		pthread_mutex_lock(&t->irq_lock);
 		irq_lower(&t->intx);
+		pthread_mutex_unlock(&t->irq_lock);
+	}
 }
 
 /* Queue notifications follow BAR 0. */
@@ -466,7 +479,10 @@ static void vp_bar_moved(struct pci_function *f, unsigned bar, uint64_t addr, bo
 			continue;
 		}
 		uint64_t a = addr + VIRTIO_PCI_NOTIFY_OFFSET + q * VIRTIO_PCI_NOTIFY_MULT;
-		t->notify_in_kernel[q] = ioeventfd_assign(&t->notify[q], a, 2) == 0;
+		int ret = ioeventfd_assign(&t->notify[q], a, 2);
+		t->notify_in_kernel[q] = ret == 0;
+		log_debug("%s: queue %u notify at 0x%llx: %s", t->dev->ops->name, q,
+			  (unsigned long long)a, ret == 0 ? "ioeventfd" : "MMIO exit");
 	}
 }
 
@@ -498,8 +514,36 @@ static int vp_add_vendor_cap(struct pci_function *f, uint8_t type, uint32_t offs
 	return pci_function_add_cap(f, cap, len, NULL);
 }
 
+static void vp_intx_resample(void *opaque, int fd, uint32_t events)
+{
+	struct virtio_pci *t = opaque;
+	irq_resample(&t->intx);
+}
+
+/* INTx as a level-triggered irqfd with a resample fd: KVM deasserts the line at the
+ * guest's EOI and tells the loop, which asserts it again if the ISR is still set. A
+ * KVM_IRQ_LINE line where the irqfd is refused. */
+static int vp_init_intx(struct virtio_pci *t, unsigned gsi, struct errbuf *e)
+{
+	struct errbuf ignored;
+	if (t->env.vm_fd >= 0 && t->env.loop &&
+	    irq_init_line_irqfd(&t->intx, t->env.vm_fd, gsi, true, &ignored) == 0) {
+		int ret =
+		    loop_add_fd(t->env.loop, t->intx.resample_fd, EPOLLIN, vp_intx_resample, t);
+		if (ret == 0) {
+			t->intx_on_loop = true;
+			return 0;
+		}
+		irq_destroy(&t->intx);
+	}
+	return irq_init_line(&t->intx, t->env.vm_fd, gsi);
+}
+
 static void vp_free(struct virtio_pci *t)
 {
+	if (t->intx_on_loop)
+		loop_del_fd(t->env.loop, t->intx.resample_fd);
+	irq_destroy(&t->intx);
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
 		ioeventfd_destroy(&t->notify[q]);
 	for (unsigned v = 0; v < t->nvectors; v++)
@@ -507,6 +551,7 @@ static void vp_free(struct virtio_pci *t)
 			irq_destroy(&t->vec[v].irq);
 	free(t->vec);
 	pthread_mutex_destroy(&t->lock);
+	pthread_mutex_destroy(&t->irq_lock);
 	free(t);
 }
 
@@ -522,6 +567,7 @@ int virtio_pci_create(const struct virtio_pci_env *env, struct virtio_dev *d,
 	t->env = *env;
 	irq_init_line(&t->intx, -1, 0); /* wired once the slot is known */
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_mutex_init(&t->irq_lock, NULL);
 	t->nvectors = d->nqueues + 1; /* one per queue and one for configuration changes */
 	t->vec = calloc(t->nvectors, sizeof(*t->vec));
 	if (!t->vec) {
@@ -606,7 +652,11 @@ int virtio_pci_create(const struct virtio_pci_env *env, struct virtio_dev *d,
 	}
 	unsigned slot = f->devfn >> 3;
 	uint8_t gsi = (uint8_t)(VIRTIO_PCI_INTX_GSI_BASE + slot % 8);
-	irq_init_line(&t->intx, env->vm_fd, gsi);
+	if ((ret = vp_init_intx(t, gsi, e)) < 0) {
+		pci_host_remove(env->host, f);
+		vp_free(t);
+		return ret;
+	}
 	pci_function_set_intx(f, gsi);
 	f->reset_cfg[PCI_REG_INTERRUPT_LINE] = gsi;
 	f->reset_cfg[PCI_REG_INTERRUPT_PIN] = 1;
@@ -622,6 +672,7 @@ static void vp_list_reset(void *dev)
 	struct virtio_pci *t = dev;
 	pthread_mutex_lock(&t->lock);
 	vp_reset_locked(t);
+	pthread_mutex_lock(&t->irq_lock);
 	t->msix_enabled = t->msix_masked = false;
 	for (unsigned v = 0; v < t->nvectors; v++) {
 		struct virtio_pci_vector *x = &t->vec[v];
@@ -630,6 +681,7 @@ static void vp_list_reset(void *dev)
 		x->pending = false;
 		vp_update_route(t, v);
 	}
+	pthread_mutex_unlock(&t->irq_lock);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -646,6 +698,7 @@ static int vp_list_save(void *dev, struct state_writer *w)
 	state_put_u32(w, t->dev->nqueues);
 	for (unsigned q = 0; q < t->dev->nqueues; q++)
 		state_put_u16(w, t->queue_vector[q]);
+	pthread_mutex_lock(&t->irq_lock);
 	state_put_u8(w, atomic_load(&t->isr));
 	state_put_u32(w, t->nvectors);
 	for (unsigned v = 0; v < t->nvectors; v++) {
@@ -656,6 +709,7 @@ static int vp_list_save(void *dev, struct state_writer *w)
 		state_put_u32(w, x->ctrl);
 		state_put_u8(w, x->pending);
 	}
+	pthread_mutex_unlock(&t->irq_lock);
 	pthread_mutex_unlock(&t->lock);
 	return w->err;
 }
@@ -705,6 +759,7 @@ static int vp_list_load(void *dev, struct state_reader *r)
 	t->msix_config = vp_checked_vector(t, mc);
 	for (unsigned q = 0; q < nq; q++)
 		t->queue_vector[q] = vp_checked_vector(t, qv[q]);
+	pthread_mutex_lock(&t->irq_lock);
 	atomic_store(&t->isr, isr);
 	for (unsigned v = 0; v < nv; v++) {
 		struct virtio_pci_vector *x = &t->vec[v];
@@ -715,6 +770,7 @@ static int vp_list_load(void *dev, struct state_reader *r)
 		x->pending = vec[v].pending;
 		vp_update_route(t, v);
 	}
+	pthread_mutex_unlock(&t->irq_lock);
 	pthread_mutex_unlock(&t->lock);
 	free(vec);
 	return 0;
@@ -726,6 +782,9 @@ static void vp_list_destroy(void *dev)
 	pci_host_remove(t->fn.host, &t->fn);
 	if (t->fn.host && t->fn.host->mmio)
 		bus_synchronize(t->fn.host->mmio);
+	/* A device with worker threads (virtio-blk) may be interrupting through t: stop it
+	 * before t goes. */
+	virtio_dev_reset(t->dev);
 	t->dev->tops = NULL;
 	vp_free(t);
 }

@@ -58,7 +58,11 @@ struct virtio_pci {
 	struct pci_function fn;
 	struct virtio_dev *dev;
 	struct virtio_pci_env env;
-	pthread_mutex_t lock; /* selectors, vectors, MSI-X state */
+	/* Lock order: lock, then the device's d->lock, then irq_lock (a leaf: nothing is
+	 * taken under it), so a device worker interrupting during a reset that waits for it
+	 * never waits for a vCPU stuck behind the reset. */
+	pthread_mutex_t lock;	  /* selectors and queue vectors (the common configuration) */
+	pthread_mutex_t irq_lock; /* the MSI-X table, PBA and enable bits, the ISR, INTx */
 	uint32_t device_feature_select, driver_feature_select;
 	uint64_t driver_features; /* as written, both halves */
 	uint16_t queue_select;
@@ -69,6 +73,7 @@ struct virtio_pci {
 	struct virtio_pci_vector *vec;
 	atomic_uchar isr;
 	struct irq intx;
+	bool intx_on_loop;	   /* intx.resample_fd is watched by the loop */
 	uint8_t msix_cap, cfg_cap; /* config-space offsets of those capabilities */
 	struct ioeventfd notify[VIRTIO_MAX_QUEUES];
 	bool notify_in_kernel[VIRTIO_MAX_QUEUES];

@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "virtio/console.h"
+#include "virtio/blk.h"
+#include "virtio/net.h"
 #include "virtio/virtio.h"
 
 /* Each device file defines its type; add it here. */
@@ -10,7 +12,9 @@ extern const struct virtio_dev_type virtio_rng_type;
 
 static const struct virtio_dev_type *const virtio_types[] = {
     &virtio_console_type,
+    &virtio_net_type,
     &virtio_rng_type,
+    &virtio_blk_type,
 };
 
 const struct virtio_dev_type *virtio_find_type(const char *driver)

@@ -18,6 +18,7 @@ struct virtio_rng {
 	struct vq_request req; /* one request in flight at a time: ~16 KiB, not on the stack */
 	pthread_mutex_t lock;  /* the queue's owner: ioeventfd (loop) or a vCPU's MMIO write */
 	uint64_t bytes;	       /* handed to the guest, for statistics */
+	bool serving;	       /* between start (DRIVER_OK) and reset, under lock */
 };
 
 /* Fills the writable part of req; returns the bytes written. */
@@ -49,7 +50,7 @@ static void rng_queue_notify(struct virtio_dev *d, unsigned q)
 	struct virtqueue *vq = &d->vqs[0];
 	pthread_mutex_lock(&r->lock);
 	bool pushed = false;
-	for (;;) {
+	while (r->serving) {
 		int ret = virtqueue_pop(vq, &r->req);
 		if (ret == 0) {
 			/* Ask for the next kick; buffers that raced in are served now. */
@@ -73,6 +74,39 @@ static void rng_queue_notify(struct virtio_dev *d, unsigned q)
 		virtio_dev_used(d, 0);
 }
 
+static int rng_start(struct virtio_dev *d)
+{
+	struct virtio_rng *r = d->priv;
+	pthread_mutex_lock(&r->lock);
+	r->serving = true;
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+/* Waits for a kick being served (on the loop or a vCPU) and refuses later ones until the
+ * next DRIVER_OK, so the core can reset the queue under nobody's feet. */
+static void rng_reset(struct virtio_dev *d)
+{
+	struct virtio_rng *r = d->priv;
+	pthread_mutex_lock(&r->lock);
+	r->serving = false;
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Nothing of its own to carry; a restored device serves kicks (the core still refuses them
+ * unless the restored status has DRIVER_OK). */
+static int rng_load(struct virtio_dev *d, struct state_reader *rd)
+{
+	struct virtio_rng *r = d->priv;
+	int ret = state_reader_finish(rd);
+	if (ret == 0) {
+		pthread_mutex_lock(&r->lock);
+		r->serving = true;
+		pthread_mutex_unlock(&r->lock);
+	}
+	return ret;
+}
+
 static uint64_t rng_features(struct virtio_dev *d)
 {
 	return 1ull << VIRTIO_RING_F_EVENT_IDX | 1ull << VIRTIO_RING_F_INDIRECT_DESC;
@@ -89,7 +123,10 @@ static const struct virtio_dev_ops rng_ops = {
     .device_id = VIRTIO_ID_RNG,
     .version = 1,
     .features = rng_features,
+    .start = rng_start,
     .queue_notify = rng_queue_notify,
+    .reset = rng_reset,
+    .load = rng_load,
     .destroy = rng_destroy,
 };
 

@@ -46,6 +46,9 @@ int guest_main(const struct boot_params *bp)
 		       PCI_DEV(dev.bdf), PCI_FN(dev.bdf));
 		return 12;
 	}
+	/* a BIOS (QEMU's SeaBIOS) may leave the PIT ticking on the PIC at vector 8: off */
+	pic_remap(PIC_VECTOR_BASE);
+	pic_set_mask(0xffff);
 	lapic_enable();
 	idt_set_handler(MSIX_VECTOR, msix_irq);
 	uint8_t apic = (uint8_t)lapic_id();

@@ -2,7 +2,8 @@
  * function, so tests can assert on config space, BAR sizing, capabilities and MSI-X.
  *
  * Expected output (a virtio-rng-pci function at 00:01.0 as an example):
- *   pci-probe: access ecam                              ("cf8" with pci=cf8 or no ECAM)
+ *   pci-probe: access ecam at 0xe0000000 (acpi mcfg)    ("default" without an MCFG table;
+ *                                                        "access cf8" with pci=cf8 or no ECAM)
  *   pci 00:00.0 8086:29c0 class=060000 rev=00 hdr=00 sub=0000:0000 caps=none
  *   pci 00:01.0 1af4:1044 class=00ff00 rev=01 hdr=00 sub=1af4:1100 bar1=mem32:0xc0000000+0x1000
  * bar4=mem64p:0xc0004000+0x4000 caps=11,09,09,09,09,09 msix=2 vcap 00:01.0 @0x50 type=1 bar=4
@@ -81,8 +82,7 @@ static void print_func(const struct pci_func *f, unsigned *bad)
 		memcpy(&l, c + 12, 4);
 		printf("vcap %02x:%02x.%x @0x%02x type=%u bar=%u off=0x%x len=0x%x\n", PCI_BUS(bdf),
 		       PCI_DEV(bdf), PCI_FN(bdf), off, c[3], c[4], o, l);
-		uint8_t next = pci_cap_next(bdf, off);
-		off = next ? pci_cap_find(bdf, PCI_CAP_ID_VENDOR, next) : 0;
+		off = pci_cap_find_after(bdf, PCI_CAP_ID_VENDOR, off);
 	}
 	if (has_msix) {
 		uint16_t ctrl = pci_read16(bdf, m.cap + 2);
@@ -97,7 +97,13 @@ static void print_func(const struct pci_func *f, unsigned *bad)
 static uint64_t probe(uint64_t arg)
 {
 	enum pci_access a = pci_init(pci_access_from_cmdline(cmdline));
-	printf("pci-probe: access %s\n", pci_access_name(a));
+	bool mcfg;
+	uint64_t ecam = pci_ecam_base(&mcfg);
+	if (a == PCI_ACCESS_ECAM)
+		printf("pci-probe: access ecam at 0x%lx (%s)\n", ecam,
+		       mcfg ? "acpi mcfg" : "default");
+	else
+		printf("pci-probe: access %s\n", pci_access_name(a));
 	if (a == PCI_ACCESS_NONE) {
 		puts("pci-probe: FAIL no configuration mechanism answers at 00:00.0");
 		return 10;

@@ -323,8 +323,8 @@ Test(bad_input, unknown_option)
 
 Test(bad_input, unsupported_qemu_option_is_named)
 {
-	const char *argv[] = {"kvmini", "-m", "128", "-drive", "file=disk.img", NULL};
-	bad_expect_failure(argv, (const char *[]){"-drive", NULL});
+	const char *argv[] = {"kvmini", "-m", "128", "-hda", "disk.img", NULL};
+	bad_expect_failure(argv, (const char *[]){"-hda", "--disk", NULL});
 }
 
 Test(bad_input, unknown_command)

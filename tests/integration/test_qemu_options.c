@@ -165,10 +165,10 @@ Test(qemu_options, lacking_devices_are_refused_by_name)
 {
 	opt_refused((const char *[]){"kvmini", "-kernel", harness_guest("hello"), "-device",
 				     "virtio-blk-pci,drive=d0", NULL},
-		    "virtio-blk-pci", "VirtIO");
+		    "virtio-blk-pci", "no -drive has id 'd0'");
 	opt_refused((const char *[]){"kvmini", "-kernel", harness_guest("hello"), "-drive",
-				     "file=disk.img,if=virtio", NULL},
-		    "-drive 'file=disk.img,if=virtio'", "no block devices");
+				     "file=disk.img,if=virtio,format=qcow2", NULL},
+		    "format=qcow2", "raw images only");
 	opt_refused((const char *[]){"kvmini", "-M", "virt", NULL}, "-M 'virt'", "one machine");
 	opt_refused((const char *[]){"kvmini", "-display", "gtk", NULL}, "-display 'gtk'",
 		    "no display");

@@ -129,6 +129,76 @@ static size_t acpi_t_aml_int(const uint8_t *p, size_t avail, uint64_t *v)
 	}
 }
 
+/* AML PkgLength at p: returns its value and sets *nbytes to the encoding's size. */
+static uint32_t acpi_t_pkglen(const uint8_t *p, unsigned *nbytes)
+{
+	unsigned extra = p[0] >> 6;
+	uint32_t v = extra ? (p[0] & 0x0f) : (p[0] & 0x3f);
+	for (unsigned i = 0; i < extra; i++)
+		v |= (uint32_t)p[1 + i] << (4 + 8 * i);
+	*nbytes = 1 + extra;
+	return v;
+}
+
+/* Device (\_SB.PCI0) with _HID PNP0A03 (what Linux's ACPI PCI root driver binds) whose
+ * _CRS buffer decodes: bus 0..0, and a 32-bit memory window covering kvmini's BAR window;
+ * lengths consistent down to the end of the DSDT. */
+static void acpi_t_check_pci0(const uint8_t *dsdt, uint32_t len)
+{
+	const uint8_t *body = dsdt + 36, *end = dsdt + len;
+	static const uint8_t path[] = {'\\', 0x2e, '_', 'S', 'B', '_', 'P', 'C', 'I', '0'};
+	const uint8_t *name = memmem(body, len - 36, path, sizeof(path));
+	cr_assert_not_null(name, "no Device (\\_SB.PCI0) in the DSDT");
+	unsigned nb;
+	const uint8_t *pl = name;
+	/* DeviceOp, then a PkgLength of 1 to 4 bytes before the name. */
+	for (nb = 1; nb <= 4 && !(pl[-(int)nb - 2] == 0x5b && pl[-(int)nb - 1] == 0x82); nb++)
+		;
+	cr_assert_leq(nb, 4, "\\_SB.PCI0 is not a Device");
+	unsigned got;
+	uint32_t dlen = acpi_t_pkglen(name - nb, &got);
+	cr_assert_eq(got, nb);
+	cr_assert_eq(name - nb + dlen, end, "the Device's PkgLength runs to the DSDT's end");
+	const uint8_t *hid = memmem(name, (size_t)(end - name), "_HID", 4);
+	cr_assert_not_null(hid);
+	cr_assert_eq(hid[4], 0x0c, "_HID is an EisaId (DWordConst)");
+	cr_assert_eq(acpi_t_u32(hid + 5), 0x030ad041u, "EisaId (\"PNP0A03\")");
+	const uint8_t *crs = memmem(name, (size_t)(end - name), "_CRS", 4);
+	cr_assert_not_null(crs);
+	cr_assert_eq(crs[4], 0x11, "_CRS is a Buffer");
+	uint32_t blen = acpi_t_pkglen(crs + 5, &got);
+	const uint8_t *b = crs + 5 + got;
+	cr_assert_eq(b[0], 0x0a, "BufferSize as a ByteConst");
+	uint32_t size = b[1];
+	cr_assert_eq(got + 2 + size, blen, "Buffer PkgLength and BufferSize agree");
+	const uint8_t *r = b + 2, *rend = r + size;
+	bool bus = false, mem = false, endtag = false;
+	while (r < rend && !endtag) {
+		if (r[0] & 0x80) { /* large item */
+			uint16_t l = (uint16_t)(r[1] | r[2] << 8);
+			cr_assert_leq(r + 3 + l, rend);
+			if (r[0] == 0x88 && r[3] == 2) {
+				cr_assert_eq(r[8] | r[9] << 8, 0, "bus min");
+				cr_assert_eq(r[10] | r[11] << 8, 0, "bus max");
+				bus = true;
+			}
+			if (r[0] == 0x87 && r[3] == 0) {
+				cr_assert_leq(acpi_t_u32(r + 10), X86_PCI_MMIO32_START);
+				cr_assert_geq(acpi_t_u32(r + 14), X86_PCI_MMIO32_END - 1);
+				cr_assert_lt(acpi_t_u32(r + 14), X86_PCI_ECAM_BASE,
+					     "the window stays clear of the ECAM reservation");
+				mem = true;
+			}
+			r += 3 + l;
+		} else { /* small item */
+			endtag = (r[0] >> 3) == 0x0f;
+			r += 1 + (r[0] & 7);
+		}
+	}
+	cr_assert(bus && mem && endtag, "bus %d mem %d end %d", bus, mem, endtag);
+	cr_assert_eq(r, rend, "the EndTag closes the buffer");
+}
+
 /* Finds Name(_S5_, Package(){a, b, ...}) in the DSDT body and returns SLP_TYPa and b. */
 static void acpi_t_check_s5(const uint8_t *dsdt, uint32_t len)
 {
@@ -220,6 +290,7 @@ static void acpi_t_check_fadt(const struct acpi_t_vm *vm, const uint8_t *f, uint
 	const uint8_t *dsdt = acpi_t_table(vm, dsdt64, "DSDT", &dlen);
 	cr_assert_geq(dsdt[8], 2, "DSDT revision < 2 means 32-bit AML integers");
 	acpi_t_check_s5(dsdt, dlen);
+	acpi_t_check_pci0(dsdt, dlen);
 
 	/* FACS: required unless hardware-reduced; 64-byte aligned, no checksum. */
 	uint64_t facs = acpi_t_u32(f + 36) ? acpi_t_u32(f + 36) : acpi_t_u64(f + 132);

@@ -234,9 +234,9 @@ _Static_assert(sizeof(struct madt_lapic_nmi) == 6, "MADT local APIC NMI size");
 
 #define MADT_ALL_PROCESSORS 0xff
 
-/* The whole DSDT body: Name (_S5, Package (0x04) { 0x05, 0x05, Zero, Zero }). Nothing else
- * is needed because Linux only evaluates \_S5 to learn SLP_TYP for power-off; the optional
- * \_PTS and \_SST it also tries may be absent. */
+/* The whole DSDT body: Name (_S5, Package (0x04) { 0x05, 0x05, Zero, Zero }), which Linux
+ * evaluates to learn SLP_TYP for power-off (the optional \_PTS and \_SST it also tries may
+ * be absent), and the PCI host bridge device. */
 /* clang-format off */
 static const uint8_t acpi_dsdt_aml[] = {
 	0x08,                  /* NameOp */
@@ -248,10 +248,40 @@ static const uint8_t acpi_dsdt_aml[] = {
 	0x0a, ACPI_S5_SLP_TYP, /* BytePrefix: SLP_TYPb, unused as there is no PM1b block */
 	0x00,                  /* ZeroOp: reserved */
 	0x00,                  /* ZeroOp: reserved */
+
+	/* Device (\_SB.PCI0): the PCI host bridge (devices/pci.c). With ACPI on, Linux scans
+	 * only the root buses the namespace names (a PNP0A03 device), never bus 0 on its own;
+	 * its _CRS gives bus 0, the config ports and the windows BARs live in. */
+	0x5b, 0x82,            /* DeviceOp */
+	0x46, 0x08,            /* PkgLength, two-byte form: 0x86 = itself + 132 bytes after */
+	'\\', 0x2e, '_', 'S', 'B', '_', 'P', 'C', 'I', '0', /* \_SB.PCI0 (DualNamePrefix) */
+	0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x0a, 0x03, /* Name (_HID, EisaId ("PNP0A03")) */
+	0x08, '_', 'U', 'I', 'D', 0x00, /* Name (_UID, Zero) */
+	0x08, '_', 'S', 'E', 'G', 0x00, /* Name (_SEG, Zero) */
+	0x08, '_', 'B', 'B', 'N', 0x00, /* Name (_BBN, Zero) */
+	0x08, '_', 'C', 'R', 'S',       /* Name (_CRS, Buffer (84) { ... }) */
+	0x11, 0x48, 0x05,      /* BufferOp, PkgLength 0x58 (two-byte form) */
+	0x0a, 84,              /* BufferSize: BytePrefix 84 */
+	/* WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode): buses 0..0 */
+	0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00,
+	0x00, 0x00,  0x00, 0x00,  0x00, 0x00,  0x00, 0x00,  0x01, 0x00,
+	/* IO (Decode16, 0x0cf8, 0x0cf8, 1, 8): the configuration ports, consumed */
+	0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08,
+	/* WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange):
+	 * 0x0000-0x0cf7 and 0x0d00-0xffff */
+	0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03,
+	0x00, 0x00,  0x00, 0x00,  0xf7, 0x0c,  0x00, 0x00,  0xf8, 0x0c,
+	0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03,
+	0x00, 0x00,  0x00, 0x0d,  0xff, 0xff,  0x00, 0x00,  0x00, 0xf3,
+	/* DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable,
+	 * ReadWrite): the 32-bit BAR window 0xc0000000-0xdfffffff */
+	0x87, 0x17, 0x00, 0x00, 0x0c, 0x01,
+	0x00, 0x00, 0x00, 0x00,  0x00, 0x00, 0x00, 0xc0,  0xff, 0xff, 0xff, 0xdf,
+	0x00, 0x00, 0x00, 0x00,  0x00, 0x00, 0x00, 0x20,
+	0x79, 0x00,            /* EndTag */
 };
 /* clang-format on */
-/* clang-format on */
-_Static_assert(sizeof(acpi_dsdt_aml) == 14, "_S5 AML size");
+_Static_assert(sizeof(acpi_dsdt_aml) == 14 + 136, "_S5 and PCI0 AML size");
 
 /* Largest image (64 CPUs) is about 1.2 KiB; the buffer bounds the layout, and the layout
  * must also stay inside the window e820 reserves for the tables. */

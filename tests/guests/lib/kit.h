@@ -37,8 +37,8 @@ int guest_main(const struct boot_params *bp);
 /* Stops the VM through the debug-exit port: kvmini exits with (v << 1) | 1. Works from
  * ring 3 too (IOPL 3). Never returns. */
 __attribute__((noreturn)) void debug_exit(uint32_t v);
-/* ACPI power-off (PM1a_CNT.SLP_EN): kvmini exits 0. Falls back to debug_exit(0x7d) if the
- * VM keeps running. Never returns. */
+/* ACPI power-off (SLP_EN at the FADT's PM1a_CNT_BLK, 0x604 without one): kvmini exits 0. Falls back
+ * to debug_exit(0x7d) if the VM keeps running. Never returns. */
 __attribute__((noreturn)) void poweroff(void);
 /* Halts this CPU forever (cli; hlt in ring 0, a pause loop in ring 3). */
 __attribute__((noreturn)) void halt_forever(void);

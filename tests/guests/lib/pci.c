@@ -1,11 +1,11 @@
 /* PCI configuration access, enumeration, BARs, capabilities and MSI-X (see pci.h). */
 #include "pci.h"
 
+#include "acpi.h"
 #include "cpu.h"
 #include "io.h"
 #include "kstring.h"
 
-#define ECAM_BUSES   1 /* the window covers bus 0 only */
 #define CAP_WALK_MAX 48
 #define BAR_ALLOC_LO 0xc0000000ull
 #define BAR_ALLOC_HI 0xe0000000ull
@@ -13,10 +13,34 @@
 static enum pci_access access_mode;
 static bool access_chosen;
 static uint64_t bar_next = BAR_ALLOC_LO;
+static uint64_t ecam_base = PCI_ECAM_BASE;
+static unsigned ecam_buses = 1; /* kvmini's window covers bus 0 only */
+static bool ecam_from_mcfg;
 
 static uint64_t ecam_addr(uint16_t bdf, uint16_t off)
 {
-	return PCI_ECAM_BASE + ((uint64_t)bdf << 12) + off;
+	return ecam_base + ((uint64_t)bdf << 12) + off;
+}
+
+/* The ACPI MCFG entry for segment 0 that starts at bus 0. */
+static bool find_mcfg(uint64_t *base, unsigned *buses)
+{
+	uint64_t t = acpi_find_table("MCFG");
+	if (!t)
+		return false;
+	uint32_t tlen;
+	memcpy(&tlen, phys(t + 4), 4);
+	for (uint32_t e = 44; e + 16 <= tlen && e < 4096; e += 16) {
+		const uint8_t *p = phys(t + e);
+		uint16_t seg;
+		memcpy(&seg, p + 8, 2);
+		if (seg == 0 && p[10] == 0) {
+			memcpy(base, p, 8);
+			*buses = (unsigned)p[11] + 1;
+			return true;
+		}
+	}
+	return false;
 }
 
 static void cf8_select(uint16_t bdf, uint16_t off)
@@ -30,7 +54,7 @@ static uint32_t raw_read(enum pci_access a, uint16_t bdf, uint16_t off, unsigned
 	if (off & (size - 1))
 		return ones;
 	if (a == PCI_ACCESS_ECAM) {
-		if (off >= 4096 || PCI_BUS(bdf) >= ECAM_BUSES)
+		if (off >= 4096 || PCI_BUS(bdf) >= ecam_buses)
 			return ones;
 		uint64_t p = ecam_addr(bdf, off);
 		return size == 1 ? mmio_read8(p) : size == 2 ? mmio_read16(p) : mmio_read32(p);
@@ -50,7 +74,7 @@ static void raw_write(enum pci_access a, uint16_t bdf, uint16_t off, unsigned si
 	if (off & (size - 1))
 		return;
 	if (a == PCI_ACCESS_ECAM) {
-		if (off >= 4096 || PCI_BUS(bdf) >= ECAM_BUSES)
+		if (off >= 4096 || PCI_BUS(bdf) >= ecam_buses)
 			return;
 		uint64_t p = ecam_addr(bdf, off);
 		if (size == 1)
@@ -81,6 +105,13 @@ static bool answers(enum pci_access a)
 
 enum pci_access pci_init(enum pci_access force)
 {
+	uint64_t base;
+	unsigned buses;
+	if (find_mcfg(&base, &buses) && kit_map_mmio(base, (uint64_t)buses << 20)) {
+		ecam_base = base;
+		ecam_buses = buses;
+		ecam_from_mcfg = true;
+	}
 	if (force != PCI_ACCESS_NONE)
 		access_mode = force;
 	else if (answers(PCI_ACCESS_ECAM))
@@ -332,6 +363,12 @@ uint8_t pci_cap_find(uint16_t bdf, uint8_t id, uint8_t start)
 	return 0;
 }
 
+uint8_t pci_cap_find_after(uint16_t bdf, uint8_t id, uint8_t off)
+{
+	uint8_t next = pci_cap_next(bdf, off);
+	return next ? pci_cap_find(bdf, id, next) : 0;
+}
+
 void pci_cap_read(uint16_t bdf, uint8_t off, void *buf, unsigned len)
 {
 	uint8_t *p = buf;
@@ -413,4 +450,12 @@ bool pci_msix_pending(const struct pci_msix *m, unsigned idx)
 	if (idx >= m->entries || !m->pba)
 		return false;
 	return (mmio_read32(m->pba + (idx / 32) * 4) >> (idx % 32)) & 1;
+}
+
+uint64_t pci_ecam_base(bool *from_mcfg)
+{
+	mode();
+	if (from_mcfg)
+		*from_mcfg = ecam_from_mcfg;
+	return ecam_base;
 }

@@ -49,11 +49,15 @@
 enum pci_access { PCI_ACCESS_NONE, PCI_ACCESS_ECAM, PCI_ACCESS_CF8 };
 
 /* Chooses the configuration mechanism: ECAM if a function answers at 00:00.0 through the
- * window at PCI_ECAM_BASE, else mechanism #1 if one answers there, else none. `force`
+ * ECAM window, else mechanism #1 if one answers there, else none. The window is the ACPI
+ * MCFG entry for segment 0 from bus 0 if the tables have one (QEMU q35: 0xb0000000), else
+ * PCI_ECAM_BASE for bus 0 (kvmini's layout). `force`
  * (PCI_ACCESS_ECAM or _CF8) skips the choice; PCI_ACCESS_NONE chooses. Returns the
  * mechanism in use. The other pci_* calls call pci_init(PCI_ACCESS_NONE) if nobody did. */
 enum pci_access pci_init(enum pci_access force);
 enum pci_access pci_access_mode(void);
+/* The ECAM window's address; *from_mcfg (if not NULL) says whether ACPI's MCFG gave it. */
+uint64_t pci_ecam_base(bool *from_mcfg);
 const char *pci_access_name(enum pci_access a); /* "ecam", "cf8", "none" */
 /* Reads "pci=ecam" or "pci=cf8" from a command line (PCI_ACCESS_NONE if neither). */
 enum pci_access pci_access_from_cmdline(const char *cmdline);
@@ -116,6 +120,8 @@ const char *pci_bar_type_name(enum pci_bar_type t);
 uint8_t pci_cap_first(uint16_t bdf);
 uint8_t pci_cap_next(uint16_t bdf, uint8_t off);
 uint8_t pci_cap_find(uint16_t bdf, uint8_t id, uint8_t start);
+/* The next capability with this id after the one at off (0 if none). */
+uint8_t pci_cap_find_after(uint16_t bdf, uint8_t id, uint8_t off);
 /* Copies len bytes of the capability at off (starting at its first byte, the id) into buf. */
 void pci_cap_read(uint16_t bdf, uint8_t off, void *buf, unsigned len);
 

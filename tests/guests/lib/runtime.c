@@ -1,4 +1,5 @@
 #include "kit.h"
+#include "acpi.h"
 
 void kit_start(const struct boot_params *bp);
 void kit_start(const struct boot_params *bp)
@@ -31,7 +32,9 @@ void debug_exit(uint32_t v)
 
 void poweroff(void)
 {
-	outw(PM1A_CNT_PORT, PM1A_CNT_SLP_EN);
+	/* the FADT's port (a BIOS may move it: SeaBIOS uses 0xb004), else kvmini's 0x604 */
+	uint16_t port = acpi_pm1a_cnt_port();
+	outw(port ? port : PM1A_CNT_PORT, PM1A_CNT_SLP_EN);
 	/* kvmini stops the VM on that write; a VMM that did not would get a clear code. The
 	 * first stop request wins in kvmini, so this one cannot override a power-off. */
 	debug_exit(KIT_EXIT_POWEROFF_BAD);

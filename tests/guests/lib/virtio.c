@@ -184,7 +184,7 @@ int virtio_pci_open(struct virtio_dev *d, uint16_t bdf)
 
 	unsigned n = 0;
 	for (uint8_t off = pci_cap_find(bdf, PCI_CAP_ID_VENDOR, 0); off && n < 48;
-	     off = pci_cap_find(bdf, PCI_CAP_ID_VENDOR, pci_cap_next(bdf, off)), n++) {
+	     off = pci_cap_find_after(bdf, PCI_CAP_ID_VENDOR, off), n++) {
 		uint8_t type = pci_read8(bdf, off + 3), bar = pci_read8(bdf, off + 4);
 		uint32_t offset = pci_read32(bdf, off + 8), length = pci_read32(bdf, off + 12);
 		if (bar > 5 || type == VIRTIO_PCI_CAP_PCI_CFG)
@@ -543,6 +543,39 @@ int virtq_add(struct virtq *q, const struct virtq_buf *bufs, unsigned n_out, uns
 	q->free_head = q->desc[last].next;
 	q->num_free = (uint16_t)(q->num_free - n);
 	q->chain_len[head] = (uint16_t)n;
+	WRITE_ONCE(q->avail->ring[q->avail_idx % q->size], head);
+	q->avail_idx++;
+	return head;
+}
+
+int virtq_add_indirect(struct virtq *q, const struct virtq_buf *bufs, unsigned n_out, unsigned n_in)
+{
+	unsigned n = n_out + n_in;
+	if (!(q->dev->features & VIRTIO_F_INDIRECT_DESC) || n == 0 || n > VIRTQ_INDIRECT_MAX ||
+	    !q->num_free)
+		return -1;
+	if (!q->indirect) {
+		q->indirect =
+		    virtio_alloc(sizeof(struct virtq_desc) * VIRTQ_INDIRECT_MAX * q->size, 16);
+		if (!q->indirect)
+			return -1;
+	}
+	uint16_t head = q->free_head;
+	struct virtq_desc *t = &q->indirect[(unsigned)head * VIRTQ_INDIRECT_MAX];
+	for (unsigned k = 0; k < n; k++) {
+		t[k].addr = addr_of(bufs[k].addr);
+		t[k].len = bufs[k].len;
+		t[k].flags = (uint16_t)((k >= n_out ? VIRTQ_DESC_F_WRITE : 0) |
+					(k + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
+		t[k].next = (uint16_t)(k + 1 < n ? k + 1 : 0);
+	}
+	struct virtq_desc *dsc = &q->desc[head];
+	q->free_head = dsc->next;
+	dsc->addr = addr_of(t);
+	dsc->len = (uint32_t)(n * sizeof(struct virtq_desc));
+	dsc->flags = VIRTQ_DESC_F_INDIRECT;
+	q->num_free--;
+	q->chain_len[head] = 1;
 	WRITE_ONCE(q->avail->ring[q->avail_idx % q->size], head);
 	q->avail_idx++;
 	return head;

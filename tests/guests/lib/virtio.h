@@ -193,7 +193,10 @@ struct virtq {
 	uint16_t last_used;		    /* next used entry to consume */
 	uint16_t chain_len[VIRTQ_MAX_SIZE]; /* descriptors in the chain headed at i */
 	uint64_t kicks, kicks_suppressed;
+	struct virtq_desc *indirect; /* VIRTQ_INDIRECT_MAX per head, allocated on first use */
 };
+
+#define VIRTQ_INDIRECT_MAX 16
 
 /* Memory for rings and buffers: a bump allocator over a static 512 KiB pool (never freed).
  * Returns zeroed memory aligned to align (a power of two), or NULL when the pool is used
@@ -243,6 +246,12 @@ int virtq_setup(struct virtio_dev *d, struct virtq *q, uint16_t idx, uint16_t si
  * head descriptor id (the id virtq_poll reports), or -1 when the queue is full. Does not
  * notify. */
 int virtq_add(struct virtq *q, const struct virtq_buf *bufs, unsigned n_out, unsigned n_in);
+/* The same chain as one descriptor pointing at an indirect table (VIRTQ_INDIRECT_MAX
+ * entries at most; the table lives in the queue's own area, taken from the pool on first
+ * use: size * 256 bytes). Needs VIRTIO_F_INDIRECT_DESC negotiated; -1 otherwise or when
+ * full. */
+int virtq_add_indirect(struct virtq *q, const struct virtq_buf *bufs, unsigned n_out,
+		       unsigned n_in);
 /* Publishes the added chains (release order) and notifies the device, unless it set
  * VIRTQ_USED_F_NO_NOTIFY. */
 void virtq_kick(struct virtq *q);

@@ -1,0 +1,726 @@
+/* virtio-blk (virtio 1.2, section 5.2) on a raw disk (backend/disk.h).
+ *
+ * Each virtqueue has its own worker thread, its own io_uring (struct disk_queue) and its
+ * own pool of request slots, so queue N never takes a lock queue M takes. The worker waits
+ * in one place (disk_queue_wait: the ring's completions and the queue's kick eventfd),
+ * pops every available request, starts its I/O, and pushes completions in batches with one
+ * interrupt (virtio_dev_used) per batch. Reads land in guest memory through io_uring, so
+ * their pages are marked dirty when they complete. A request the guest got wrong (too
+ * short, out of range, wrong direction) fails with VIRTIO_BLK_S_IOERR or _UNSUPP; one
+ * without a status byte cannot be answered and sets DEVICE_NEEDS_RESET. */
+#include <endian.h>
+#include <errno.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_ring.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend/disk.h"
+#include "util/log.h"
+#include "virtio/blk.h"
+#include "virtio/virtio.h"
+
+#define BLK_QUEUE_SIZE 256u
+#define BLK_SECTOR     512u
+#define BLK_SIZE_MAX   (1u << 20)
+/* Header + status around the data segments (QEMU's seg-max-adjust rule). */
+#define BLK_SEG_MAX (BLK_QUEUE_SIZE - 2)
+/* Discard and write-zeroes: one range per request, up to 4 GiB - 512 each. */
+#define BLK_MAX_DZ_SECTORS (UINT32_MAX / BLK_SECTOR)
+/* The configuration space kvmini presents: through write_zeroes_may_unmap (virtio 1.1+). */
+#define BLK_CONFIG_SIZE (offsetof(struct virtio_blk_config, unused1) + 3)
+#define BLK_BATCH	32u
+#define BLK_POLL_NS	50000u /* how long a worker watches the ring before it sleeps */
+
+struct blk;
+
+struct blk_req {
+	struct disk_io io;
+	struct blk_queue *bq;
+	uint16_t head;
+	uint32_t type;
+	uint64_t status_gpa;
+	uint32_t data_len;
+	/* The data segments: host iovecs and their guest addresses (for dirty marking). */
+	struct iovec *iov;
+	uint64_t *gpa;
+	unsigned nseg, cap;
+	struct blk_req *next_free;
+};
+
+struct blk_queue {
+	struct blk *blk;
+	unsigned index;
+	struct disk_queue dq;
+	bool dq_ready;
+	int kick_fd;
+	pthread_t thread;
+	bool running;
+	atomic_bool stop;
+	struct blk_req *slots;
+	struct blk_req *free;
+	struct vq_request *scratch;
+	bool pushed; /* used entries since the last interrupt */
+	/* Counters, read by a later `query` (relaxed: statistics). */
+	atomic_uint_fast64_t requests, bytes_read, bytes_written, errors;
+};
+
+struct blk {
+	struct virtio_dev vdev; /* first: the device list frees the whole struct */
+	struct disk disk;
+	char serial[VIRTIO_BLK_ID_BYTES];
+	unsigned nqueues;
+	struct blk_queue *queues;
+	uint64_t capacity; /* 512-byte sectors */
+};
+
+_Static_assert(offsetof(struct blk, vdev) == 0, "the device list frees &blk->vdev");
+
+static struct blk *to_blk(struct virtio_dev *d)
+{
+	return (struct blk *)d;
+}
+
+static uint64_t blk_features(struct virtio_dev *d)
+{
+	struct blk *b = to_blk(d);
+	uint64_t f = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_SIZE_MAX) |
+		     (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_FLUSH) |
+		     (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_RING_F_EVENT_IDX) |
+		     (1ull << VIRTIO_RING_F_INDIRECT_DESC);
+	if (b->disk.readonly)
+		f |= 1ull << VIRTIO_BLK_F_RO;
+	else
+		f |= (1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
+	return f;
+}
+
+static void blk_config_read(struct virtio_dev *d, uint32_t offset, void *data, uint32_t len)
+{
+	struct blk *b = to_blk(d);
+	struct virtio_blk_config c;
+	uint32_t align = b->disk.block_size / BLK_SECTOR;
+
+	memset(&c, 0, sizeof(c));
+	c.capacity = htole64(b->capacity);
+	c.size_max = htole32(BLK_SIZE_MAX);
+	c.seg_max = htole32(BLK_SEG_MAX);
+	c.blk_size = htole32(b->disk.block_size);
+	c.num_queues = htole16((uint16_t)b->nqueues);
+	c.max_discard_sectors = htole32(BLK_MAX_DZ_SECTORS / align * align);
+	c.max_discard_seg = htole32(1);
+	c.discard_sector_alignment = htole32(align);
+	c.max_write_zeroes_sectors = htole32(BLK_MAX_DZ_SECTORS / align * align);
+	c.max_write_zeroes_seg = htole32(1);
+	c.write_zeroes_may_unmap = 1;
+	memcpy(data, (uint8_t *)&c + offset, len);
+}
+
+/* Every field is read-only (kvmini offers no CONFIG_WCE). */
+static void blk_config_write(struct virtio_dev *d, uint32_t offset, const void *data, uint32_t len)
+{
+}
+
+/* --- one request --- */
+
+static void req_free(struct blk_queue *bq, struct blk_req *r)
+{
+	r->next_free = bq->free;
+	bq->free = r;
+}
+
+/* Finishes r: its status byte, the used entry; the interrupt comes once per batch. */
+static void req_complete(struct blk_queue *bq, struct blk_req *r, uint8_t status, uint32_t written)
+{
+	struct virtio_dev *d = &bq->blk->vdev;
+	struct virtqueue *vq = &d->vqs[bq->index];
+
+	if (status != VIRTIO_BLK_S_OK)
+		atomic_fetch_add_explicit(&bq->errors, 1, memory_order_relaxed);
+	guest_mem_write(d->mem, r->status_gpa, &status, 1);
+	if (virtqueue_push(vq, r->head, written + 1) == 0)
+		bq->pushed = true;
+	req_free(bq, r);
+}
+
+static int req_reserve(struct blk_req *r, unsigned n)
+{
+	if (n <= r->cap)
+		return 0;
+	unsigned cap = r->cap ? r->cap : 8;
+	while (cap < n)
+		cap *= 2;
+	struct iovec *iov = realloc(r->iov, cap * sizeof(*iov));
+	if (!iov)
+		return -ENOMEM;
+	r->iov = iov;
+	uint64_t *gpa = realloc(r->gpa, cap * sizeof(*gpa));
+	if (!gpa)
+		return -ENOMEM;
+	r->gpa = gpa;
+	r->cap = cap;
+	return 0;
+}
+
+/* Host iovecs for [offset, offset + len) of segments [first, end) of req. */
+static int req_map(struct blk_req *r, const struct guest_mem *mem, const struct vq_request *req,
+		   unsigned first, unsigned end, uint64_t offset, uint64_t len)
+{
+	r->nseg = 0;
+	for (unsigned s = first; s < end && len; s++) {
+		const struct vq_seg *seg = &req->seg[s];
+		if (offset >= seg->len) {
+			offset -= seg->len;
+			continue;
+		}
+		uint64_t n = seg->len - offset;
+		if (n > len)
+			n = len;
+		void *p = gpa_to_hva(mem, seg->gpa + offset, n);
+		if (!p || req_reserve(r, r->nseg + 1))
+			return -EFAULT;
+		r->iov[r->nseg] = (struct iovec){p, n};
+		r->gpa[r->nseg] = seg->gpa + offset;
+		r->nseg++;
+		len -= n;
+		offset = 0;
+	}
+	return len ? -EFAULT : 0;
+}
+
+static bool range_ok(const struct blk *b, uint64_t sector, uint64_t nsectors)
+{
+	return sector <= b->capacity && nsectors <= b->capacity - sector;
+}
+
+static void req_start(struct blk_queue *bq, struct blk_req *r)
+{
+	int ret = disk_queue_submit(&bq->dq, &r->io);
+	if (ret) { /* cannot happen: there are as many slots as the ring holds */
+		r->io.res = ret;
+		req_complete(bq, r, VIRTIO_BLK_S_IOERR, 0);
+	}
+}
+
+/* Returns false when the request broke the device (no status byte to answer with). */
+static bool handle_request(struct blk_queue *bq, struct blk_req *r, const struct vq_request *req)
+{
+	struct blk *b = bq->blk;
+	struct virtio_dev *d = &b->vdev;
+	struct virtio_blk_outhdr hdr;
+
+	atomic_fetch_add_explicit(&bq->requests, 1, memory_order_relaxed);
+	r->head = req->head;
+	if (req->writable_len == 0) {
+		/* Nowhere to put the status: the driver broke the protocol. The chain is
+		 * returned so the ring stays consistent, and the device asks for a reset. */
+		virtqueue_push(&d->vqs[bq->index], req->head, 0);
+		bq->pushed = true;
+		req_free(bq, r);
+		virtio_dev_needs_reset(d, "virtio-blk request without a writable status byte");
+		return false;
+	}
+	const struct vq_seg *last = &req->seg[req->nseg - 1];
+	r->status_gpa = last->gpa + last->len - 1;
+	uint32_t wdata = req->writable_len - 1; /* writable bytes before the status */
+
+	if (req->readable_len < sizeof(hdr) ||
+	    virtqueue_req_read(&d->vqs[bq->index], req, 0, &hdr, sizeof(hdr)) != sizeof(hdr)) {
+		req_complete(bq, r, VIRTIO_BLK_S_IOERR, 0);
+		return true;
+	}
+	r->type = le32toh(hdr.type);
+	uint64_t sector = le64toh(hdr.sector);
+	uint32_t rdata = req->readable_len - sizeof(hdr);
+	memset(&r->io, 0, sizeof(r->io));
+	r->io.opaque = r;
+	r->io.dsync = !virtio_dev_has_feature(d, VIRTIO_BLK_F_FLUSH);
+
+	switch (r->type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT: {
+		bool in = r->type == VIRTIO_BLK_T_IN;
+		uint32_t len = in ? wdata : rdata;
+		/* Data in the wrong direction (a read-only buffer for a read, a writable one
+		 * for a write), a partial sector, or a range past the end: nothing is done. */
+		if ((in ? rdata : wdata) != 0 || len % BLK_SECTOR ||
+		    !range_ok(b, sector, len / BLK_SECTOR) || (!in && b->disk.readonly)) {
+			req_complete(bq, r, VIRTIO_BLK_S_IOERR, 0);
+			return true;
+		}
+		if (len == 0) {
+			req_complete(bq, r, VIRTIO_BLK_S_OK, 0);
+			return true;
+		}
+		int ret = in ? req_map(r, d->mem, req, req->nreadable, req->nseg, 0, len)
+			     : req_map(r, d->mem, req, 0, req->nreadable, sizeof(hdr), len);
+		if (ret) {
+			req_complete(bq, r, VIRTIO_BLK_S_IOERR, 0);
+			return true;
+		}
+		r->data_len = len;
+		r->io.op = in ? DISK_READ : DISK_WRITE;
+		r->io.offset = sector * BLK_SECTOR;
+		r->io.iov = r->iov;
+		r->io.iovcnt = r->nseg;
+		req_start(bq, r);
+		return true;
+	}
+	case VIRTIO_BLK_T_FLUSH:
+		r->io.op = DISK_FLUSH;
+		req_start(bq, r);
+		return true;
+	case VIRTIO_BLK_T_GET_ID: {
+		uint32_t n = wdata < VIRTIO_BLK_ID_BYTES ? wdata : VIRTIO_BLK_ID_BYTES;
+		virtqueue_req_write(&d->vqs[bq->index], req, 0, b->serial, n);
+		req_complete(bq, r, VIRTIO_BLK_S_OK, n);
+		return true;
+	}
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES: {
+		bool discard = r->type == VIRTIO_BLK_T_DISCARD;
+		struct virtio_blk_discard_write_zeroes dz;
+		unsigned feature = discard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES;
+		if (!virtio_dev_has_feature(d, feature) || b->disk.readonly) {
+			req_complete(bq, r, VIRTIO_BLK_S_UNSUPP, 0);
+			return true;
+		}
+		if (rdata == 0 || rdata % sizeof(dz)) {
+			req_complete(bq, r, VIRTIO_BLK_S_IOERR, 0);
+			return true;
+		}
+		if (rdata / sizeof(dz) > 1) { /* more ranges than max_*_seg */
+			req_complete(bq, r, VIRTIO_BLK_S_UNSUPP, 0);
+			return true;
+		}
+		virtqueue_req_read(&d->vqs[bq->index], req, sizeof(hdr), &dz, sizeof(dz));
+		uint64_t s = le64toh(dz.sector);
+		uint32_t n = le32toh(dz.num_sectors);
+		uint32_t flags = le32toh(dz.flags);
+		if ((discard && flags) ||
+		    (!discard && (flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))) {
+			req_complete(bq, r, VIRTIO_BLK_S_UNSUPP, 0);
+			return true;
+		}
+		if (!range_ok(b, s, n) || n > BLK_MAX_DZ_SECTORS) {
+			req_complete(bq, r, VIRTIO_BLK_S_IOERR, 0);
+			return true;
+		}
+		if (n == 0) {
+			req_complete(bq, r, VIRTIO_BLK_S_OK, 0);
+			return true;
+		}
+		r->io.op = discard					  ? DISK_DISCARD
+			   : (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ? DISK_ZEROES_UNMAP
+									  : DISK_WRITE_ZEROES;
+		r->io.offset = s * BLK_SECTOR;
+		r->io.len = (uint64_t)n * BLK_SECTOR;
+		req_start(bq, r);
+		return true;
+	}
+	default:
+		req_complete(bq, r, VIRTIO_BLK_S_UNSUPP, 0);
+		return true;
+	}
+}
+
+/* A disk request finished. */
+static void io_done(struct blk_queue *bq, struct disk_io *io, bool push)
+{
+	struct blk_req *r = io->opaque;
+	const struct guest_mem *mem = bq->blk->vdev.mem;
+
+	if (r->io.op == DISK_READ) {
+		for (unsigned i = 0; i < r->nseg; i++)
+			guest_mem_mark_dirty(mem, r->gpa[i], r->iov[i].iov_len);
+	}
+	if (!push) {
+		req_free(bq, r);
+		return;
+	}
+	if (io->res < 0) {
+		log_debug("virtio-blk %s: request type %u at 0x%llx failed: %s", bq->blk->disk.path,
+			  r->type, (unsigned long long)r->io.offset, strerror(-io->res));
+		req_complete(bq, r, VIRTIO_BLK_S_IOERR, 0);
+		return;
+	}
+	if (r->io.op == DISK_READ)
+		atomic_fetch_add_explicit(&bq->bytes_read, r->data_len, memory_order_relaxed);
+	else if (r->io.op == DISK_WRITE)
+		atomic_fetch_add_explicit(&bq->bytes_written, r->data_len, memory_order_relaxed);
+	req_complete(bq, r, VIRTIO_BLK_S_OK, r->io.op == DISK_READ ? r->data_len : 0);
+}
+
+/* Pops what the driver made available, while there are free slots. Returns false when
+ * the queue or the device broke. */
+static bool drain_avail(struct blk_queue *bq)
+{
+	struct virtio_dev *d = &bq->blk->vdev;
+	struct virtqueue *vq = &d->vqs[bq->index];
+
+	for (;;) {
+		virtqueue_set_notification(vq, false);
+		int ret = 0;
+		while (bq->free) {
+			ret = virtqueue_pop(vq, bq->scratch);
+			if (ret <= 0)
+				break;
+			struct blk_req *r = bq->free;
+			bq->free = r->next_free;
+			if (!handle_request(bq, r, bq->scratch))
+				return false;
+		}
+		if (ret < 0) {
+			virtio_dev_needs_reset(d, vq->why.msg);
+			return false;
+		}
+		if (!bq->free)
+			return true; /* notifications stay off until slots come back */
+		if (!virtqueue_set_notification(vq, true))
+			return true;
+	}
+}
+
+static void flush_interrupt(struct blk_queue *bq)
+{
+	if (bq->pushed) {
+		bq->pushed = false;
+		virtio_dev_used(&bq->blk->vdev, bq->index);
+	}
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Before sleeping, the worker watches the ring a little longer with notifications off: a
+ * driver that sends its next request soon after a completion (queue depth 1) then needs no
+ * kick, which here costs an exit and two thread wake-ups (QEMU's poll-max-ns does the
+ * same). Returns true when a request arrived. */
+static bool poll_avail(struct blk_queue *bq)
+{
+	struct virtqueue *vq = &bq->blk->vdev.vqs[bq->index];
+	uint64_t end = now_ns() + BLK_POLL_NS;
+
+	virtqueue_set_notification(vq, false);
+	do {
+		if (virtqueue_has_available(vq))
+			return true;
+		__builtin_ia32_pause();
+	} while (now_ns() < end && !atomic_load_explicit(&bq->stop, memory_order_relaxed));
+	return virtqueue_set_notification(vq, true);
+}
+
+static void *queue_worker(void *arg)
+{
+	struct blk_queue *bq = arg;
+	struct disk_io *done[BLK_BATCH];
+	bool healthy = true;
+
+	while (!atomic_load(&bq->stop)) {
+		if (healthy)
+			healthy = drain_avail(bq);
+		flush_interrupt(bq);
+		if (healthy && !disk_queue_inflight(&bq->dq) && !bq->dq.done_head && bq->free &&
+		    poll_avail(bq))
+			continue;
+		bool kicked;
+		int n = disk_queue_wait(&bq->dq, done, BLK_BATCH, true, &kicked);
+		if (n < 0) {
+			log_error("virtio-blk %s: queue %u: waiting for I/O failed: %s",
+				  bq->blk->disk.path, bq->index, strerror(-n));
+			virtio_dev_needs_reset(&bq->blk->vdev, "the disk's I/O queue failed");
+			break;
+		}
+		for (int i = 0; i < n; i++)
+			io_done(bq, done[i], !atomic_load(&bq->stop));
+		flush_interrupt(bq);
+	}
+	/* Stopping (a reset): finish what is in flight, answer nothing. */
+	while (disk_queue_inflight(&bq->dq)) {
+		int n = disk_queue_wait(&bq->dq, done, BLK_BATCH, true, NULL);
+		if (n < 0)
+			break;
+		for (int i = 0; i < n; i++)
+			io_done(bq, done[i], false);
+	}
+	int n;
+	while ((n = disk_queue_wait(&bq->dq, done, BLK_BATCH, false, NULL)) > 0)
+		for (int i = 0; i < n; i++)
+			io_done(bq, done[i], false);
+	return NULL;
+}
+
+static void queue_stop(struct blk_queue *bq)
+{
+	if (bq->running) {
+		atomic_store(&bq->stop, true);
+		eventfd_write(bq->kick_fd, 1);
+		pthread_join(bq->thread, NULL);
+		bq->running = false;
+	}
+	if (bq->dq_ready) {
+		disk_queue_destroy(&bq->dq);
+		bq->dq_ready = false;
+	}
+	if (bq->slots) {
+		for (unsigned i = 0; i < BLK_QUEUE_SIZE; i++) {
+			free(bq->slots[i].iov);
+			free(bq->slots[i].gpa);
+		}
+		free(bq->slots);
+		bq->slots = NULL;
+	}
+	free(bq->scratch);
+	bq->scratch = NULL;
+	bq->free = NULL;
+}
+
+/* The queue's resources: slots, kick eventfd, disk queue; and its worker if thread. */
+static int queue_start(struct blk_queue *bq, bool thread)
+{
+	struct errbuf e = {{0}};
+	int ret;
+
+	atomic_store(&bq->stop, false);
+	bq->pushed = false;
+	eventfd_t stale;
+	eventfd_read(bq->kick_fd, &stale); /* kicks from before a reset */
+	bq->slots = calloc(BLK_QUEUE_SIZE, sizeof(*bq->slots));
+	bq->scratch = malloc(sizeof(*bq->scratch));
+	if (!bq->slots || !bq->scratch)
+		return -ENOMEM;
+	for (unsigned i = 0; i < BLK_QUEUE_SIZE; i++) {
+		bq->slots[i].bq = bq;
+		req_free(bq, &bq->slots[i]);
+	}
+	ret = disk_queue_init(&bq->dq, &bq->blk->disk, BLK_QUEUE_SIZE, bq->kick_fd, &e);
+	if (ret) {
+		log_error("virtio-blk: %s", e.msg);
+		return ret;
+	}
+	bq->dq_ready = true;
+	if (!thread)
+		return 0;
+	ret = pthread_create(&bq->thread, NULL, queue_worker, bq);
+	if (ret)
+		return -ret;
+	char name[16];
+	snprintf(name, sizeof(name), "blk q%u", bq->index);
+	pthread_setname_np(bq->thread, name);
+	bq->running = true;
+	return 0;
+}
+
+static void blk_reset(struct virtio_dev *d)
+{
+	struct blk *b = to_blk(d);
+	for (unsigned i = 0; i < b->nqueues; i++)
+		queue_stop(&b->queues[i]);
+}
+
+static int blk_start(struct virtio_dev *d)
+{
+	struct blk *b = to_blk(d);
+	for (unsigned i = 0; i < b->nqueues; i++) {
+		int ret = queue_start(&b->queues[i], true);
+		if (ret) {
+			log_error("virtio-blk %s: cannot start queue %u: %s", b->disk.path, i,
+				  strerror(-ret));
+			blk_reset(d);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static void blk_queue_notify(struct virtio_dev *d, unsigned q)
+{
+	struct blk *b = to_blk(d);
+	/* The eventfd lives as long as the device, so a kick racing a reset is harmless. */
+	if (q < b->nqueues)
+		eventfd_write(b->queues[q].kick_fd, 1);
+}
+
+int blk_run_queue_once(struct virtio_dev *d, unsigned q)
+{
+	struct blk *b = to_blk(d);
+	if (q >= b->nqueues || b->queues[q].running)
+		return -EBUSY;
+	struct blk_queue *bq = &b->queues[q];
+	struct disk_io *done[BLK_BATCH];
+	int ret = queue_start(bq, false);
+	bool healthy = ret == 0;
+	while (healthy) {
+		healthy = drain_avail(bq);
+		if (!disk_queue_inflight(&bq->dq) && !bq->dq.done_head)
+			break;
+		int n = disk_queue_wait(&bq->dq, done, BLK_BATCH, true, NULL);
+		if (n < 0)
+			break;
+		for (int i = 0; i < n; i++)
+			io_done(bq, done[i], true);
+		flush_interrupt(bq);
+	}
+	flush_interrupt(bq);
+	queue_stop(bq);
+	return ret;
+}
+
+/* The device's own state is its backing: a snapshot must come back onto the same size. */
+static int blk_save(struct virtio_dev *d, struct state_writer *w)
+{
+	state_put_u64(w, to_blk(d)->capacity);
+	return 0;
+}
+
+static int blk_load(struct virtio_dev *d, struct state_reader *r)
+{
+	uint64_t cap = state_get_u64(r);
+	int ret = state_reader_finish(r);
+	if (ret)
+		return ret;
+	return cap == to_blk(d)->capacity ? 0 : -EINVAL;
+}
+
+static void blk_destroy(struct virtio_dev *d)
+{
+	struct blk *b = to_blk(d);
+	blk_reset(d);
+	for (unsigned i = 0; i < b->nqueues; i++)
+		if (b->queues[i].kick_fd >= 0)
+			close(b->queues[i].kick_fd);
+	free(b->queues);
+	b->queues = NULL;
+	disk_close(&b->disk);
+}
+
+static const struct virtio_dev_ops blk_ops = {
+    .name = "virtio-blk",
+    .device_id = VIRTIO_ID_BLOCK,
+    .version = 1,
+    .features = blk_features,
+    .config_read = blk_config_read,
+    .config_write = blk_config_write,
+    .start = blk_start,
+    .queue_notify = blk_queue_notify,
+    .reset = blk_reset,
+    .save = blk_save,
+    .load = blk_load,
+    .destroy = blk_destroy,
+};
+
+int blk_create(const struct guest_mem *mem, const struct blk_params *p, struct virtio_dev **out,
+	       struct errbuf *e)
+{
+	struct blk *b = calloc(1, sizeof(*b));
+	int ret;
+
+	if (!b)
+		return errf(e, -ENOMEM, "out of memory");
+	unsigned nq = p->queues ? p->queues : 1;
+	if (nq > VIRTIO_MAX_QUEUES) {
+		free(b);
+		return errf(e, -EINVAL, "virtio-blk '%s': %u queues, at most %u", p->disk.path, nq,
+			    VIRTIO_MAX_QUEUES);
+	}
+	struct disk_opts dopt = p->disk;
+	ret = disk_open(&b->disk, &dopt, e);
+	if (ret) {
+		free(b);
+		return ret;
+	}
+	b->capacity = b->disk.size / BLK_SECTOR;
+	if (p->serial)
+		/* Up to 20 bytes, zero padded, not NUL-terminated when 20 long (spec). */
+		memcpy(b->serial, p->serial, strnlen(p->serial, sizeof(b->serial)));
+	b->nqueues = nq;
+	b->queues = calloc(nq, sizeof(*b->queues));
+	if (!b->queues) {
+		disk_close(&b->disk);
+		free(b);
+		return errf(e, -ENOMEM, "out of memory");
+	}
+	for (unsigned i = 0; i < nq; i++) {
+		b->queues[i].blk = b;
+		b->queues[i].index = i;
+		b->queues[i].kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (b->queues[i].kick_fd < 0) {
+			ret = -errno;
+			while (i--)
+				close(b->queues[i].kick_fd);
+			free(b->queues);
+			disk_close(&b->disk);
+			free(b);
+			return errf(e, ret, "virtio-blk '%s': eventfd: %s", p->disk.path,
+				    strerror(-ret));
+		}
+	}
+	ret = virtio_dev_init(&b->vdev, &blk_ops, b, mem, nq, BLK_QUEUE_SIZE, BLK_CONFIG_SIZE);
+	if (ret) {
+		for (unsigned i = 0; i < nq; i++)
+			close(b->queues[i].kick_fd);
+		free(b->queues);
+		disk_close(&b->disk);
+		free(b);
+		return errf(e, ret, "virtio-blk '%s': cannot set up its queues", p->disk.path);
+	}
+	*out = &b->vdev;
+	return 0;
+}
+
+void blk_stats(struct virtio_dev *d, struct blk_stats *s)
+{
+	struct blk *b = to_blk(d);
+	memset(s, 0, sizeof(*s));
+	for (unsigned i = 0; i < b->nqueues; i++) {
+		s->requests += atomic_load(&b->queues[i].requests);
+		s->bytes_read += atomic_load(&b->queues[i].bytes_read);
+		s->bytes_written += atomic_load(&b->queues[i].bytes_written);
+		s->errors += atomic_load(&b->queues[i].errors);
+	}
+}
+
+/* -device virtio-blk-pci,drive=ID[,num-queues=N][,serial=S] with the -drive it names
+ * (config_blk.c has checked both and made --disk and -drive if=virtio into this form). */
+static int blk_type_create(const struct virtio_create_ctx *ctx, const struct keyed_opts *copts,
+			   struct virtio_dev **out, struct errbuf *e)
+{
+	struct keyed_opts *opts = (struct keyed_opts *)copts;
+	struct blk_params p = {0};
+	const char *drive_id = keyed_get(opts, "drive");
+	struct keyed_opts *drive = drive_id ? keyed_list_find(&ctx->cfg->drives, drive_id) : NULL;
+	uint64_t nq;
+	int ret;
+
+	if (!drive)
+		return errf(e, -EINVAL, "invalid -device '%s': needs drive=ID naming a -drive",
+			    opts->spec);
+	if ((ret = keyed_get_u64(opts, "num-queues", 1, VIRTIO_MAX_QUEUES, &nq, e)))
+		return ret;
+	p.queues = (unsigned)nq;
+	p.serial = keyed_get(opts, "serial");
+	if (!p.serial)
+		p.serial = drive->id;
+	p.disk.path = keyed_get(drive, "file");
+	if ((ret = keyed_get_bool(drive, "readonly", false, &p.disk.readonly, e)))
+		return ret;
+	const char *cache = keyed_get(drive, "cache");
+	p.disk.direct = cache && !strcmp(cache, "none");
+	if (!p.disk.path)
+		return errf(e, -EINVAL, "invalid -drive '%s': needs file=PATH", drive->spec);
+	return blk_create(ctx->mem, &p, out, e);
+}
+
+const struct virtio_dev_type virtio_blk_type = {
+    .name = "virtio-blk",
+    .create = blk_type_create,
+};
