@@ -578,11 +578,42 @@ static cJSON *cmd_query_pci(struct qmp_server *s, struct qmp_client *c, cJSON *a
 	return r;
 }
 
-/* No block devices until virtio-blk lands: the list is empty. */
-static cJSON *cmd_empty_list(struct qmp_server *s, struct qmp_client *c, cJSON *args,
-			     struct qmp_error *err)
+/* Every -drive/--disk (the virtio-blk backends), in QEMU's shape: raw images only. */
+static cJSON *cmd_query_block(struct qmp_server *s, struct qmp_client *c, cJSON *args,
+			      struct qmp_error *err)
 {
-	return cJSON_CreateArray();
+	cJSON *r = cJSON_CreateArray();
+	const struct vm_config *cfg = s->vm.cfg;
+	for (unsigned i = 0; cfg && i < cfg->drives.n; i++) {
+		struct keyed_opts *d = (struct keyed_opts *)&cfg->drives.items[i];
+		const char *file = keyed_get(d, "file");
+		struct errbuf e = {{0}};
+		bool ro = false;
+		if (keyed_get_bool(d, "readonly", false, &ro, &e) < 0)
+			ro = false;
+		cJSON *b = cJSON_CreateObject();
+		cJSON_AddStringToObject(b, "device", d->id ? d->id : "");
+		cJSON_AddStringToObject(b, "qdev", "");
+		cJSON_AddBoolToObject(b, "removable", false);
+		cJSON_AddBoolToObject(b, "locked", false);
+		cJSON_AddStringToObject(b, "type", "unknown");
+		if (file) {
+			struct stat st;
+			cJSON *ins = cJSON_AddObjectToObject(b, "inserted");
+			cJSON_AddStringToObject(ins, "file", file);
+			cJSON_AddBoolToObject(ins, "ro", ro);
+			cJSON_AddStringToObject(ins, "drv", "raw");
+			cJSON_AddBoolToObject(ins, "encrypted", false);
+			cJSON_AddNumberToObject(ins, "backing_file_depth", 0);
+			cJSON *img = cJSON_AddObjectToObject(ins, "image");
+			cJSON_AddStringToObject(img, "filename", file);
+			cJSON_AddStringToObject(img, "format", "raw");
+			cJSON_AddNumberToObject(img, "virtual-size",
+						stat(file, &st) == 0 ? (double)st.st_size : 0);
+		}
+		cJSON_AddItemToArray(r, b);
+	}
+	return r;
 }
 
 static cJSON *cmd_query_migrate(struct qmp_server *s, struct qmp_client *c, cJSON *args,
@@ -641,7 +672,7 @@ static const struct qmp_cmd qmp_cmds[] = {
     {"query-cpus-fast", cmd_query_cpus_fast, NULL},
     {"query-stats", cmd_query_stats, args_stats},
     {"query-chardev", cmd_query_chardev, NULL},
-    {"query-block", cmd_empty_list, NULL},
+    {"query-block", cmd_query_block, NULL},
     {"query-pci", cmd_query_pci, NULL},
     {"query-migrate", cmd_query_migrate, NULL},
     {"migrate", cmd_no_snapshots, args_migrate},

@@ -282,7 +282,7 @@ class Commands(QmpBase):
         labels = {x["label"]: x["filename"] for x in c.ok("query-chardev")}
         self.assertEqual(labels["serial0"], "stdio")
         self.assertIn(self.vm.path, labels["qmp"])
-        self.assertEqual(c.ok("query-block"), [])
+        self.assertEqual(c.ok("query-block"), [])  # no -drive here; see Blocks
         buses = c.ok("query-pci")
         self.assertEqual([b["bus"] for b in buses], [0])
         devs = buses[0]["devices"]
@@ -335,6 +335,23 @@ class Commands(QmpBase):
         hmp("cont")
         self.assertEqual(c.ok("query-status")["status"], "running")
         self.assertEqual(error_class(c.cmd("human-monitor-command")), "GenericError")
+
+
+class Blocks(unittest.TestCase):
+    def test_query_block_lists_the_disks(self):
+        fd, disk = tempfile.mkstemp(prefix="kvmini-qmp-disk-")
+        os.ftruncate(fd, 1 << 20)
+        os.close(fd)
+        self.addCleanup(os.unlink, disk)
+        vm = VM("count.elf", extra=["--disk", disk + ",ro,id=d0"])
+        self.addCleanup(vm.close)
+        c = vm.client()
+        self.addCleanup(c.close)
+        blocks = c.ok("query-block")
+        self.assertEqual(len(blocks), 1, blocks)
+        ins = blocks[0]["inserted"]
+        self.assertEqual((ins["file"], ins["ro"], ins["drv"]), (disk, True, "raw"))
+        self.assertEqual(ins["image"]["virtual-size"], 1 << 20)
 
 
 class Errors(QmpBase):
