@@ -9,7 +9,7 @@ GUESTS  := $(BUILD)/guests
 
 CFLAGS  := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -D_GNU_SOURCE -Isrc -MMD -MP
-LDLIBS  := -lpthread -ldl -luring
+LDLIBS  := -lpthread -ldl -luring -lcjson
 # Only the tests link the compression libraries; kvmini loads them when it needs them.
 COMPRESS_LIBS := -llzma -lz -lzstd -llz4 -lbz2
 ifeq ($(SAN),1)
@@ -92,6 +92,7 @@ check-format:
 
 include fuzz/virtqueue.mk
 include fuzz/snapshot.mk
+include fuzz/qmp.mk
 include fuzz/mmio.mk
 include fuzz/blk.mk
 include fuzz/pci.mk

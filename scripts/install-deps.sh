@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(gcc make libc6-dev linux-libc-dev pkg-config
       liblzma-dev zlib1g-dev libzstd-dev liblz4-dev libbz2-dev
-      libcriterion-dev liburing-dev busybox-static cpio clang-format
+      libcriterion-dev liburing-dev libcjson-dev busybox-static cpio clang-format
       clang-14 libfuzzer-14-dev libclang-rt-14-dev)
 [ "${1:-}" = "--bench" ] && pkgs+=(qemu-system-x86 hyperfine)
 missing=()

@@ -47,6 +47,7 @@ enum opt_id {
 	OPT_START_PAUSED,
 	OPT_RESTORE,
 	OPT_INCOMING,
+	OPT_QMP,
 	OPT_VIRTIO_TRANSPORT,
 	OPT_VERSION,
 	OPT_NET,
@@ -105,6 +106,7 @@ static const struct opt_def opt_table[] = {
     {"S", OPT_START_PAUSED, false},
     {"restore", OPT_RESTORE, true},
     {"incoming", OPT_INCOMING, true},
+    {"qmp", OPT_QMP, true},
     {"virtio-transport", OPT_VIRTIO_TRANSPORT, true},
     {"version", OPT_VERSION, false},
     {"net", OPT_NET, true},
@@ -124,7 +126,6 @@ static const struct {
     {"bios", "kvmini boots the kernel directly, without firmware"},
     {"virtfs", "VirtIO devices arrive in the next version"},
     {"boot", "kvmini boots the kernel given with -kernel, without firmware"},
-    {"qmp", "the control socket arrives in a later version"},
     {"daemonize", "kvmini runs in the foreground"},
     {"s", "kvmini has no gdb stub"},
     {"gdb", "kvmini has no gdb stub"},
@@ -781,6 +782,33 @@ static int set_display(const struct opt_use *u, struct errbuf *e)
 	return 0;
 }
 
+/* --qmp/-qmp unix:PATH[,server][,wait=off|nowait]: the control socket, a listening unix
+ * socket (kvmini is always the server). */
+static int set_qmp(struct vm_config *cfg, const struct opt_use *u, struct errbuf *e)
+{
+	struct chardev_cfg ch;
+	const char *ref, *why;
+	if (cfg->qmp.backend != CHARDEV_NONE)
+		return CFG_ERR(e, "invalid %.*s '%s': kvmini has one QMP socket", u->opt_len,
+			       u->opt, u->val);
+	if (strncmp(u->val, "unix:", 5))
+		return CFG_ERR(e, "invalid %.*s '%s': must be unix:PATH[,server][,wait=off]",
+			       u->opt_len, u->opt, u->val);
+	if (parse_serial_spec(&ch, u->val, &ref, &why) < 0)
+		return CFG_ERR(e, "invalid %.*s '%s': %s", u->opt_len, u->opt, u->val, why);
+	/* The socket is always kvmini's to listen on; "server" only changes the default of
+	 * wait, as in QEMU. */
+	if (!ch.server) {
+		ch.server = true;
+		ch.wait = false;
+	}
+	ch.id = "qmp";
+	ch.path = NULL;
+	cfg->qmp = ch;
+	cfg->qmp.path = cfg->qmp.path_buf;
+	return 0;
+}
+
 static int set_monitor(struct vm_config *cfg, const struct opt_use *u, struct errbuf *e)
 {
 	if (!strcmp(u->val, "none"))
@@ -1050,6 +1078,8 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 		return 0;
 	case OPT_MACHINE:
 		return set_machine(cfg, u, e);
+	case OPT_QMP:
+		return set_qmp(cfg, u, e);
 	case OPT_START_PAUSED:
 		cfg->start_paused = true;
 		return 0;
@@ -1216,10 +1246,27 @@ static int resolve_chardevs(struct vm_config *cfg, const char **refs, struct err
 		if ((r = keyed_get_bool(o, "pretty", false, &pretty, e)) ||
 		    (r = keyed_check_used(o, "chardev, mode, pretty", e)))
 			return r;
+		if (mode && !strcmp(mode, "control")) {
+			unsigned i;
+			for (i = 0; i < ndefs; i++)
+				if (!strcmp(defs[i].id, id))
+					break;
+			if (i == ndefs || defs[i].backend != CHARDEV_UNIX || !defs[i].server)
+				return CFG_ERR(e,
+					       "invalid -mon '%s': QMP needs a listening unix "
+					       "socket (-chardev socket,id=%s,path=PATH,server=on,"
+					       "wait=off)",
+					       o->spec, id);
+			if (cfg->qmp.backend != CHARDEV_NONE)
+				return CFG_ERR(e, "invalid -mon '%s': kvmini has one QMP socket",
+					       o->spec);
+			cfg->qmp = defs[i];
+			snprintf(cfg->qmp.path_buf, sizeof(cfg->qmp.path_buf), "%s", defs[i].path);
+			cfg->qmp.path = cfg->qmp.path_buf;
+			continue;
+		}
 		if (mode && strcmp(mode, "readline"))
-			return CFG_ERR(e,
-				       "invalid -mon '%s': kvmini's monitor is the human one "
-				       "(mode=readline); QMP comes with the control socket",
+			return CFG_ERR(e, "invalid -mon '%s': mode must be readline or control",
 				       o->spec);
 		unsigned s;
 		for (s = 0; s < cfg->nserials; s++)
@@ -1530,15 +1577,22 @@ const char *config_usage(void)
 	       "  -chardev stdio|null|pty|file|socket,id=ID[,mux=on][,path=P][,server=on]\n"
 	       "          [,wait=off]     a backend for -serial chardev:ID (socket: a unix\n"
 	       "                          socket at path=P)\n"
-	       "  -mon chardev=ID[,mode=readline]   the monitor on that stdio chardev (with\n"
-	       "                          mux=on: Ctrl-A c switches)\n"
+	       "  -mon chardev=ID[,mode=readline|control]   the monitor on that stdio chardev\n"
+	       "                          (with mux=on: Ctrl-A c switches); mode=control: QMP\n"
+	       "                          on that listening socket chardev\n"
 	       "  -nographic              ttyS0 and the monitor on stdio (mon:stdio) unless\n"
 	       "                          -serial/--console says otherwise\n"
 	       "  -nodefaults             no serial port unless -serial/--console asks for one\n"
 	       "  -no-reboot, --no-reboot a guest reset ends kvmini with status 0 instead of\n"
 	       "                          rebooting the VM\n"
 	       "  -S                      start with the vCPUs paused, until `cont` from the\n"
-	       "                          monitor\n"
+	       "                          monitor or QMP\n"
+	       "  --qmp, -qmp unix:PATH[,server][,wait=off|nowait]   the QMP control socket\n"
+	       "                          (kvmini listens at PATH; with server and without\n"
+	       "                          wait=off the guest starts once a client connects);\n"
+	       "                          also -chardev socket,id=ID,path=PATH,server=on,\n"
+	       "                          wait=off -mon chardev=ID,mode=control. Talk to it\n"
+	       "                          with `kvmini ctl PATH COMMAND [JSON]`\n"
 	       "  --restore PATH, -incoming file:PATH   start from a snapshot (QMP migrate to\n"
 	       "                          file:PATH) instead of booting; give the options it was\n"
 	       "                          taken with (memory, CPUs, serial ports): a difference\n"

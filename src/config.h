@@ -105,6 +105,9 @@ struct vm_config {
 	/* -monitor: CHARDEV_NONE (the default, and -monitor none) or CHARDEV_STDIO (-monitor
 	 * stdio: the monitor's prompt on stdin/stdout). */
 	struct chardev_cfg monitor;
+	/* The QMP control socket (--qmp unix:PATH,server[,wait=off], -mon mode=control):
+	 * CHARDEV_NONE, or CHARDEV_UNIX with server set. */
+	struct chardev_cfg qmp;
 	bool nodefaults;   /* -nodefaults: no serial port unless -serial/--console names one */
 	bool start_paused; /* -S: vCPUs wait for `cont` from the monitor */
 	const char *restore_path; /* --restore / -incoming file:PATH, NULL for a fresh boot */

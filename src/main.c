@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl.h"
 #include "util/err.h"
 #include "util/file.h"
 #include "util/log.h"
@@ -17,8 +18,8 @@
 #include "vmm/snapshot.h"
 #include "vmm/vm.h"
 
-#define KVMINI_VERSION "0.1.0"
-#define EXIT_USAGE     2
+#include "version.h"
+#define EXIT_USAGE 2
 
 extern const uint8_t demo_guest_elf[], demo_guest_elf_end[];
 
@@ -28,6 +29,7 @@ static const char main_usage[] =
     "commands:\n"
     "  run [options]   boot a VM (the built-in demo guest when no --kernel is given)\n"
     "  info            show the host's KVM: API version, capabilities, kind of host\n"
+    "  ctl SOCKET [COMMAND [JSON]]  send QMP commands to a running VM (--qmp)\n"
     "  help            this text; `kvmini run --help` lists the VM options\n"
     "  version         print the version\n"
     "\n"
@@ -132,6 +134,8 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(argc - 2, argv + 2, &start);
+	if (strcmp(cmd, "ctl") == 0)
+		return ctl_main(argc - 2, argv + 2);
 	if (strcmp(cmd, "info") == 0) {
 		if (argc > 2) {
 			log_error("'kvmini info' takes no arguments (got '%s')", argv[2]);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "util/log.h"
+#include "vmm/hmp.h"
 
 #define CTRL_A 0x01
 
@@ -88,79 +89,24 @@ static void monitor_prompt(struct console *c)
 	console_printf(c, "(kvmini) ");
 }
 
-static void monitor_help(struct console *c)
-{
-	console_printf(c, "cont|c -- resume the VM\r\n"
-			  "help|? -- list these commands\r\n"
-			  "info status -- show the VM's run state\r\n"
-			  "quit|q -- quit kvmini\r\n"
-			  "stop -- pause the VM\r\n"
-			  "system_reset -- reset the VM\r\n");
-}
-
-static const char *run_status_name(enum vm_run_status s)
-{
-	switch (s) {
-	case VM_STATUS_RUNNING:
-		return "running";
-	case VM_STATUS_PAUSED:
-		return "paused";
-	case VM_STATUS_SHUTDOWN:
-		return "shutdown";
-	}
-	return "unknown";
-}
-
-static bool have_op(struct console *c, const void *op)
-{
-	return c->control && c->control->ops && op;
-}
-
+/* The command table is vmm/hmp.c's, shared with QMP's human-monitor-command; its "\n" line
+ * ends become "\r\n" on the raw terminal. */
 void console_monitor_command(struct console *c, const char *line)
 {
-	char cmd[CONSOLE_LINE_MAX], arg[CONSOLE_LINE_MAX];
-	int n;
-
-	cmd[0] = arg[0] = '\0';
-	n = sscanf(line, "%255s %255s", cmd, arg);
-	if (n <= 0)
-		return;
-	const struct vm_control_ops *ops = c->control ? c->control->ops : NULL;
-	void *opaque = c->control ? c->control->opaque : NULL;
-	if (!strcmp(cmd, "help") || !strcmp(cmd, "?")) {
-		monitor_help(c);
-	} else if (!strcmp(cmd, "info")) {
-		if (!strcmp(arg, "status")) {
-			enum vm_run_status st = have_op(c, ops ? ops->status : NULL)
-						    ? ops->status(opaque)
-						    : VM_STATUS_RUNNING;
-			console_printf(c, "VM status: %s\r\n", run_status_name(st));
-		} else {
-			console_printf(c, "info status -- show the VM's run state\r\n");
-			if (arg[0])
-				console_printf(c, "unknown info item: '%s'\r\n", arg);
-		}
-	} else if (!strcmp(cmd, "quit") || !strcmp(cmd, "q")) {
-		if (have_op(c, ops ? ops->quit : NULL))
-			ops->quit(opaque);
-		else if (c->power)
-			power_request_stop(c->power, STOP_SIGNAL, 0);
-	} else if (!strcmp(cmd, "system_reset")) {
-		if (have_op(c, ops ? ops->reset : NULL))
-			ops->reset(opaque);
-		else
-			console_printf(c, "system_reset is not available\r\n");
-	} else if (!strcmp(cmd, "stop") || !strcmp(cmd, "cont") || !strcmp(cmd, "c")) {
-		bool stop = !strcmp(cmd, "stop");
-		int (*op)(void *) = ops ? (stop ? ops->pause : ops->resume) : NULL;
-		int ret = have_op(c, op) ? op(opaque) : -ENOTSUP;
-		if (ret == -ENOTSUP)
-			console_printf(c, "%s is not supported by this kvmini yet\r\n", cmd);
-		else if (ret < 0)
-			console_printf(c, "%s failed: %s\r\n", cmd, strerror(-ret));
-	} else {
-		console_printf(c, "unknown command: '%s' (try 'help')\r\n", cmd);
+	struct hmp_env env = {c->control, c->power, c->vcpus, c->nvcpus};
+	struct hmp_out out; /* 16 KiB on the loop thread's stack */
+	out.len = 0;
+	hmp_run(&env, line, &out);
+	size_t start = 0;
+	for (size_t i = 0; i < out.len; i++) {
+		if (out.buf[i] != '\n')
+			continue;
+		chardev_write(&c->chr, (const uint8_t *)out.buf + start, i - start);
+		chardev_write(&c->chr, (const uint8_t *)"\r\n", 2);
+		start = i + 1;
 	}
+	if (start < out.len)
+		chardev_write(&c->chr, (const uint8_t *)out.buf + start, out.len - start);
 }
 
 /* Line editing as a terminal user expects of a prompt: echo, backspace, Enter. */

@@ -16,6 +16,7 @@
 #include "core/loop.h"
 #include "core/power.h"
 #include "devices/serial.h"
+#include "vmm/vcpu.h"
 #include "util/err.h"
 
 #define CONSOLE_LINE_MAX 256
@@ -32,6 +33,8 @@ struct console {
 	struct serial *serial;
 	struct vm_power *power;
 	const struct vm_control *control;
+	struct vcpu *vcpus; /* for info cpus / info registers (set by the VM) */
+	unsigned nvcpus;
 };
 
 /* Opens the backend cfg describes, labelled label ("serial0"), so the UART can be created

@@ -333,6 +333,7 @@ static void *vcpu_thread(void *arg)
 	char name[16];
 	snprintf(name, sizeof(name), "vcpu %u", v->id);
 	pthread_setname_np(pthread_self(), name);
+	atomic_store(&v->tid, (int)gettid());
 
 	sigset_t set;
 	sigemptyset(&set);

@@ -50,6 +50,7 @@ struct vcpu {
 	pthread_t thread;
 	bool started;
 	struct vcpu_stats stats;
+	atomic_int tid; /* the thread's host tid once it runs (QMP's thread-id), else 0 */
 };
 
 int vcpu_create(struct vcpu *v, int vm_fd, unsigned id, size_t run_size, const struct vcpu_env *env,

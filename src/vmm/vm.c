@@ -268,17 +268,34 @@ int vm_pause(struct vm *vm)
 {
 	if (power_stop_requested(&vm->power))
 		return -ESHUTDOWN;
-	power_user_pause(&vm->power);
+	bool paused = power_user_pause(&vm->power);
 	vm_kick_vcpus(vm);
 	power_wait_parked(&vm->power);
-	return power_stop_requested(&vm->power) ? -ESHUTDOWN : 0;
+	if (power_stop_requested(&vm->power))
+		return -ESHUTDOWN;
+	if (paused) {
+		vm->paused_clock_valid = ioctl(vm->vm_fd, KVM_GET_CLOCK, &vm->paused_clock) == 0;
+		if (!vm->paused_clock_valid)
+			log_debug("KVM_GET_CLOCK: %s (kvmclock runs on while paused)",
+				  strerror(errno));
+		if (vm->qmp_open)
+			qmp_server_event(&vm->qmp, "STOP", NULL);
+	}
+	return 0;
 }
 
 int vm_resume(struct vm *vm)
 {
 	if (power_stop_requested(&vm->power))
 		return -ESHUTDOWN;
-	power_user_resume(&vm->power);
+	if (vm->paused_clock_valid && power_is_user_paused(&vm->power)) {
+		struct kvm_clock_data clock = {.clock = vm->paused_clock.clock};
+		if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
+			log_debug("KVM_SET_CLOCK: %s", strerror(errno));
+		vm->paused_clock_valid = false;
+	}
+	if (power_user_resume(&vm->power) && vm->qmp_open)
+		qmp_server_event(&vm->qmp, "RESUME", NULL);
 	return 0;
 }
 
@@ -287,8 +304,11 @@ static void vm_handle_reset(struct vm *vm)
 {
 	if (!power_take_reset(&vm->power))
 		return;
+	bool by_host = vm->reset_by_host;
+	vm->reset_by_host = false;
 	if (vm->cfg->no_reboot) {
 		log_info("guest reset: -no-reboot, stopping");
+		vm->reset_stop_by_host = by_host;
 		power_request_stop(&vm->power, STOP_RESET, 0);
 		power_resume(&vm->power);
 		return;
@@ -302,6 +322,12 @@ static void vm_handle_reset(struct vm *vm)
 			power_request_stop(&vm->power, STOP_ERROR, 1);
 		} else {
 			log_info("guest reset: rebooted (boot %u)", vm->power.resets + 1);
+			if (vm->qmp_open)
+				qmp_server_event(
+				    &vm->qmp, "RESET",
+				    by_host ? "{\"guest\":false,\"reason\":"
+					      "\"host-qmp-system-reset\"}"
+					    : "{\"guest\":true,\"reason\":\"guest-reset\"}");
 		}
 	}
 	power_resume(&vm->power);
@@ -320,6 +346,7 @@ static int vm_ctl_resume(void *opaque)
 static void vm_ctl_reset(void *opaque)
 {
 	struct vm *vm = opaque;
+	vm->reset_by_host = true;
 	power_request_reset(&vm->power);
 }
 
@@ -391,6 +418,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	vm->init_done = INIT_CONSOLE;
 	if ((ret = vm_open_consoles(vm, e)) < 0)
 		return ret;
+	if (cfg->qmp.backend == CHARDEV_UNIX) {
+		if ((ret = qmp_server_open(&vm->qmp, &cfg->qmp, e)) < 0)
+			return ret;
+		vm->qmp_open = true;
+	}
 	if ((ret = vm_create_devices(vm, e)) < 0)
 		return ret;
 
@@ -455,6 +487,24 @@ static void vm_on_signal(void *opaque, int fd, uint32_t events)
 	power_request_stop(&vm->power, STOP_SIGNAL, 128 + (int)si.ssi_signo);
 }
 
+/* SHUTDOWN's data, with QEMU's reasons. */
+static const char *qmp_shutdown_data(enum stop_reason why)
+{
+	switch (why) {
+	case STOP_POWEROFF:
+	case STOP_DEBUG_EXIT:
+		return "{\"guest\":true,\"reason\":\"guest-shutdown\"}";
+	case STOP_RESET:
+		return "{\"guest\":true,\"reason\":\"guest-reset\"}";
+	case STOP_QUIT:
+		return "{\"guest\":false,\"reason\":\"host-qmp-quit\"}";
+	case STOP_SIGNAL:
+		return "{\"guest\":false,\"reason\":\"host-signal\"}";
+	default:
+		return "{\"guest\":false,\"reason\":\"host-error\"}";
+	}
+}
+
 int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 {
 	int ret;
@@ -483,6 +533,19 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 		ret = console_start(&vm->consoles[i], &vm->serials[i], &vm->loop, &vm->power,
 				    &vm->control, e);
 		if (ret < 0)
+			return ret;
+		vm->consoles[i].vcpus = vm->vcpus;
+		vm->consoles[i].nvcpus = vm->nvcpus;
+	}
+	if (vm->qmp_open) {
+		struct qmp_vm q = {.cfg = vm->cfg,
+				   .control = &vm->control,
+				   .power = &vm->power,
+				   .vcpus = vm->vcpus,
+				   .nvcpus = vm->nvcpus,
+				   .vm_fd = vm->vm_fd,
+				   .pci = vm->pci_created ? &vm->pci : NULL};
+		if ((ret = qmp_server_start(&vm->qmp, &vm->loop, &q, e)) < 0)
 			return ret;
 	}
 	/* --name is what ps and top show for the VM (the kernel keeps 15 bytes of it). */
@@ -515,6 +578,14 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 	int status = 0;
 	enum stop_reason why = power_stop_reason(&vm->power, &status);
 	log_info("guest stopped: %s", stop_reason_name(why));
+	if (vm->qmp_open) {
+		qmp_server_event(&vm->qmp, "SHUTDOWN",
+				 why == STOP_RESET && vm->reset_stop_by_host
+				     ? "{\"guest\":false,\"reason\":\"host-qmp-system-reset\"}"
+				     : qmp_shutdown_data(why));
+		qmp_server_close(&vm->qmp, 500);
+		vm->qmp_open = false;
+	}
 	switch (why) {
 	case STOP_POWEROFF:
 	case STOP_RESET:
@@ -547,6 +618,9 @@ void vm_destroy(struct vm *vm)
 	if (vm->signal_fd >= 0)
 		close(vm->signal_fd);
 	vm->signal_fd = -1;
+	if (vm->qmp_open)
+		qmp_server_close(&vm->qmp, 0);
+	vm->qmp_open = false;
 	switch (vm->init_done) {
 	case INIT_DEVICES:
 		device_list_destroy(&vm->devices); /* before the bus its functions are on */

@@ -25,6 +25,7 @@
 #include "vmm/kvm.h"
 #include "core/loop.h"
 #include "core/power.h"
+#include "vmm/qmp.h"
 #include "vmm/vcpu.h"
 #include "virtio/mmio.h"
 
@@ -54,11 +55,19 @@ struct vm {
 	struct pci_host pci; /* bus 0: the host bridge and the virtio-pci functions */
 	bool pci_created;
 	struct device_list devices; /* every device: reset, save, destroy */
+	struct vm_control control;  /* what the monitor may ask of the VM */
+	struct qmp_server qmp;	    /* --qmp / -mon mode=control */
+	bool qmp_open;
+	bool reset_by_host;	 /* the pending reset came from the monitor (RESET's reason) */
+	bool reset_stop_by_host; /* -no-reboot stop caused by the monitor's system_reset */
+	/* kvmclock as it was when stop parked the vCPUs: cont sets it back, so the guest's
+	 * clock does not jump by the pause (as QEMU does). */
+	struct kvm_clock_data paused_clock;
+	bool paused_clock_valid;
 	/* The virtio-mmio windows in use, and the kernel command line that announces them
 	 * (the user's with virtio_mmio.device= added). */
 	struct virtio_mmio_layout mmio_layout;
 	char *cmdline;
-	struct vm_control control; /* what the monitor may ask of the VM */
 
 	struct kvm_cpuid2 *supported_cpuid;
 	/* KVM_GET_SUPPORTED_CPUID runs on its own thread while the VM is assembled: on hosts

@@ -1151,6 +1151,43 @@ Test(config, chardev_serial_and_mon_map_onto_the_serial_ports)
 		 "-serial", "chardev:p");
 }
 
+Test(config, qmp_socket_spellings)
+{
+	CFGT_OK("-m", "64");
+	cr_assert_eq(cfgt_cfg.qmp.backend, CHARDEV_NONE, "no QMP socket unless asked for");
+
+	CFGT_OK("--qmp", "unix:/tmp/q.sock,server,wait=off");
+	cr_assert_eq(cfgt_cfg.qmp.backend, CHARDEV_UNIX);
+	cr_assert_str_eq(cfgt_cfg.qmp.path, "/tmp/q.sock");
+	cr_assert(cfgt_cfg.qmp.server);
+	cr_assert_not(cfgt_cfg.qmp.wait);
+
+	CFGT_OK("-qmp", "unix:/tmp/q.sock,server,nowait");
+	cr_assert_not(cfgt_cfg.qmp.wait);
+	CFGT_OK("-qmp", "unix:/tmp/q.sock,server=on,wait=off");
+	cr_assert(cfgt_cfg.qmp.server && !cfgt_cfg.qmp.wait);
+	CFGT_OK("-qmp", "unix:/tmp/q.sock,server");
+	cr_assert(cfgt_cfg.qmp.wait, "a server waits for its first client unless wait=off");
+	CFGT_OK("--qmp", "unix:/tmp/q.sock");
+	cr_assert(cfgt_cfg.qmp.server && !cfgt_cfg.qmp.wait,
+		  "kvmini always listens; without server it does not wait");
+
+	CFGT_OK("-chardev", "socket,id=m0,path=/tmp/m.sock,server=on,wait=off", "-mon",
+		"chardev=m0,mode=control");
+	cr_assert_eq(cfgt_cfg.qmp.backend, CHARDEV_UNIX);
+	cr_assert_str_eq(cfgt_cfg.qmp.path, "/tmp/m.sock");
+	cr_assert_not(cfgt_cfg.qmp.wait);
+	cr_assert_eq(cfgt_cfg.serial[0].backend, CHARDEV_STDIO, "ttyS0 stays on stdio");
+
+	CFGT_ERR(CFGT_SAY("-qmp 'tcp:localhost:4444'", "unix:PATH"), "-qmp", "tcp:localhost:4444");
+	CFGT_ERR(CFGT_SAY("--qmp", "unix:"), "--qmp", "unix:/x,server,bogus");
+	CFGT_ERR(CFGT_SAY("one QMP socket"), "--qmp", "unix:/a,server", "--qmp", "unix:/b,server");
+	CFGT_ERR(CFGT_SAY("QMP needs a listening unix socket"), "-chardev", "socket,id=m0,path=/m",
+		 "-mon", "chardev=m0,mode=control");
+	CFGT_ERR(CFGT_SAY("mode must be readline or control"), "-chardev", "stdio,id=c0,mux=on",
+		 "-serial", "chardev:c0", "-mon", "chardev=c0,mode=json");
+}
+
 /* --virtio-transport chooses the default transport; names that say -pci/-device keep
  * theirs (virtio/attach.c reads the suffix). */
 Test(config, virtio_transport)

@@ -1,0 +1,228 @@
+#include "vmm/hmp.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include <linux/kvm.h>
+
+static void out_printf(struct hmp_out *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void out_printf(struct hmp_out *o, const char *fmt, ...)
+{
+	if (o->len + 1 >= sizeof(o->buf))
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(o->buf + o->len, sizeof(o->buf) - o->len, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	o->len += (size_t)n;
+	if (o->len >= sizeof(o->buf))
+		o->len = sizeof(o->buf) - 1;
+}
+
+static const struct vm_control_ops *ops_of(const struct hmp_env *env)
+{
+	return env->control ? env->control->ops : NULL;
+}
+
+static enum vm_run_status env_status(const struct hmp_env *env)
+{
+	const struct vm_control_ops *ops = ops_of(env);
+	return ops && ops->status ? ops->status(env->control->opaque) : VM_STATUS_RUNNING;
+}
+
+static void hmp_help(const struct hmp_env *env, const char *arg, struct hmp_out *o);
+
+static void hmp_info_status(const struct hmp_env *env, struct hmp_out *o)
+{
+	out_printf(o, "VM status: %s\n", vm_run_status_name(env_status(env)));
+}
+
+static void hmp_info_cpus(const struct hmp_env *env, struct hmp_out *o)
+{
+	for (unsigned i = 0; i < env->nvcpus; i++)
+		out_printf(o, "%s CPU #%u: thread_id=%d\n", i == 0 ? "*" : " ", i,
+			   atomic_load(&env->vcpus[i].tid));
+}
+
+static void hmp_info_kvm(const struct hmp_env *env, struct hmp_out *o)
+{
+	(void)env;
+	out_printf(o, "kvm support: enabled\n");
+}
+
+static void print_seg(struct hmp_out *o, const char *name, const struct kvm_segment *s)
+{
+	out_printf(o, "%-3s=%04x %016llx %08x %02x\n", name, s->selector,
+		   (unsigned long long)s->base, s->limit, s->type);
+}
+
+/* KVM_GET_REGS/SREGS need the vCPU out of KVM_RUN: the VM is paused for the read (and
+ * resumed after if it was running). */
+static void hmp_info_registers(const struct hmp_env *env, struct hmp_out *o)
+{
+	const struct vm_control_ops *ops = ops_of(env);
+	bool was_running = env_status(env) == VM_STATUS_RUNNING;
+	if (!env->vcpus || !env->nvcpus) {
+		out_printf(o, "no vCPUs\n");
+		return;
+	}
+	if (was_running) {
+		int ret = ops && ops->pause ? ops->pause(env->control->opaque) : -ENOTSUP;
+		if (ret < 0) {
+			out_printf(o, "cannot pause the VM to read its registers: %s\n",
+				   strerror(-ret));
+			return;
+		}
+	}
+	for (unsigned i = 0; i < env->nvcpus; i++) {
+		struct kvm_regs r;
+		struct kvm_sregs s;
+		if (ioctl(env->vcpus[i].fd, KVM_GET_REGS, &r) < 0 ||
+		    ioctl(env->vcpus[i].fd, KVM_GET_SREGS, &s) < 0) {
+			out_printf(o, "CPU#%u: cannot read the registers: %s\n", i,
+				   strerror(errno));
+			continue;
+		}
+		out_printf(o, "CPU#%u\n", i);
+		out_printf(o, "RAX=%016llx RBX=%016llx RCX=%016llx RDX=%016llx\n", r.rax, r.rbx,
+			   r.rcx, r.rdx);
+		out_printf(o, "RSI=%016llx RDI=%016llx RBP=%016llx RSP=%016llx\n", r.rsi, r.rdi,
+			   r.rbp, r.rsp);
+		out_printf(o, "R8 =%016llx R9 =%016llx R10=%016llx R11=%016llx\n", r.r8, r.r9,
+			   r.r10, r.r11);
+		out_printf(o, "R12=%016llx R13=%016llx R14=%016llx R15=%016llx\n", r.r12, r.r13,
+			   r.r14, r.r15);
+		out_printf(o, "RIP=%016llx RFL=%08llx\n", r.rip, r.rflags);
+		print_seg(o, "ES", &s.es);
+		print_seg(o, "CS", &s.cs);
+		print_seg(o, "SS", &s.ss);
+		print_seg(o, "DS", &s.ds);
+		print_seg(o, "FS", &s.fs);
+		print_seg(o, "GS", &s.gs);
+		out_printf(o, "GDT=     %016llx %08x\n", (unsigned long long)s.gdt.base,
+			   s.gdt.limit);
+		out_printf(o, "IDT=     %016llx %08x\n", (unsigned long long)s.idt.base,
+			   s.idt.limit);
+		out_printf(o, "CR0=%08llx CR2=%016llx CR3=%016llx CR4=%08llx\n", s.cr0, s.cr2,
+			   s.cr3, s.cr4);
+		out_printf(o, "EFER=%016llx\n", s.efer);
+	}
+	if (was_running && ops && ops->resume)
+		ops->resume(env->control->opaque);
+}
+
+static void hmp_info(const struct hmp_env *env, const char *arg, struct hmp_out *o)
+{
+	if (!strcmp(arg, "status"))
+		hmp_info_status(env, o);
+	else if (!strcmp(arg, "cpus"))
+		hmp_info_cpus(env, o);
+	else if (!strcmp(arg, "kvm"))
+		hmp_info_kvm(env, o);
+	else if (!strcmp(arg, "registers"))
+		hmp_info_registers(env, o);
+	else {
+		out_printf(o, "info cpus -- show the vCPUs and their host threads\n"
+			      "info kvm -- show KVM information\n"
+			      "info registers -- show every vCPU's registers\n"
+			      "info status -- show the VM's run state\n");
+		if (arg[0])
+			out_printf(o, "unknown info item: '%s'\n", arg);
+	}
+}
+
+static void hmp_quit(const struct hmp_env *env, const char *arg, struct hmp_out *o)
+{
+	const struct vm_control_ops *ops = ops_of(env);
+	if (ops && ops->quit)
+		ops->quit(env->control->opaque);
+	else if (env->power)
+		power_request_stop(env->power, STOP_SIGNAL, 0);
+}
+
+static void hmp_reset(const struct hmp_env *env, const char *arg, struct hmp_out *o)
+{
+	const struct vm_control_ops *ops = ops_of(env);
+	if (ops && ops->reset)
+		ops->reset(env->control->opaque);
+	else
+		out_printf(o, "system_reset is not available\n");
+}
+
+static void hmp_stop_cont(const struct hmp_env *env, bool stop, struct hmp_out *o)
+{
+	const struct vm_control_ops *ops = ops_of(env);
+	int (*op)(void *) = ops ? (stop ? ops->pause : ops->resume) : NULL;
+	int ret = op ? op(env->control->opaque) : -ENOTSUP;
+	const char *cmd = stop ? "stop" : "cont";
+	if (ret == -ENOTSUP)
+		out_printf(o, "%s is not supported by this kvmini yet\n", cmd);
+	else if (ret < 0)
+		out_printf(o, "%s failed: %s\n", cmd, strerror(-ret));
+}
+
+static void hmp_stop(const struct hmp_env *env, const char *arg, struct hmp_out *o)
+{
+	hmp_stop_cont(env, true, o);
+}
+
+static void hmp_cont(const struct hmp_env *env, const char *arg, struct hmp_out *o)
+{
+	hmp_stop_cont(env, false, o);
+}
+
+static void hmp_no_snapshots(const struct hmp_env *env, const char *arg, struct hmp_out *o)
+{
+	out_printf(o, "snapshots are not available in this build\n");
+}
+
+struct hmp_cmd {
+	const char *name, *alias, *help;
+	void (*fn)(const struct hmp_env *env, const char *arg, struct hmp_out *o);
+};
+
+static const struct hmp_cmd hmp_cmds[] = {
+    {"cont", "c", "resume the VM", hmp_cont},
+    {"delvm", NULL, "delete a snapshot (not in this build)", hmp_no_snapshots},
+    {"help", "?", "list these commands", hmp_help},
+    {"info", NULL, "status|cpus|kvm|registers -- show the VM's state", hmp_info},
+    {"loadvm", NULL, "restore a snapshot (not in this build)", hmp_no_snapshots},
+    {"quit", "q", "quit kvmini", hmp_quit},
+    {"savevm", NULL, "save a snapshot (not in this build)", hmp_no_snapshots},
+    {"stop", NULL, "pause the VM", hmp_stop},
+    {"system_reset", NULL, "reset the VM", hmp_reset},
+};
+
+static void hmp_help(const struct hmp_env *env, const char *arg, struct hmp_out *o)
+{
+	for (size_t i = 0; i < sizeof(hmp_cmds) / sizeof(hmp_cmds[0]); i++) {
+		const struct hmp_cmd *c = &hmp_cmds[i];
+		if (c->alias)
+			out_printf(o, "%s|%s -- %s\n", c->name, c->alias, c->help);
+		else
+			out_printf(o, "%s -- %s\n", c->name, c->help);
+	}
+}
+
+void hmp_run(const struct hmp_env *env, const char *line, struct hmp_out *out)
+{
+	char cmd[256], arg[256];
+	cmd[0] = arg[0] = '\0';
+	if (sscanf(line, "%255s %255s", cmd, arg) <= 0)
+		return;
+	for (size_t i = 0; i < sizeof(hmp_cmds) / sizeof(hmp_cmds[0]); i++) {
+		const struct hmp_cmd *c = &hmp_cmds[i];
+		if (!strcmp(cmd, c->name) || (c->alias && !strcmp(cmd, c->alias))) {
+			c->fn(env, arg, out);
+			return;
+		}
+	}
+	out_printf(out, "unknown command: '%s' (try 'help')\n", cmd);
+}

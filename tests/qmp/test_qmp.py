@@ -1,0 +1,634 @@
+#!/usr/bin/env python3
+"""QMP conformance suite for kvmini's control socket (--qmp), driven by a client written
+with the standard library only (socket + json). It runs the real binary ($KVMINI, default
+build/kvmini) against the test guests ($KVMINI_GUESTS, default build/guests): the count
+guest for pause/resume, hello for a guest shutdown. Ends with 'qmp: N passed, N failed,
+N skipped' for scripts/test-all."""
+import json
+import re
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+KVMINI = os.environ.get("KVMINI", "build/kvmini")
+GUESTS = os.environ.get("KVMINI_GUESTS", "build/guests")
+TIMEOUT = 20.0
+
+
+class VM:
+    """kvmini with a QMP socket; its stdout (the guest's console) collected in the
+    background."""
+
+    def __init__(self, guest="count.elf", extra=(), qmp_opts=None, wait_socket=True):
+        self.dir = tempfile.mkdtemp(prefix="kvmini-qmp-")
+        self.path = os.path.join(self.dir, "qmp.sock")
+        if qmp_opts is None:
+            qmp_opts = ["--qmp", "unix:%s,server,wait=off" % self.path]
+        else:
+            qmp_opts = [o.replace("PATH", self.path) for o in qmp_opts]
+        self.proc = subprocess.Popen(
+            [KVMINI, "run", "--kernel", os.path.join(GUESTS, guest)] + qmp_opts + list(extra),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.out = b""
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        if wait_socket:
+            deadline = time.time() + TIMEOUT
+            while not os.path.exists(self.path):
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise AssertionError("kvmini did not create its QMP socket: %r" %
+                                         self.proc.stderr.read())
+                time.sleep(0.01)
+
+    def _read(self):
+        while True:
+            b = self.proc.stdout.read1(4096)
+            if not b:
+                return
+            with self.lock:
+                self.out += b
+
+    def output(self):
+        with self.lock:
+            return self.out.decode(errors="replace")
+
+    def wait_output(self, text, timeout=TIMEOUT):
+        deadline = time.time() + timeout
+        while text not in self.output():
+            if time.time() > deadline:
+                raise AssertionError("no %r in the guest's output: %r" % (text, self.output()))
+            time.sleep(0.02)
+
+    def ticks(self):
+        return self.output().count("count: tick")
+
+    def client(self, negotiate=True):
+        return Client(self.path, negotiate)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.reader.join(5)
+        for f in (self.proc.stdout, self.proc.stderr):
+            f.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        os.rmdir(self.dir)
+
+
+class Client:
+    def __init__(self, path, negotiate=True):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(TIMEOUT)
+        self.sock.connect(path)
+        self.buf = b""
+        self.events = []
+        self.greeting = self.read()
+        if negotiate:
+            r = self.cmd("qmp_capabilities")
+            assert r == {"return": {}}, r
+
+    def read(self):
+        while b"\n" not in self.buf:
+            b = self.sock.recv(65536)
+            if not b:
+                raise EOFError("the server closed the connection")
+            self.buf += b
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def reply(self):
+        """The next reply (return or error); events on the way are kept."""
+        while True:
+            m = self.read()
+            if "event" in m:
+                self.events.append(m)
+                continue
+            return m
+
+    def cmd(self, name, args=None, id=None):
+        req = {"execute": name}
+        if args is not None:
+            req["arguments"] = args
+        if id is not None:
+            req["id"] = id
+        self.send_raw(json.dumps(req).encode() + b"\n")
+        return self.reply()
+
+    def ok(self, name, args=None):
+        r = self.cmd(name, args)
+        assert "return" in r, (name, r)
+        return r["return"]
+
+    def event(self, name, timeout=TIMEOUT):
+        for i, e in enumerate(self.events):
+            if e["event"] == name:
+                return self.events.pop(i)
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                m = self.read()
+                if "event" not in m:
+                    raise AssertionError("a reply where an event was expected: %r" % m)
+                if m["event"] == name:
+                    return m
+                self.events.append(m)
+        finally:
+            self.sock.settimeout(TIMEOUT)
+
+    def close(self):
+        self.sock.close()
+
+
+def error_class(r):
+    assert "error" in r, r
+    assert set(r["error"]) >= {"class", "desc"}, r
+    assert isinstance(r["error"]["desc"], str) and r["error"]["desc"], r
+    return r["error"]["class"]
+
+
+class QmpBase(unittest.TestCase):
+    guest = "count.elf"
+    extra = ()
+
+    def setUp(self):
+        self.vm = VM(self.guest, self.extra)
+        self.addCleanup(self.vm.close)
+
+    def client(self, negotiate=True):
+        c = self.vm.client(negotiate)
+        self.addCleanup(c.close)
+        return c
+
+
+class Greeting(QmpBase):
+    def test_greeting_shape(self):
+        c = self.client(negotiate=False)
+        g = c.greeting
+        self.assertEqual(set(g), {"QMP"})
+        self.assertEqual(g["QMP"]["capabilities"], [])
+        v = g["QMP"]["version"]
+        self.assertEqual(set(v["qemu"]), {"major", "minor", "micro"})
+        self.assertTrue(all(isinstance(x, int) for x in v["qemu"].values()))
+        self.assertTrue(v["package"].startswith("kvmini"))
+
+    def test_commands_refused_before_negotiation(self):
+        c = self.client(negotiate=False)
+        r = c.cmd("query-status", id="a1")
+        self.assertEqual(error_class(r), "CommandNotFound")
+        self.assertEqual(r["id"], "a1")
+        self.assertEqual(c.cmd("qmp_capabilities", id=7), {"return": {}, "id": 7})
+        self.assertIn("return", c.cmd("query-status"))
+
+    def test_capabilities_twice_is_an_error(self):
+        c = self.client()
+        self.assertEqual(error_class(c.cmd("qmp_capabilities")), "CommandNotFound")
+        self.assertIn("return", c.cmd("query-status"))
+
+    def test_unknown_capability_refused(self):
+        c = self.client(negotiate=False)
+        self.assertEqual(error_class(c.cmd("qmp_capabilities", {"enable": ["oob"]})),
+                         "GenericError")
+
+    def test_id_echoed_any_type(self):
+        c = self.client()
+        for id in ("x", 12, {"a": [1, 2]}, [3]):
+            r = c.cmd("query-kvm", id=id)
+            self.assertEqual(r["id"], id)
+            r = c.cmd("no-such-command", id=id)
+            self.assertEqual(r["id"], id)
+
+
+class Commands(QmpBase):
+    extra = ("--name", "qmp-test", "--cpus", "2", "-device", "virtio-rng-pci")
+
+    def test_query_status(self):
+        c = self.client()
+        r = c.ok("query-status")
+        self.assertEqual(r, {"running": True, "singlestep": False, "status": "running"})
+
+    def test_query_version_and_kvm_and_name(self):
+        c = self.client()
+        self.assertEqual(c.ok("query-version"), c.greeting["QMP"]["version"])
+        self.assertEqual(c.ok("query-kvm"), {"enabled": True, "present": True})
+        self.assertEqual(c.ok("query-name"), {"name": "qmp-test"})
+
+    def test_query_commands_lists_every_command(self):
+        c = self.client()
+        names = {x["name"] for x in c.ok("query-commands")}
+        for n in ("qmp_capabilities", "query-status", "stop", "cont", "system_reset",
+                  "system_powerdown", "quit", "query-version", "query-commands",
+                  "query-name", "query-kvm", "query-cpus-fast", "query-stats",
+                  "query-chardev", "query-block", "query-pci", "human-monitor-command",
+                  "migrate", "migrate-incoming", "query-migrate"):
+            self.assertIn(n, names)
+
+    def test_query_cpus_fast_thread_ids_are_kvmini_threads(self):
+        self.vm.wait_output("count: counters at")
+        c = self.client()
+        cpus = c.ok("query-cpus-fast")
+        self.assertEqual([x["cpu-index"] for x in cpus], [0, 1])
+        for x in cpus:
+            self.assertEqual(x["target"], "x86_64")
+            self.assertTrue(x["qom-path"].startswith("/machine/"))
+            self.assertIn("core-id", x["props"])
+            tid = x["thread-id"]
+            comm = open("/proc/%d/task/%d/comm" % (self.vm.proc.pid, tid)).read().strip()
+            self.assertEqual(comm, "vcpu %d" % x["cpu-index"])
+
+    def test_query_stats_vcpu_and_vm(self):
+        self.vm.wait_output("count: tick 1")
+        c = self.client()
+        r = c.ok("query-stats", {"target": "vcpu"})
+        self.assertEqual(len(r), 2)
+        for v in r:
+            self.assertTrue(v["qom-path"].startswith("/machine/"))
+            provs = {p["provider"]: {s["name"]: s["value"] for s in p["stats"]}
+                     for p in v["providers"]}
+            self.assertIn("kvmini", provs)
+            self.assertIn("exits", provs["kvmini"])
+            if "kvm" in provs:  # KVM_GET_STATS_FD: the same names as debugfs
+                self.assertIn("exits", provs["kvm"])
+                self.assertIn("halt_exits", provs["kvm"])
+        # The BSP prints ticks through the UART: kvmini counts its port exits.
+        bsp = {p["provider"]: {s["name"]: s["value"] for s in p["stats"]}
+               for p in r[0]["providers"]}["kvmini"]
+        self.assertGreater(bsp["io_exits"], 0)
+        self.assertGreaterEqual(bsp["exits"], bsp["io_exits"])
+        one = c.ok("query-stats", {"target": "vcpu",
+                                   "vcpus": ["/machine/unattached/device[1]"]})
+        self.assertEqual([v["qom-path"] for v in one], ["/machine/unattached/device[1]"])
+        vm = c.ok("query-stats", {"target": "vm"})
+        self.assertIsInstance(vm, list)
+        for e in vm:
+            self.assertEqual(e["providers"][0]["provider"], "kvm")
+        self.assertEqual(error_class(c.cmd("query-stats", {"target": "disk"})),
+                         "GenericError")
+
+    def test_query_chardev_block_pci_migrate(self):
+        c = self.client()
+        labels = {x["label"]: x["filename"] for x in c.ok("query-chardev")}
+        self.assertEqual(labels["serial0"], "stdio")
+        self.assertIn(self.vm.path, labels["qmp"])
+        self.assertEqual(c.ok("query-block"), [])  # no -drive here; see Blocks
+        buses = c.ok("query-pci")
+        self.assertEqual([b["bus"] for b in buses], [0])
+        devs = buses[0]["devices"]
+        # The host bridge at 00:00.0 (8086:29c0, class 0x0600), and the virtio-rng function.
+        self.assertEqual((devs[0]["slot"], devs[0]["id"]["vendor"], devs[0]["id"]["device"],
+                          devs[0]["class_info"]["class"]), (0, 0x8086, 0x29c0, 0x0600))
+        rng = [d for d in devs if d["id"]["vendor"] == 0x1af4]
+        self.assertEqual(len(rng), 1, devs)
+        self.assertEqual(rng[0]["id"]["device"], 0x1044)  # modern virtio-rng
+        self.assertTrue(rng[0]["regions"] and rng[0]["regions"][0]["size"] > 0)
+        self.assertEqual(c.ok("query-migrate"), {})
+
+    def test_snapshot_commands_check_arguments_then_refuse(self):
+        c = self.client()
+        self.assertEqual(error_class(c.cmd("migrate")), "GenericError")  # uri missing
+        self.assertIn("uri", c.cmd("migrate")["error"]["desc"])
+        r = c.cmd("migrate", {"uri": "file:/tmp/x"})
+        self.assertIn("snapshots are not available", r["error"]["desc"])
+        r = c.cmd("migrate-incoming", {"uri": "file:/tmp/x"})
+        self.assertIn("snapshots are not available", r["error"]["desc"])
+        out = c.ok("human-monitor-command", {"command-line": "savevm t1"})
+        self.assertIn("snapshots are not available", out)
+
+    def test_system_powerdown_says_why_not(self):
+        c = self.client()
+        r = c.cmd("system_powerdown")
+        self.assertEqual(error_class(r), "GenericError")
+        self.assertIn("ACPI", r["error"]["desc"])
+        self.assertEqual(c.ok("query-status")["status"], "running")
+
+    def test_human_monitor_command(self):
+        self.vm.wait_output("count: counters at")
+        c = self.client()
+        hmp = lambda line: c.ok("human-monitor-command", {"command-line": line})
+        self.assertEqual(hmp("info status"), "VM status: running\n")
+        cpus = hmp("info cpus")
+        self.assertIn("CPU #0: thread_id=", cpus)
+        self.assertIn("CPU #1: thread_id=", cpus)
+        self.assertIn("enabled", hmp("info kvm"))
+        regs = hmp("info registers")
+        self.assertIn("CPU#0", regs)
+        self.assertIn("CPU#1", regs)
+        self.assertIn("RIP=", regs)
+        self.assertIn("CR3=", regs)
+        # info registers pauses for the read and resumes after.
+        self.assertEqual(c.ok("query-status")["status"], "running")
+        self.assertIn("unknown command", hmp("frobnicate"))
+        hmp("stop")
+        self.assertEqual(hmp("info status"), "VM status: paused\n")
+        hmp("cont")
+        self.assertEqual(c.ok("query-status")["status"], "running")
+        self.assertEqual(error_class(c.cmd("human-monitor-command")), "GenericError")
+
+
+class Blocks(unittest.TestCase):
+    def test_query_block_lists_the_disks(self):
+        fd, disk = tempfile.mkstemp(prefix="kvmini-qmp-disk-")
+        os.ftruncate(fd, 1 << 20)
+        os.close(fd)
+        self.addCleanup(os.unlink, disk)
+        vm = VM("count.elf", extra=["--disk", disk + ",ro,id=d0"])
+        self.addCleanup(vm.close)
+        c = vm.client()
+        self.addCleanup(c.close)
+        blocks = c.ok("query-block")
+        self.assertEqual(len(blocks), 1, blocks)
+        ins = blocks[0]["inserted"]
+        self.assertEqual((ins["file"], ins["ro"], ins["drv"]), (disk, True, "raw"))
+        self.assertEqual(ins["image"]["virtual-size"], 1 << 20)
+
+
+class Errors(QmpBase):
+    def assert_alive(self, c):
+        self.assertEqual(c.ok("query-status")["status"], "running")
+        self.assertIsNone(self.vm.proc.poll())
+
+    def test_malformed_json(self):
+        c = self.client()
+        c.send_raw(b'{"execute": "query-status", ]\n')
+        self.assertEqual(error_class(c.reply()), "GenericError")
+        c.send_raw(b'{"execute": tru}\n')
+        self.assertEqual(error_class(c.reply()), "GenericError")
+        self.assert_alive(c)
+
+    def test_non_object_requests(self):
+        c = self.client()
+        for raw in (b"[1, 2]\n", b"3\n", b'"query-status"\n', b"null\n", b"}\n"):
+            c.send_raw(raw)
+            self.assertEqual(error_class(c.reply()), "GenericError", raw)
+        self.assert_alive(c)
+
+    def test_bad_members(self):
+        c = self.client()
+        cases = [{"arguments": {}}, {"execute": 3}, {"execute": "query-status", "arguments": []},
+                 {"execute": "query-status", "bogus": 1}]
+        for req in cases:
+            c.send_raw(json.dumps(req).encode() + b"\n")
+            self.assertEqual(error_class(c.reply()), "GenericError", req)
+        self.assert_alive(c)
+
+    def test_unknown_command(self):
+        c = self.client()
+        r = c.cmd("no-such-command")
+        self.assertEqual(error_class(r), "CommandNotFound")
+        self.assertIn("no-such-command", r["error"]["desc"])
+
+    def test_argument_errors(self):
+        c = self.client()
+        r = c.cmd("human-monitor-command", {"command-line": 5})
+        self.assertEqual(error_class(r), "GenericError")
+        self.assertIn("command-line", r["error"]["desc"])
+        r = c.cmd("query-status", {"verbose": True})
+        self.assertEqual(error_class(r), "GenericError")
+        self.assertIn("verbose", r["error"]["desc"])
+        r = c.cmd("query-stats", {"target": "vcpu", "vcpus": "all"})
+        self.assertEqual(error_class(r), "GenericError")
+        self.assert_alive(c)
+
+    def test_oversized_message(self):
+        c = self.client()
+        big = b'{"execute": "query-status", "id": "' + b"x" * (2 << 20) + b'"}\n'
+        c.send_raw(big)
+        r = c.reply()
+        self.assertEqual(error_class(r), "GenericError")
+        self.assertIn("too large", r["error"]["desc"])
+        self.assert_alive(c)
+
+    def test_disconnect_mid_message(self):
+        c = self.client()
+        c.send_raw(b'{"execute": "qu')
+        c.close()
+        d = self.client()
+        self.assert_alive(d)
+        e = self.client(negotiate=False)
+        e.send_raw(b'{"execute": "qmp_capabilities"}{"execute": "sto')
+        self.assertEqual(e.reply(), {"return": {}})
+        e.close()
+        self.assert_alive(d)
+
+    def test_two_messages_in_one_write_and_split_across_writes(self):
+        c = self.client()
+        c.send_raw(b'{"execute":"query-kvm","id":1}{"execute":"query-name","id":2}')
+        self.assertEqual(c.reply()["id"], 1)
+        self.assertEqual(c.reply()["id"], 2)
+        for b in b'{"execute": "query-kvm", "id": "s"}':
+            c.send_raw(bytes([b]))
+        self.assertEqual(c.reply(), {"return": {"enabled": True, "present": True}, "id": "s"})
+
+    def test_client_that_does_not_read_is_dropped(self):
+        watcher = self.client()
+        slow = self.client()
+        req = b'{"execute": "query-stats", "arguments": {"target": "vcpu"}}\n'
+        slow.sock.settimeout(10)
+        try:
+            for _ in range(3000):
+                slow.send_raw(req)
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            pass
+        # The loop never waited for it: the VM and the other client go on.
+        self.assert_alive(watcher)
+        self.vm.wait_output("count: tick 2")
+
+
+class Events(QmpBase):
+    def test_stop_cont_events_and_status(self):
+        c = self.client()
+        self.assertEqual(c.ok("stop"), {})
+        e = c.event("STOP")
+        self.assertEqual(set(e["timestamp"]), {"seconds", "microseconds"})
+        self.assertAlmostEqual(e["timestamp"]["seconds"], time.time(), delta=5)
+        self.assertEqual(c.ok("query-status"),
+                         {"running": False, "singlestep": False, "status": "paused"})
+        self.assertEqual(c.ok("cont"), {})
+        c.event("RESUME")
+        self.assertEqual(c.ok("query-status")["status"], "running")
+
+    def test_two_clients_both_get_events(self):
+        a, b = self.client(), self.client()
+        unneg = self.client(negotiate=False)
+        a.ok("stop")
+        a.event("STOP")
+        b.event("STOP")
+        b.ok("cont")
+        a.event("RESUME")
+        b.event("RESUME")
+        # A client still negotiating gets no events.
+        unneg.sock.settimeout(0.3)
+        with self.assertRaises(socket.timeout):
+            unneg.read()
+
+    def test_system_reset_reboots_with_reset_event(self):
+        self.vm.wait_output("count: counters at")
+        c = self.client()
+        self.assertEqual(c.ok("system_reset"), {})
+        e = c.event("RESET")
+        self.assertEqual(e["data"], {"guest": False, "reason": "host-qmp-system-reset"})
+        deadline = time.time() + TIMEOUT
+        while self.vm.output().count("count: counters at") < 2:
+            self.assertLess(time.time(), deadline, self.vm.output())
+            time.sleep(0.05)
+        self.assertEqual(c.ok("query-status")["status"], "running")
+
+    def test_quit_sends_shutdown_and_exits_0(self):
+        c = self.client()
+        other = self.client()
+        self.assertEqual(c.ok("quit"), {})
+        e = c.event("SHUTDOWN")
+        self.assertEqual(e["data"], {"guest": False, "reason": "host-qmp-quit"})
+        other.event("SHUTDOWN")
+        self.assertEqual(self.vm.proc.wait(TIMEOUT), 0)
+        self.assertFalse(os.path.exists(self.vm.path))
+
+    def test_pause_two_seconds_no_tick_then_continues(self):
+        self.vm.wait_output("count: tick 2")
+        c = self.client()
+        c.ok("stop")
+        c.event("STOP")
+        time.sleep(0.1)  # a line already in the UART's buffer may still arrive
+        before = self.vm.ticks()
+        time.sleep(2)
+        self.assertEqual(self.vm.ticks(), before, "the guest ticked while paused")
+        c.ok("cont")
+        c.event("RESUME")
+        self.vm.wait_output("count: tick %d\n" % (before + 2))
+
+
+class NoReboot(QmpBase):
+    extra = ("-no-reboot",)
+
+    def test_system_reset_with_no_reboot_shuts_down(self):
+        c = self.client()
+        c.ok("system_reset")
+        e = c.event("SHUTDOWN")
+        self.assertEqual(e["data"], {"guest": False, "reason": "host-qmp-system-reset"})
+        self.assertEqual(self.vm.proc.wait(TIMEOUT), 0)
+
+
+class GuestShutdown(QmpBase):
+    guest = "hello.elf"
+    extra = ("-S",)
+
+    def test_guest_poweroff_sends_shutdown(self):
+        c = self.client()
+        self.assertEqual(c.ok("query-status")["status"], "paused")
+        c.ok("cont")
+        e = c.event("SHUTDOWN")
+        self.assertEqual(e["data"], {"guest": True, "reason": "guest-shutdown"})
+        self.assertEqual(self.vm.proc.wait(TIMEOUT), 0)
+
+
+class StartPaused(QmpBase):
+    extra = ("-S",)
+
+    def test_minus_S_then_cont_starts_the_guest(self):
+        c = self.client()
+        time.sleep(0.5)
+        self.assertNotIn("count:", self.vm.output())
+        self.assertEqual(c.ok("query-status")["running"], False)
+        c.ok("cont")
+        c.event("RESUME")
+        self.vm.wait_output("count: tick 1")
+
+
+class Spellings(unittest.TestCase):
+    def run_with(self, opts):
+        vm = VM("count.elf", qmp_opts=opts)
+        try:
+            c = vm.client()
+            self.assertEqual(c.ok("query-status")["status"], "running")
+            c.ok("quit")
+            self.assertEqual(vm.proc.wait(TIMEOUT), 0)
+            c.close()
+        finally:
+            vm.close()
+
+    def test_qemu_qmp_nowait(self):
+        self.run_with(["-qmp", "unix:PATH,server,nowait"])
+
+    def test_qemu_qmp_server_on_wait_off(self):
+        self.run_with(["-qmp", "unix:PATH,server=on,wait=off"])
+
+    def test_chardev_and_mon_control(self):
+        self.run_with(["-chardev", "socket,id=mon0,path=PATH,server=on,wait=off",
+                       "-mon", "chardev=mon0,mode=control"])
+
+    def test_wait_holds_the_guest_until_a_client_connects(self):
+        vm = VM("count.elf", qmp_opts=["--qmp", "unix:PATH,server"])
+        try:
+            time.sleep(0.5)
+            self.assertNotIn("count:", vm.output())
+            c = vm.client()
+            vm.wait_output("count: tick 1")
+            c.ok("quit")
+            vm.proc.wait(TIMEOUT)
+            c.close()
+        finally:
+            vm.close()
+
+    def test_mon_control_needs_a_server_socket(self):
+        r = subprocess.run([KVMINI, "run", "-chardev", "null,id=n", "-mon",
+                            "chardev=n,mode=control"], capture_output=True, text=True,
+                           timeout=TIMEOUT)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("QMP needs a listening unix socket", r.stderr)
+
+
+class Ctl(QmpBase):
+    def ctl(self, *args, stdin=None):
+        return subprocess.run([KVMINI, "ctl"] + list(args), input=stdin, capture_output=True,
+                              text=True, timeout=TIMEOUT)
+
+    def test_ctl_return_error_usage(self):
+        r = self.ctl(self.vm.path, "query-status")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["status"], "running")
+        r = self.ctl(self.vm.path, "human-monitor-command", '{"command-line": "info status"}')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("VM status: running", json.loads(r.stdout))
+        r = self.ctl("--raw", self.vm.path, "no-such-command")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(json.loads(r.stdout)["error"]["class"], "CommandNotFound")
+        self.assertEqual(self.ctl().returncode, 2)
+        self.assertEqual(self.ctl(self.vm.path, "query-status", "[1]").returncode, 2)
+        r = self.ctl("/nonexistent/sock", "query-status")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot connect", r.stderr)
+
+    def test_ctl_stdin_commands(self):
+        r = self.ctl(self.vm.path, stdin='stop\nquery-status\n{"execute":"cont"}\n'
+                     'query-status\n')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        statuses = re.findall(r'"status":\s*"(\w+)"', r.stdout)
+        self.assertEqual(statuses, ["paused", "running"])
+        self.assertIn('"STOP"', r.stderr)
+        r = self.ctl(self.vm.path, stdin="query-kvm\nbogus\n")
+        self.assertEqual(r.returncode, 1)
+
+
+if __name__ == "__main__":
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        print("qmp: 0 passed, 0 failed, 1 skipped (no usable /dev/kvm)")
+        sys.exit(0)
+    runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout)
+    result = runner.run(unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))
+    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    skipped = len(result.skipped)
+    passed = result.testsRun - failed - skipped
+    print("qmp: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
+    sys.exit(0 if failed == 0 else 1)
