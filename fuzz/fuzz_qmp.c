@@ -42,8 +42,13 @@ static enum vm_run_status fake_status(void *o)
 	return ((struct fake_vm *)o)->status;
 }
 
-static const struct vm_control_ops fake_ops = {fake_pause, fake_resume, fake_reset, fake_quit,
-					       fake_status};
+static const struct vm_control_ops fake_ops = {
+    .pause = fake_pause,
+    .resume = fake_resume,
+    .reset = fake_reset,
+    .quit = fake_quit,
+    .status = fake_status,
+};
 
 static void drain(int fd)
 {

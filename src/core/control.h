@@ -6,6 +6,8 @@
 
 #include <stdbool.h>
 
+#include "util/err.h"
+
 enum vm_run_status {
 	VM_STATUS_RUNNING,
 	VM_STATUS_PAUSED,   /* stop / -S: every vCPU parked */
@@ -21,6 +23,9 @@ struct vm_control_ops {
 	/* system_powerdown would need ACPI events; quit ends kvmini with status 0. */
 	void (*quit)(void *opaque);
 	enum vm_run_status (*status)(void *opaque);
+	/* Writes a snapshot of the VM to path (migrate to file:PATH); a running VM is paused
+	 * for it and resumed after. Returns 0 or -errno with e filled. NULL: not available. */
+	int (*snapshot_save)(void *opaque, const char *path, struct errbuf *e);
 };
 
 struct vm_control {

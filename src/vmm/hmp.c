@@ -180,7 +180,8 @@ static void hmp_cont(const struct hmp_env *env, const char *arg, struct hmp_out 
 
 static void hmp_no_snapshots(const struct hmp_env *env, const char *arg, struct hmp_out *o)
 {
-	out_printf(o, "snapshots are not available in this build\n");
+	out_printf(o, "named snapshots (savevm/loadvm/delvm) are not available yet: use QMP "
+		      "migrate to file:PATH, and kvmini run --restore PATH\n");
 }
 
 struct hmp_cmd {
@@ -190,12 +191,12 @@ struct hmp_cmd {
 
 static const struct hmp_cmd hmp_cmds[] = {
     {"cont", "c", "resume the VM", hmp_cont},
-    {"delvm", NULL, "delete a snapshot (not in this build)", hmp_no_snapshots},
+    {"delvm", NULL, "delete a named snapshot (not available yet)", hmp_no_snapshots},
     {"help", "?", "list these commands", hmp_help},
     {"info", NULL, "status|cpus|kvm|registers -- show the VM's state", hmp_info},
-    {"loadvm", NULL, "restore a snapshot (not in this build)", hmp_no_snapshots},
+    {"loadvm", NULL, "restore a named snapshot (not available yet)", hmp_no_snapshots},
     {"quit", "q", "quit kvmini", hmp_quit},
-    {"savevm", NULL, "save a snapshot (not in this build)", hmp_no_snapshots},
+    {"savevm", NULL, "save a named snapshot (not available yet)", hmp_no_snapshots},
     {"stop", NULL, "pause the VM", hmp_stop},
     {"system_reset", NULL, "reset the VM", hmp_reset},
 };

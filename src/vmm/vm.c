@@ -1,5 +1,7 @@
 #include "vmm/vm.h"
 
+#include "vmm/snapshot.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -364,12 +366,18 @@ static enum vm_run_status vm_ctl_status(void *opaque)
 	return power_is_user_paused(&vm->power) ? VM_STATUS_PAUSED : VM_STATUS_RUNNING;
 }
 
+static int vm_ctl_snapshot_save(void *opaque, const char *path, struct errbuf *e)
+{
+	return vm_snapshot_save(opaque, path, 0, e);
+}
+
 static const struct vm_control_ops vm_control_ops = {
     .pause = vm_ctl_pause,
     .resume = vm_ctl_resume,
     .reset = vm_ctl_reset,
     .quit = vm_ctl_quit,
     .status = vm_ctl_status,
+    .snapshot_save = vm_ctl_snapshot_save,
 };
 
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec *start,

@@ -295,16 +295,49 @@ class Commands(QmpBase):
         self.assertTrue(rng[0]["regions"] and rng[0]["regions"][0]["size"] > 0)
         self.assertEqual(c.ok("query-migrate"), {})
 
-    def test_snapshot_commands_check_arguments_then_refuse(self):
+    def test_migrate_to_file_writes_a_snapshot_that_restores(self):
         c = self.client()
         self.assertEqual(error_class(c.cmd("migrate")), "GenericError")  # uri missing
         self.assertIn("uri", c.cmd("migrate")["error"]["desc"])
-        r = c.cmd("migrate", {"uri": "file:/tmp/x"})
-        self.assertIn("snapshots are not available", r["error"]["desc"])
+        r = c.cmd("migrate", {"uri": "tcp:127.0.0.1:4444"})
+        self.assertIn("only file:", r["error"]["desc"])
+        self.vm.wait_output("count: tick 2")
+        path = os.path.join(self.vm.dir, "snap.kvmini")
+        self.addCleanup(lambda: os.path.exists(path) and os.unlink(path))
+        self.assertEqual(c.ok("migrate", {"uri": "file:" + path}), {})
+        self.assertEqual(c.ok("query-migrate")["status"], "completed")
+        self.assertEqual(c.ok("query-status")["status"], "running", "resumed after the save")
+        saved = self.vm.ticks()
+        self.assertTrue(os.path.getsize(path) > 0)
+        # The snapshot restores in a new process and the guest goes on counting from there.
+        proc = subprocess.Popen([KVMINI, "run", "--restore", path, "--kernel",
+                                 os.path.join(GUESTS, "count.elf")] + list(self.extra),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            out = b""
+            deadline = time.time() + TIMEOUT
+            while b"count: tick" not in out and time.time() < deadline:
+                b = proc.stdout.read1(4096)
+                if not b:
+                    break
+                out += b
+        finally:
+            proc.kill()
+            proc.wait()
+            err = proc.stderr.read().decode(errors="replace")
+            proc.stdout.close()
+            proc.stderr.close()
+        text = out.decode(errors="replace")
+        self.assertIn("count: tick", text, "restore printed nothing; stderr: %r" % err)
+        self.assertNotIn("counters at", text, "a restore does not boot again")
+        first = int(text.split("count: tick ")[1].split()[0])
+        self.assertGreaterEqual(first, 2, text)
+        self.assertLessEqual(first, saved + 1, text)
         r = c.cmd("migrate-incoming", {"uri": "file:/tmp/x"})
-        self.assertIn("snapshots are not available", r["error"]["desc"])
+        self.assertIn("not available", r["error"]["desc"])
         out = c.ok("human-monitor-command", {"command-line": "savevm t1"})
-        self.assertIn("snapshots are not available", out)
+        self.assertIn("not available", out)
 
     def test_system_powerdown_says_why_not(self):
         c = self.client()
