@@ -317,7 +317,8 @@ class Commands(QmpBase):
         try:
             out = b""
             deadline = time.time() + TIMEOUT
-            while b"count: tick" not in out and time.time() < deadline:
+            # A whole tick line: the guest's output may arrive a few bytes at a time.
+            while not re.search(rb"count: tick \d+\n", out) and time.time() < deadline:
                 b = proc.stdout.read1(4096)
                 if not b:
                     break
