@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -262,8 +263,8 @@ void vcpu_print_stats(const struct vcpu *vcpus, unsigned n)
 
 	/* Where the guest ran: the most sampled RIPs of each vCPU. */
 	for (unsigned i = 0; i < n; i++) {
-		const struct vcpu_stats *st = &vcpus[i].stats;
-		if (!st->samples)
+		const struct vcpu_rip_samples *st = vcpus[i].stats.rips;
+		if (!st || !st->samples)
 			continue;
 		off = 0;
 		line[0] = '\0';
@@ -271,16 +272,14 @@ void vcpu_print_stats(const struct vcpu *vcpus, unsigned n)
 		for (unsigned top = 0; top < 12; top++) {
 			unsigned best = VCPU_SAMPLE_SLOTS;
 			for (unsigned k = 0; k < VCPU_SAMPLE_SLOTS; k++)
-				if (!used[k] && st->sample_count[k] &&
-				    (best == VCPU_SAMPLE_SLOTS ||
-				     st->sample_count[k] > st->sample_count[best]))
+				if (!used[k] && st->count[k] &&
+				    (best == VCPU_SAMPLE_SLOTS || st->count[k] > st->count[best]))
 					best = k;
 			if (best == VCPU_SAMPLE_SLOTS)
 				break;
 			used[best] = true;
 			int w = snprintf(line + off, sizeof(line) - off, " %llx:%lu",
-					 (unsigned long long)st->sample_rip[best],
-					 st->sample_count[best]);
+					 (unsigned long long)st->rip[best], st->count[best]);
 			if (w > 0 && (size_t)w < sizeof(line) - off)
 				off += (size_t)w;
 		}
@@ -294,24 +293,28 @@ static void record_sample(struct vcpu *v)
 	struct kvm_regs r;
 	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0)
 		return;
-	struct vcpu_stats *st = &v->stats;
+	struct vcpu_rip_samples *st = v->stats.rips;
+	if (!st)
+		return;
 	st->samples++;
 	uint64_t rip = r.rip;
 	for (unsigned i = 0; i < 16; i++) {
 		unsigned slot = (unsigned)((rip * 0x9e3779b97f4a7c15ull) >> 54) + i;
 		slot %= VCPU_SAMPLE_SLOTS;
-		if (st->sample_count[slot] == 0 || st->sample_rip[slot] == rip) {
-			st->sample_rip[slot] = rip;
-			st->sample_count[slot]++;
+		if (st->count[slot] == 0 || st->rip[slot] == rip) {
+			st->rip[slot] = rip;
+			st->count[slot]++;
 			return;
 		}
 	}
-	st->samples_dropped++;
+	st->dropped++;
 }
 
 /* A per-thread timer that interrupts KVM_RUN 50 times a second (the kick signal). */
 static bool start_sampling(struct vcpu *v, timer_t *t)
 {
+	if (!v->stats.rips && !(v->stats.rips = calloc(1, sizeof(*v->stats.rips))))
+		return false;
 	struct sigevent sev;
 	memset(&sev, 0, sizeof(sev));
 	sev.sigev_notify = SIGEV_THREAD_ID;
@@ -423,6 +426,8 @@ void vcpu_join(struct vcpu *v)
 
 void vcpu_destroy(struct vcpu *v)
 {
+	free(v->stats.rips);
+	v->stats.rips = NULL;
 	if (v->run)
 		munmap(v->run, v->run_size);
 	if (v->fd >= 0)

@@ -33,11 +33,16 @@ struct vcpu_stats {
 	atomic_ulong exits[VCPU_EXIT_REASONS];	       /* every exit, by KVM exit reason */
 	atomic_ulong completed[VCPU_COMPLETION_KINDS]; /* instructions finished in user space */
 	atomic_ulong not_completed;		       /* emulation failures left unrecovered */
-	/* guest RIPs seen by a 50 Hz sampling timer: an open-addressed table, owned by the
-	 * vCPU thread, read after it is joined */
-	uint64_t sample_rip[VCPU_SAMPLE_SLOTS];
-	unsigned long sample_count[VCPU_SAMPLE_SLOTS];
-	unsigned long samples, samples_dropped;
+	/* guest RIPs seen by a 50 Hz sampling timer (--stats only; NULL otherwise) */
+	struct vcpu_rip_samples *rips;
+};
+
+/* An open-addressed table owned by the vCPU thread, read after it is joined. 16 KiB a
+ * vCPU: allocated only when sampling, so an idle VM does not carry it. */
+struct vcpu_rip_samples {
+	uint64_t rip[VCPU_SAMPLE_SLOTS];
+	unsigned long count[VCPU_SAMPLE_SLOTS];
+	unsigned long samples, dropped;
 };
 
 struct vcpu {

@@ -256,6 +256,7 @@ static int vm_reboot(struct vm *vm, struct errbuf *e)
 		if ((ret = x86_vcpu_put_state(fd, &vm->reset_vcpu_state[i], e)) < 0 ||
 		    (ret = x86_vcpu_set_msrs(fd, e)) < 0)
 			return ret;
+		x86_vcpu_clear_pv_msrs(fd);
 	}
 	return x86_vcpu_set_boot_regs(vm->vcpus[0].fd, &vm->boot, e);
 }
@@ -394,7 +395,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	vm->control = (struct vm_control){&vm_control_ops, vm};
 	device_list_init(&vm->devices);
 	vm->reset_vcpu_state = calloc(cfg->ncpus, sizeof(*vm->reset_vcpu_state));
-	if (!vm->reset_vcpu_state)
+	vm->vcpus = calloc(cfg->ncpus, sizeof(*vm->vcpus));
+	if (!vm->reset_vcpu_state || !vm->vcpus)
 		return errf(e, -ENOMEM, "out of memory");
 
 	if ((ret = kvm_host_open(&vm->kvm, e)) < 0)
@@ -621,6 +623,8 @@ void vm_destroy(struct vm *vm)
 	vm->supported_cpuid = NULL;
 	free(vm->reset_vcpu_state);
 	vm->reset_vcpu_state = NULL;
+	free(vm->vcpus);
+	vm->vcpus = NULL;
 	free(vm->cmdline);
 	vm->cmdline = NULL;
 	if (vm->signal_fd >= 0)

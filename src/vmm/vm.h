@@ -82,7 +82,7 @@ struct vm {
 	struct x86_vm_state reset_vm_state;
 	struct x86_vcpu_state *reset_vcpu_state; /* one per vCPU */
 	struct vcpu_env vcpu_env;
-	struct vcpu vcpus[KVMINI_MAX_VCPUS];
+	struct vcpu *vcpus; /* cfg->ncpus of them (an idle VM carries no unused ones) */
 	unsigned nvcpus;
 	int signal_fd;
 	unsigned init_done; /* how far vm_create got, for vm_destroy */

@@ -150,10 +150,15 @@ int x86_vcpu_set_msrs(int vcpu_fd, struct errbuf *e)
 	if (n < N)
 		return errf(e, -EINVAL, "KVM_SET_MSRS: the host refused MSR 0x%x",
 			    reset_msrs[n].index);
-	/* KVM's paravirtual MSRs point the host at guest memory (kvmclock, steal time,
-	 * async page faults, PV EOI): after a reboot the old addresses belong to someone
-	 * else, so they are switched off as at power-on. One at a time, since a host may
-	 * lack some of them. */
+	return 0;
+}
+
+/* KVM's paravirtual MSRs point the host at guest memory (kvmclock, steal time, async page
+ * faults, PV EOI): after a reboot the old addresses belong to someone else, so they are
+ * switched off as at power-on (a new vCPU has them off already). One call; an MSR a host
+ * lacks stops KVM_SET_MSRS there, and the rest are set from the next one. */
+void x86_vcpu_clear_pv_msrs(int vcpu_fd)
+{
 	static const uint32_t kvm_pv_msrs[] = {
 	    0x11,	/* MSR_KVM_WALL_CLOCK */
 	    0x12,	/* MSR_KVM_SYSTEM_TIME */
@@ -163,13 +168,21 @@ int x86_vcpu_set_msrs(int vcpu_fd, struct errbuf *e)
 	    0x4b564d03, /* MSR_KVM_STEAL_TIME */
 	    0x4b564d04, /* MSR_KVM_PV_EOI_EN */
 	};
-	for (unsigned i = 0; i < sizeof(kvm_pv_msrs) / sizeof(kvm_pv_msrs[0]); i++) {
+	enum { N = sizeof(kvm_pv_msrs) / sizeof(kvm_pv_msrs[0]) };
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry entries[N];
+	} msrs;
+	for (unsigned first = 0; first < N;) {
 		memset(&msrs, 0, sizeof(msrs));
-		msrs.hdr.nmsrs = 1;
-		msrs.entries[0].index = kvm_pv_msrs[i];
-		(void)ioctl(vcpu_fd, KVM_SET_MSRS, &msrs);
+		msrs.hdr.nmsrs = N - first;
+		for (unsigned i = first; i < N; i++)
+			msrs.entries[i - first].index = kvm_pv_msrs[i];
+		int n = ioctl(vcpu_fd, KVM_SET_MSRS, &msrs);
+		if (n < 0)
+			return;
+		first += (unsigned)n + 1; /* past the one refused (if any) */
 	}
-	return 0;
 }
 
 int x86_vcpu_set_boot_regs(int vcpu_fd, const struct x86_boot_setup *s, struct errbuf *e)

@@ -17,6 +17,8 @@ struct kvm_cpuid2 *x86_cpuid_for_vcpu(const struct kvm_cpuid2 *supported, unsign
 int x86_vcpu_set_cpuid(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned id, unsigned ncpus,
 		       struct errbuf *e);
 int x86_vcpu_set_msrs(int vcpu_fd, struct errbuf *e);
+/* Turns KVM's paravirtual MSRs off again (after a guest reset). */
+void x86_vcpu_clear_pv_msrs(int vcpu_fd);
 /* Registers and segments of the boot CPU for the chosen entry mode. */
 int x86_vcpu_set_boot_regs(int vcpu_fd, const struct x86_boot_setup *s, struct errbuf *e);
 
