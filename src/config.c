@@ -8,6 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* What -device accepts, for its messages: each virtio type as NAME-pci (PCI), NAME-device
+ * (MMIO) or NAME (the --virtio-transport default). */
+#define KVMINI_DEVICE_LIST                                                                    \
+	"isa-debug-exit, virtio-rng, virtio-blk, virtio-net, virtio-serial with virtconsole " \
+	"(the virtio ones as -pci, -device or bare)"
+
 enum opt_id {
 	OPT_KERNEL,
 	OPT_INITRD,
@@ -956,24 +962,15 @@ static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 	if (config_is_blk_driver(o->type))
 		return 0; /* checked with the -drives, once all are read */
 	if (!strcmp(o->type, "help") || !strcmp(o->type, "?"))
-		return CFG_ERR(
-		    e,
-		    "-device %s: kvmini's only -device is "
-		    "isa-debug-exit[,iobase=PORT][,iosize=N] (VirtIO devices come in the "
-		    "next version)",
-		    o->type);
+		return CFG_ERR(e, "-device %s: kvmini's devices are " KVMINI_DEVICE_LIST, o->type);
 	/* Read by virtio/attach.c when the VM is built (the type checks its own keys). */
 	if (virtio_find_type(o->type))
 		return 0;
-	if (!strncmp(o->type, "virtio-", 7))
-		return CFG_ERR(e,
-			       "invalid -device '%s': kvmini has no %s device yet (VirtIO devices "
-			       "come in the next version)",
-			       spec, o->type);
-	return CFG_ERR(e,
-		       "invalid -device '%s': kvmini has no %s device (its only -device is "
-		       "isa-debug-exit)",
-		       spec, o->type);
+	return CFG_ERR(
+	    e,
+	    "invalid -device '%s': kvmini has no %s device (its devices are " KVMINI_DEVICE_LIST
+	    ")",
+	    spec, o->type);
 }
 
 /* -nographic in QEMU only moves the serial port to stdio when no -serial says otherwise,

@@ -193,9 +193,9 @@ static void vp_common_write_field(struct virtio_pci *t, unsigned off, uint64_t v
 		t->msix_config = vp_checked_vector(t, v);
 		return;
 	case VIRTIO_PCI_COMMON_STATUS: {
-		/* Not under t->lock: a reset waits for the device's workers, and a worker
-		 * sending an interrupt takes t->lock (vp_signal). d->lock orders status
-		 * changes. */
+		/* Not under t->lock: a reset waits for the device's workers, which may be
+		 * sending an interrupt (vp_signal, under t->irq_lock) or reading a queue
+		 * register from another vCPU (under t->lock). d->lock orders status changes. */
 		pthread_mutex_unlock(&t->lock);
 		uint8_t st = virtio_dev_set_status(d, (uint8_t)v);
 		pthread_mutex_lock(&t->lock);

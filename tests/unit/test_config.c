@@ -908,8 +908,11 @@ Test(config, device_drivers_kvmini_lacks_are_named)
 		 "virtio-blk-pci,drive=d0");
 	CFGT_ERR(CFGT_SAY("-device 'virtio-net-pci,netdev=n0'", "no -netdev with id 'n0'"),
 		 "-device", "virtio-net-pci,netdev=n0");
-	CFGT_ERR(CFGT_SAY("-device 'e1000'", "no e1000 device", "only -device is isa-debug-exit"),
+	CFGT_ERR(CFGT_SAY("-device 'e1000'", "no e1000 device", "devices are isa-debug-exit",
+			  "virtio-blk"),
 		 "-device", "e1000");
+	CFGT_ERR(CFGT_SAY("-device 'virtio-gpu-pci'", "no virtio-gpu-pci device", "virtio-net"),
+		 "-device", "virtio-gpu-pci");
 }
 
 Test(config, isa_debug_exit)
@@ -955,7 +958,8 @@ Test(config, bad_isa_debug_exit)
 		 "isa-debug-exit,iobase=0x5e,iosize=4");
 	CFGT_OK("-device", "isa-debug-exit,iobase=0x5c,iosize=4");
 	CFGT_OK("-device", "isa-debug-exit,iobase=0x606,iosize=2");
-	CFGT_ERR(CFGT_SAY("-device help", "only -device is isa-debug-exit"), "-device", "help");
+	CFGT_ERR(CFGT_SAY("-device help", "devices are isa-debug-exit", "virtio-rng"), "-device",
+		 "help");
 }
 
 /* ---- the spellings QEMU tutorials use ---- */
