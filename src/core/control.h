@@ -10,8 +10,9 @@
 
 enum vm_run_status {
 	VM_STATUS_RUNNING,
-	VM_STATUS_PAUSED,   /* stop / -S: every vCPU parked */
-	VM_STATUS_SHUTDOWN, /* stopping: the VM is on its way out */
+	VM_STATUS_PAUSED,    /* stop / -S: every vCPU parked */
+	VM_STATUS_SHUTDOWN,  /* stopping: the VM is on its way out */
+	VM_STATUS_PRELAUNCH, /* -S: paused before the first instruction, until the first cont */
 };
 
 struct vm_control_ops {
@@ -33,6 +34,7 @@ struct vm_control {
 	void *opaque;
 };
 
-const char *vm_run_status_name(enum vm_run_status s); /* "running", "paused", "shutdown" */
+const char *
+vm_run_status_name(enum vm_run_status s); /* "running", "paused", "shutdown", "prelaunch" */
 
 #endif

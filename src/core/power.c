@@ -224,6 +224,8 @@ const char *vm_run_status_name(enum vm_run_status s)
 		return "paused";
 	case VM_STATUS_SHUTDOWN:
 		return "shutdown";
+	case VM_STATUS_PRELAUNCH:
+		return "prelaunch";
 	}
 	return "unknown";
 }

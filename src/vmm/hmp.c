@@ -41,7 +41,12 @@ static void hmp_help(const struct hmp_env *env, const char *arg, struct hmp_out 
 
 static void hmp_info_status(const struct hmp_env *env, struct hmp_out *o)
 {
-	out_printf(o, "VM status: %s\n", vm_run_status_name(env_status(env)));
+	enum vm_run_status st = env_status(env);
+	/* QEMU's wording: a -S VM that never ran is "paused (prelaunch)". */
+	if (st == VM_STATUS_PRELAUNCH)
+		out_printf(o, "VM status: paused (prelaunch)\n");
+	else
+		out_printf(o, "VM status: %s\n", vm_run_status_name(st));
 }
 
 static void hmp_info_cpus(const struct hmp_env *env, struct hmp_out *o)

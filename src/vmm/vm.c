@@ -297,6 +297,7 @@ int vm_resume(struct vm *vm)
 			log_debug("KVM_SET_CLOCK: %s", strerror(errno));
 		vm->paused_clock_valid = false;
 	}
+	vm->prelaunch = false;
 	if (power_user_resume(&vm->power) && vm->qmp_open)
 		qmp_server_event(&vm->qmp, "RESUME", NULL);
 	return 0;
@@ -364,7 +365,9 @@ static enum vm_run_status vm_ctl_status(void *opaque)
 	struct vm *vm = opaque;
 	if (power_stop_requested(&vm->power))
 		return VM_STATUS_SHUTDOWN;
-	return power_is_user_paused(&vm->power) ? VM_STATUS_PAUSED : VM_STATUS_RUNNING;
+	if (!power_is_user_paused(&vm->power))
+		return VM_STATUS_RUNNING;
+	return vm->prelaunch ? VM_STATUS_PRELAUNCH : VM_STATUS_PAUSED;
 }
 
 static int vm_ctl_snapshot_save(void *opaque, const char *path, struct errbuf *e)
@@ -562,8 +565,10 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 	prctl(PR_SET_NAME, vm->cfg->name, 0, 0, 0);
 
 	/* -S: the vCPUs park before their first instruction until the monitor's cont. */
-	if (vm->cfg->start_paused)
+	if (vm->cfg->start_paused) {
+		vm->prelaunch = true;
 		power_user_pause(&vm->power);
+	}
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		if ((ret = vcpu_start(&vm->vcpus[i], e)) < 0) {
 			power_request_stop(&vm->power, STOP_ERROR, 1);

@@ -64,6 +64,8 @@ struct vm {
 	 * clock does not jump by the pause (as QEMU does). */
 	struct kvm_clock_data paused_clock;
 	bool paused_clock_valid;
+	/* -S: no vCPU has run yet; query-status says "prelaunch" until the first cont. */
+	bool prelaunch;
 	/* The virtio-mmio windows in use, and the kernel command line that announces them
 	 * (the user's with virtio_mmio.device= added). */
 	struct virtio_mmio_layout mmio_layout;

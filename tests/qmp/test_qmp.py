@@ -560,7 +560,7 @@ class GuestShutdown(QmpBase):
 
     def test_guest_poweroff_sends_shutdown(self):
         c = self.client()
-        self.assertEqual(c.ok("query-status")["status"], "paused")
+        self.assertEqual(c.ok("query-status")["status"], "prelaunch")
         c.ok("cont")
         e = c.event("SHUTDOWN")
         self.assertEqual(e["data"], {"guest": True, "reason": "guest-shutdown"})
@@ -574,10 +574,23 @@ class StartPaused(QmpBase):
         c = self.client()
         time.sleep(0.5)
         self.assertNotIn("count:", self.vm.output())
-        self.assertEqual(c.ok("query-status")["running"], False)
+        self.assertEqual(c.ok("query-status"),
+                         {"running": False, "singlestep": False, "status": "prelaunch"})
+        hmp = lambda line: c.ok("human-monitor-command", {"command-line": line})
+        self.assertEqual(hmp("info status"), "VM status: paused (prelaunch)\n")
+        # A stop before the first cont changes nothing: the guest has still never run.
+        c.ok("stop")
+        self.assertEqual(c.ok("query-status")["status"], "prelaunch")
         c.ok("cont")
         c.event("RESUME")
+        self.assertEqual(c.ok("query-status"),
+                         {"running": True, "singlestep": False, "status": "running"})
         self.vm.wait_output("count: tick 1")
+        c.ok("stop")
+        c.event("STOP")
+        self.assertEqual(c.ok("query-status"),
+                         {"running": False, "singlestep": False, "status": "paused"})
+        self.assertEqual(hmp("info status"), "VM status: paused\n")
 
 
 class Spellings(unittest.TestCase):
