@@ -843,6 +843,7 @@ static const struct {
     {0x3e8, 0x3ef, "serial port ttyS2"},
     {0x3f8, 0x3ff, "serial port ttyS0"},
     {0x600, 0x605, "ACPI PM1a registers"},
+    {0x620, 0x623, "ACPI GPE0 block"},
     {0xcf8, 0xcff, "PCI configuration/reset ports"},
 };
 

@@ -21,7 +21,10 @@ struct vm_control_ops {
 	int (*resume)(void *opaque);
 	/* system_reset: reboot the VM in the process (or end it with -no-reboot). */
 	void (*reset)(void *opaque);
-	/* system_powerdown would need ACPI events; quit ends kvmini with status 0. */
+	/* system_powerdown: presses the ACPI power button (PWRBTN_STS, the SCI) and sends the
+	 * POWERDOWN event; the guest decides what to do. 0 or -errno. */
+	int (*powerdown)(void *opaque);
+	/* quit ends kvmini with status 0. */
 	void (*quit)(void *opaque);
 	enum vm_run_status (*status)(void *opaque);
 	/* Writes a snapshot of the VM to path (migrate to file:PATH); a running VM is paused

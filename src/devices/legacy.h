@@ -11,6 +11,7 @@
 
 #include "core/bus.h"
 #include "core/device.h"
+#include "core/irq.h"
 #include "core/power.h"
 
 /* i8042 keyboard controller at 0x60/0x64 with nothing attached: enough of the controller
@@ -85,23 +86,42 @@ extern const struct device_ops boot_marker_device_ops;
 int boot_marker_create(struct device_list *l, struct bus *pio, const struct timespec *start);
 
 /* The ACPI PM1a fixed registers the FADT points at (src/arch/x86/acpi.h): status at 0x600
- * (write 1 to clear), enable at 0x602, control at 0x604. Control reads with SCI_EN set (the
- * machine is always in ACPI mode); a write with SLP_EN (bit 13) powers the VM off
- * (STOP_POWEROFF), whatever the sleep type. */
-#define PM1A_EVT_PORT	0x600
-#define PM1A_CNT_PORT	0x604
-#define PM1A_CNT_SCI_EN 0x0001
-#define PM1A_CNT_SLP_EN 0x2000
+ * (write 1 to clear), enable at 0x602, control at 0x604; and the GPE0 block at 0x620 (status,
+ * write 1 to clear, then enable; 16 GPEs). Control reads with SCI_EN set (the machine is
+ * always in ACPI mode); a write with SLP_EN (bit 13) powers the VM off (STOP_POWEROFF),
+ * whatever the sleep type. The one fixed event is the power button (PWRBTN_STS/PWRBTN_EN,
+ * bit 8; pm_power_button sets the status); the SCI, ISA IRQ 9 (level, active high: the
+ * MADT's override), is asserted while (PM1_STS & PM1_EN) | (GPE0_STS & GPE0_EN) is not 0.
+ * Enable registers read back what was written. */
+#define PM1A_EVT_PORT	    0x600
+#define PM1A_CNT_PORT	    0x604
+#define PM1A_CNT_SCI_EN	    0x0001
+#define PM1A_CNT_SLP_EN	    0x2000
+#define PM1_PWRBTN	    0x0100     /* PWRBTN_STS in PM1_STS, PWRBTN_EN in PM1_EN */
+#define PM1_STS_IMPLEMENTED PM1_PWRBTN /* the only status bit kvmini sets */
+#define PM_GPE0_PORT	    0x620
+#define PM_GPE0_LEN	    4
+#define PM_SCI_IRQ	    9
 struct pm {
 	pthread_mutex_t lock;
 	struct vm_power *power;
 	uint16_t regs[3]; /* PM1_STS, PM1_EN, PM1_CNT */
+	uint16_t gpe0_sts, gpe0_en;
+	struct irq sci; /* a KVM_IRQ_LINE line on GSI 9 (vm_fd < 0: only recorded) */
 };
-int pm_init(struct pm *pm, struct vm_power *power);
+int pm_init(struct pm *pm, struct vm_power *power, int vm_fd);
 void pm_destroy(struct pm *pm);
 int pm_attach(struct pm *pm, struct bus *pio);
+/* The power button is pressed (QMP/HMP system_powerdown): PWRBTN_STS set, SCI updated. */
+void pm_power_button(struct pm *pm);
+/* A general-purpose event: GPE0_STS bit set, SCI updated. */
+void pm_gpe0_raise(struct pm *pm, unsigned bit);
+/* The SCI's level as the device drives it (for tests). */
+bool pm_sci_level(struct pm *pm);
 extern const struct device_ops pm_device_ops;
-int pm_create(struct device_list *l, struct bus *pio, struct vm_power *power);
+/* *out (if not NULL) receives the device, which the list owns. */
+int pm_create(struct device_list *l, struct bus *pio, struct vm_power *power, int vm_fd,
+	      struct pm **out);
 
 /* The PC's reset control register at 0xcf9 (PIIX/ICH): a write with bit 2 (RST_CPU) set
  * resets the machine; the FADT names it as the ACPI reset register (value 0x06). */

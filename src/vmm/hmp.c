@@ -161,6 +161,14 @@ static void hmp_reset(const struct hmp_env *env, const char *arg, struct hmp_out
 		out_printf(o, "system_reset is not available\n");
 }
 
+static void hmp_powerdown(const struct hmp_env *env, const char *arg, struct hmp_out *o)
+{
+	const struct vm_control_ops *ops = ops_of(env);
+	int ret = ops && ops->powerdown ? ops->powerdown(env->control->opaque) : -ENOTSUP;
+	if (ret < 0)
+		out_printf(o, "system_powerdown failed: %s\n", strerror(-ret));
+}
+
 static void hmp_stop_cont(const struct hmp_env *env, bool stop, struct hmp_out *o)
 {
 	const struct vm_control_ops *ops = ops_of(env);
@@ -203,6 +211,7 @@ static const struct hmp_cmd hmp_cmds[] = {
     {"quit", "q", "quit kvmini", hmp_quit},
     {"savevm", NULL, "save a named snapshot (not available yet)", hmp_no_snapshots},
     {"stop", NULL, "pause the VM", hmp_stop},
+    {"system_powerdown", NULL, "press the ACPI power button", hmp_powerdown},
     {"system_reset", NULL, "reset the VM", hmp_reset},
 };
 

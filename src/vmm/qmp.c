@@ -259,10 +259,15 @@ static cJSON *cmd_system_reset(struct qmp_server *s, struct qmp_client *c, cJSON
 static cJSON *cmd_system_powerdown(struct qmp_server *s, struct qmp_client *c, cJSON *args,
 				   struct qmp_error *err)
 {
-	qmp_err(err, "GenericError",
-		"system_powerdown needs an ACPI power button (a GPE/SCI event), which this "
-		"kvmini does not have yet");
-	return NULL;
+	const struct vm_control *ctl = s->vm.control;
+	int ret =
+	    ctl && ctl->ops && ctl->ops->powerdown ? ctl->ops->powerdown(ctl->opaque) : -ENOTSUP;
+	if (ret < 0) {
+		qmp_err(err, "GenericError", "system_powerdown failed: %s",
+			ret == -ESHUTDOWN ? "the VM is shutting down" : strerror(-ret));
+		return NULL;
+	}
+	return ok();
 }
 
 static cJSON *cmd_quit(struct qmp_server *s, struct qmp_client *c, cJSON *args,

@@ -173,7 +173,7 @@ static int vm_create_devices(struct vm *vm, struct errbuf *e)
 	    (ret = debug_exit_create(l, &vm->pio, &vm->power, vm->cfg->debug_exit_port,
 				     vm->cfg->debug_exit_size)) < 0 ||
 	    (ret = boot_marker_create(l, &vm->pio, &vm->start)) < 0 ||
-	    (ret = pm_create(l, &vm->pio, &vm->power)) < 0)
+	    (ret = pm_create(l, &vm->pio, &vm->power, vm->vm_fd, &vm->pm)) < 0)
 		return errf(e, ret, "cannot create the legacy devices: %s", strerror(-ret));
 	/* The host bridge owns 0xcf8-0xcff, the reset control register at 0xcf9 included. */
 	if ((ret = pci_host_create(&vm->pci, l, &vm->pio, &vm->mmio, &vm->power)) < 0)
@@ -354,6 +354,20 @@ static void vm_ctl_reset(void *opaque)
 	power_request_reset(&vm->power);
 }
 
+/* The ACPI power button: the guest's OS sees the fixed event and shuts down on its own. */
+static int vm_ctl_powerdown(void *opaque)
+{
+	struct vm *vm = opaque;
+	if (!vm->pm)
+		return -ENODEV;
+	if (power_stop_requested(&vm->power))
+		return -ESHUTDOWN;
+	pm_power_button(vm->pm);
+	if (vm->qmp_open)
+		qmp_server_event(&vm->qmp, "POWERDOWN", NULL);
+	return 0;
+}
+
 static void vm_ctl_quit(void *opaque)
 {
 	struct vm *vm = opaque;
@@ -379,6 +393,7 @@ static const struct vm_control_ops vm_control_ops = {
     .pause = vm_ctl_pause,
     .resume = vm_ctl_resume,
     .reset = vm_ctl_reset,
+    .powerdown = vm_ctl_powerdown,
     .quit = vm_ctl_quit,
     .status = vm_ctl_status,
     .snapshot_save = vm_ctl_snapshot_save,

@@ -55,6 +55,7 @@ struct vm {
 	struct pci_host pci; /* bus 0: the host bridge and the virtio-pci functions */
 	bool pci_created;
 	struct device_list devices; /* every device: reset, save, destroy */
+	struct pm *pm;		    /* the ACPI PM registers (in devices): the power button */
 	struct vm_control control;  /* what the monitor may ask of the VM */
 	struct qmp_server qmp;	    /* --qmp / -mon mode=control */
 	bool qmp_open;

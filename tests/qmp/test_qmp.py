@@ -340,11 +340,16 @@ class Commands(QmpBase):
         out = c.ok("human-monitor-command", {"command-line": "savevm t1"})
         self.assertIn("not available", out)
 
-    def test_system_powerdown_says_why_not(self):
+    def test_system_powerdown_ignored_by_a_guest_without_acpi_keeps_it_running(self):
+        # count never enables PWRBTN_EN: the press is announced and nothing stops.
+        self.vm.wait_output("count: tick 1")
         c = self.client()
-        r = c.cmd("system_powerdown")
-        self.assertEqual(error_class(r), "GenericError")
-        self.assertIn("ACPI", r["error"]["desc"])
+        self.assertEqual(c.ok("system_powerdown"), {})
+        e = c.event("POWERDOWN")
+        self.assertNotIn("data", e)
+        self.assertEqual(set(e["timestamp"]), {"seconds", "microseconds"})
+        ticks = self.vm.ticks()
+        self.vm.wait_output("count: tick %d\n" % (ticks + 1))
         self.assertEqual(c.ok("query-status")["status"], "running")
 
     def test_human_monitor_command(self):
@@ -565,6 +570,38 @@ class GuestShutdown(QmpBase):
         e = c.event("SHUTDOWN")
         self.assertEqual(e["data"], {"guest": True, "reason": "guest-shutdown"})
         self.assertEqual(self.vm.proc.wait(TIMEOUT), 0)
+
+
+class PowerButton(QmpBase):
+    guest = "powerbtn.elf"
+
+    def press(self, how):
+        self.vm.wait_output("powerbtn: ready\n")
+        c = self.client()
+        if how == "qmp":
+            self.assertEqual(c.ok("system_powerdown"), {})
+        else:
+            self.assertEqual(c.ok("human-monitor-command",
+                                  {"command-line": "system_powerdown"}), "")
+        e = c.event("POWERDOWN")
+        self.assertAlmostEqual(e["timestamp"]["seconds"], time.time(), delta=5)
+        e = c.event("SHUTDOWN")
+        self.assertEqual(e["data"], {"guest": True, "reason": "guest-shutdown"})
+        self.assertEqual(self.vm.proc.wait(TIMEOUT), 0, self.vm.output())
+        self.vm.reader.join(5)
+        out = self.vm.output()
+        self.assertIn("powerbtn: pm1a_evt 0x600 len 4 pm1a_cnt 0x604 sci 9 gpe0 0x620 len 4\n",
+                      out)
+        self.assertIn("powerbtn: PWRBTN_STS set, sci pending in the local APIC 1\n", out)
+        self.assertRegex(out, r"powerbtn: interrupts [12], status in the handler 0x100, "
+                              r"status after 0x0\n")
+        self.assertIn("powerbtn: OK\n", out)
+
+    def test_system_powerdown_reaches_the_guest_through_pwrbtn_and_the_sci(self):
+        self.press("qmp")
+
+    def test_hmp_system_powerdown(self):
+        self.press("hmp")
 
 
 class StartPaused(QmpBase):

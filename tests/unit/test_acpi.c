@@ -256,7 +256,10 @@ static void acpi_t_check_fadt(const struct acpi_t_vm *vm, const uint8_t *f, uint
 	cr_assert_eq(acpi_t_u32(f + 64), 0x604, "PM1a_CNT_BLK");
 	cr_assert_eq(acpi_t_u32(f + 68), 0, "PM1b_CNT_BLK");
 	cr_assert_eq(acpi_t_u32(f + 76), 0, "PM_TMR_BLK");
-	cr_assert_eq(acpi_t_u32(f + 80), 0, "GPE0_BLK");
+	cr_assert_eq(acpi_t_u32(f + 80), ACPI_GPE0_PORT, "GPE0_BLK");
+	cr_assert_eq(acpi_t_u32(f + 84), 0, "GPE1_BLK");
+	cr_assert_eq(f[92], ACPI_GPE0_LEN, "GPE0_BLK_LEN");
+	cr_assert_eq(f[92] % 2, 0, "GPE0_BLK_LEN must be even (status + enable halves)");
 	cr_assert_eq(f[88], 4, "PM1_EVT_LEN");
 	cr_assert_eq(f[89], 2, "PM1_CNT_LEN");
 	cr_assert_eq(f[91], 0, "PM_TMR_LEN");
@@ -265,7 +268,7 @@ static void acpi_t_check_fadt(const struct acpi_t_vm *vm, const uint8_t *f, uint
 	cr_assert(iapc & (1u << 2), "VGA-not-present flag");
 	uint32_t flags = acpi_t_u32(f + 112);
 	cr_assert_not(flags & (1u << 20), "HW_REDUCED_ACPI set");
-	cr_assert(flags & (1u << 4), "PWR_BUTTON (no fixed power button) clear");
+	cr_assert_not(flags & (1u << 4), "PWR_BUTTON set: no fixed power button");
 	cr_assert(flags & (1u << 5), "SLP_BUTTON (no fixed sleep button) clear");
 	cr_assert(flags & (1u << 10), "RESET_REG_SUP");
 	/* RESET_REG: system I/O, 8 bits, byte access, port 0xcf9; RESET_VALUE 6. */
@@ -277,8 +280,9 @@ static void acpi_t_check_fadt(const struct acpi_t_vm *vm, const uint8_t *f, uint
 
 	acpi_t_check_gas(f + 148, 32, ACPI_PM1A_EVT_PORT, "X_PM1a_EVT_BLK");
 	acpi_t_check_gas(f + 172, 16, ACPI_PM1A_CNT_PORT, "X_PM1a_CNT_BLK");
+	acpi_t_check_gas(f + 220, 8 * ACPI_GPE0_LEN, ACPI_GPE0_PORT, "X_GPE0_BLK");
 	for (unsigned off = 160; off < 268; off += 12)
-		if (off != 172)
+		if (off != 172 && off != 220)
 			cr_assert_eq(acpi_t_u64(f + off + 4), 0, "unexpected GAS at FADT+%u", off);
 
 	/* DSDT: both pointers, equal. */

@@ -111,7 +111,7 @@ static void dev_setup(void)
 	cr_assert_eq(rtc_create(&dev_list, &dev_bus, 256u << 20, 0, 2), 0);
 	cr_assert_eq(debug_exit_create(&dev_list, &dev_bus, &dev_power, DEBUG_EXIT_PORT, 4), 0);
 	cr_assert_eq(boot_marker_create(&dev_list, &dev_bus, &dev_start), 0);
-	cr_assert_eq(pm_create(&dev_list, &dev_bus, &dev_power), 0);
+	cr_assert_eq(pm_create(&dev_list, &dev_bus, &dev_power, -1, NULL), 0);
 	cr_assert_eq(reset_control_create(&dev_list, &dev_bus, &dev_power), 0);
 }
 

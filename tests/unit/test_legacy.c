@@ -1,5 +1,6 @@
 #include <criterion/criterion.h>
 
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
@@ -24,7 +25,7 @@ static void leg_setup(void)
 	cr_assert_eq(rtc_init(&leg_rtc), 0);
 	cr_assert_eq(rtc_attach(&leg_rtc, &leg_bus), 0);
 	cr_assert_eq(debug_exit_attach(&leg_power, &leg_bus), 0);
-	cr_assert_eq(pm_init(&leg_pm, &leg_power), 0);
+	cr_assert_eq(pm_init(&leg_pm, &leg_power, -1), 0);
 	cr_assert_eq(pm_attach(&leg_pm, &leg_bus), 0);
 	/* Started 10 ms ago, so a marker's time is measurably positive. */
 	struct timespec start;
@@ -49,6 +50,11 @@ static void leg_teardown(void)
 }
 
 TestSuite(legacy, .init = leg_setup, .fini = leg_teardown);
+
+static unsigned leg_sci_raises(void)
+{
+	return atomic_load(&leg_pm.sci.raises);
+}
 
 static void leg_outn(uint16_t port, uint32_t v, uint32_t len)
 {
@@ -377,6 +383,82 @@ Test(legacy, pm_reads_acpi_mode_and_keeps_enable_and_status)
 	cr_assert_eq(b[0] | b[1], 0);
 	int status;
 	cr_assert_eq(leg_stop(&status), STOP_NONE);
+}
+
+static uint16_t leg_in16(uint16_t port)
+{
+	uint8_t b[2] = {0, 0};
+	cr_assert(bus_dispatch(&leg_bus, port, b, 2, false));
+	return (uint16_t)(b[0] | b[1] << 8);
+}
+
+Test(legacy, pm_power_button_status_is_write_one_to_clear_and_gates_the_sci)
+{
+	/* Pressed with PWRBTN_EN clear: the status shows it, the SCI stays low. */
+	pm_power_button(&leg_pm);
+	cr_assert_eq(leg_in16(PM1A_EVT_PORT), PM1_PWRBTN);
+	cr_assert_not(pm_sci_level(&leg_pm), "SCI raised with PWRBTN_EN clear");
+	/* Enabling it raises the SCI for the pending status. */
+	leg_outn(PM1A_EVT_PORT + 2, PM1_PWRBTN, 2);
+	cr_assert(pm_sci_level(&leg_pm), "SCI low with PWRBTN_STS and PWRBTN_EN set");
+	cr_assert_eq(leg_sci_raises(), 1);
+	/* Writing 0, or 1 to other bits, clears nothing. */
+	leg_outn(PM1A_EVT_PORT, 0, 2);
+	leg_outn(PM1A_EVT_PORT, 0xfeff, 2);
+	leg_outn(PM1A_EVT_PORT, 0xff, 1); /* the low byte only: bit 8 untouched */
+	cr_assert_eq(leg_in16(PM1A_EVT_PORT), PM1_PWRBTN);
+	cr_assert(pm_sci_level(&leg_pm));
+	/* Writing 1 to bit 8 (the high byte alone) clears it and lowers the SCI. */
+	leg_outn(PM1A_EVT_PORT + 1, 0x01, 1);
+	cr_assert_eq(leg_in16(PM1A_EVT_PORT), 0);
+	cr_assert_not(pm_sci_level(&leg_pm), "SCI still up after PWRBTN_STS was cleared");
+	/* Disabling with a press pending keeps the status and lowers the line. */
+	pm_power_button(&leg_pm);
+	cr_assert(pm_sci_level(&leg_pm));
+	cr_assert_eq(leg_sci_raises(), 2);
+	leg_outn(PM1A_EVT_PORT + 2, 0, 2);
+	cr_assert_not(pm_sci_level(&leg_pm));
+	cr_assert_eq(leg_in16(PM1A_EVT_PORT), PM1_PWRBTN);
+	int status;
+	cr_assert_eq(leg_stop(&status), STOP_NONE, "a button press alone never stops the VM");
+}
+
+Test(legacy, pm_gpe0_status_and_enable)
+{
+	pm_gpe0_raise(&leg_pm, 0);
+	pm_gpe0_raise(&leg_pm, 16); /* out of range: ignored */
+	cr_assert_eq(leg_in16(PM_GPE0_PORT), 1);
+	cr_assert_not(pm_sci_level(&leg_pm));
+	leg_outn(PM_GPE0_PORT + 2, 0x0001, 2);
+	cr_assert_eq(leg_in16(PM_GPE0_PORT + 2), 1);
+	cr_assert(pm_sci_level(&leg_pm));
+	leg_outn(PM_GPE0_PORT, 0x0002, 2); /* another bit: nothing */
+	cr_assert(pm_sci_level(&leg_pm));
+	leg_outn(PM_GPE0_PORT, 0x0001, 1);
+	cr_assert_eq(leg_in16(PM_GPE0_PORT), 0);
+	cr_assert_not(pm_sci_level(&leg_pm));
+}
+
+Test(legacy, pm_state_round_trips_and_reset_lowers_the_sci)
+{
+	leg_outn(PM1A_EVT_PORT + 2, PM1_PWRBTN, 2);
+	pm_power_button(&leg_pm);
+	cr_assert(pm_sci_level(&leg_pm));
+	struct state_writer w = {0};
+	struct device d = {.ops = &pm_device_ops, .dev = &leg_pm};
+	cr_assert_eq(device_save(&d, &w), 0);
+	pm_device_ops.reset(&leg_pm);
+	cr_assert_not(pm_sci_level(&leg_pm), "reset left the SCI up");
+	cr_assert_eq(leg_in16(PM1A_EVT_PORT), 0);
+	cr_assert_eq(device_load(&d, w.buf, w.len), 0);
+	cr_assert_eq(leg_in16(PM1A_EVT_PORT), PM1_PWRBTN);
+	cr_assert_eq(leg_in16(PM1A_EVT_PORT + 2), PM1_PWRBTN);
+	cr_assert(pm_sci_level(&leg_pm), "load did not drive the SCI from the loaded state");
+	/* A truncated blob changes nothing. */
+	pm_device_ops.reset(&leg_pm);
+	cr_assert_eq(device_load(&d, w.buf, w.len - 1), -EINVAL);
+	cr_assert_eq(leg_in16(PM1A_EVT_PORT), 0);
+	state_writer_free(&w);
 }
 
 /* ---- boot marker ---- */

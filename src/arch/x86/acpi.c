@@ -349,8 +349,10 @@ static struct acpi_fadt acpi_fadt(uint64_t facs, uint64_t dsdt)
 	    .smi_cmd = 0,
 	    .pm1a_evt_blk = ACPI_PM1A_EVT_PORT,
 	    .pm1a_cnt_blk = ACPI_PM1A_CNT_PORT,
+	    .gpe0_blk = ACPI_GPE0_PORT,
 	    .pm1_evt_len = 4,
 	    .pm1_cnt_len = 2,
+	    .gpe0_blk_len = ACPI_GPE0_LEN,
 	    /* No PM timer (optional since ACPI 5.0A): kvmclock and the TSC serve as clocks. */
 	    .pm_tmr_blk = 0,
 	    .pm_tmr_len = 0,
@@ -359,11 +361,11 @@ static struct acpi_fadt acpi_fadt(uint64_t facs, uint64_t dsdt)
 	    /* kvmini has an i8042 (Linux skips probing it when this bit is clear in a revision
 	     * >= 2 FADT) and no VGA. */
 	    .iapc_boot_arch = FADT_IAPC_8042 | FADT_IAPC_VGA_ABSENT,
-	    /* WBINVD works under KVM and HLT gives C1, as on a PC; there are no fixed power or
-	     * sleep buttons (set = absent). Not hardware-reduced: the PM1a blocks exist and
-	     * Linux powers off through them. */
-	    .flags = FADT_F_WBINVD | FADT_F_PROC_C1 | FADT_F_PWR_BUTTON | FADT_F_SLP_BUTTON |
-		     FADT_F_RESET_REG,
+	    /* WBINVD works under KVM and HLT gives C1, as on a PC. PWR_BUTTON clear: the power
+	     * button is the fixed one (PWRBTN_STS/EN in PM1a, devices/pm.c), which QMP's
+	     * system_powerdown presses; no sleep button (SLP_BUTTON set = absent). Not
+	     * hardware-reduced: the PM1a blocks exist and Linux powers off through them. */
+	    .flags = FADT_F_WBINVD | FADT_F_PROC_C1 | FADT_F_SLP_BUTTON | FADT_F_RESET_REG,
 	    /* The reset register is the PC's reset control port (devices/legacy.h), what
 	     * Linux's reboot=acpi writes. */
 	    .reset_reg = {ACPI_GAS_SYSTEM_IO, 8, 0, ACPI_GAS_ACCESS_BYTE, ACPI_RESET_PORT},
@@ -372,6 +374,8 @@ static struct acpi_fadt acpi_fadt(uint64_t facs, uint64_t dsdt)
 	    /* Bit widths must equal 8 * the legacy lengths or ACPICA warns of a mismatch. */
 	    .x_pm1a_evt_blk = {ACPI_GAS_SYSTEM_IO, 32, 0, ACPI_GAS_ACCESS_WORD, ACPI_PM1A_EVT_PORT},
 	    .x_pm1a_cnt_blk = {ACPI_GAS_SYSTEM_IO, 16, 0, ACPI_GAS_ACCESS_WORD, ACPI_PM1A_CNT_PORT},
+	    .x_gpe0_blk = {ACPI_GAS_SYSTEM_IO, 8 * ACPI_GPE0_LEN, 0, ACPI_GAS_ACCESS_BYTE,
+			   ACPI_GPE0_PORT},
 	};
 
 	memcpy(f.hypervisor_vendor_id, "KVMINIVM", sizeof(f.hypervisor_vendor_id));

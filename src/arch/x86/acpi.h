@@ -20,6 +20,8 @@
  * src/devices (pm at 0x600-0x605). */
 #define ACPI_PM1A_EVT_PORT 0x600 /* PM1a status (2 bytes) + enable (2 bytes) */
 #define ACPI_PM1A_CNT_PORT 0x604 /* PM1a control (2 bytes): SLP_TYP bits 10-12, SLP_EN bit 13 */
+#define ACPI_GPE0_PORT	   0x620 /* GPE0 status (2 bytes) + enable (2 bytes) */
+#define ACPI_GPE0_LEN	   4
 #define ACPI_RESET_PORT	   0xcf9 /* FADT RESET_REG: the reset control register */
 #define ACPI_RESET_VALUE   0x06
 #define ACPI_SCI_IRQ	   9
