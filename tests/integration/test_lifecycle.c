@@ -216,10 +216,14 @@ Test(lifecycle, start_paused_runs_nothing_until_resumed)
 	if (read_whole_file(l.console, "console", &text, &n, &e) == 0)
 		free(text);
 	cr_assert_eq(n, 0, "the guest printed while paused (-S)");
-	cr_assert_eq(l.vm.control.ops->status(l.vm.control.opaque), VM_STATUS_PAUSED);
+	cr_assert_eq(l.vm.control.ops->status(l.vm.control.opaque), VM_STATUS_PRELAUNCH);
 	cr_assert_eq(vm_resume(&l.vm), 0);
+	cr_assert_eq(l.vm.control.ops->status(l.vm.control.opaque), VM_STATUS_RUNNING);
 	volatile uint64_t *c = live_counters(&l, 1, 20);
 	cr_assert(all_moving(c, 1, 10));
+	cr_assert_eq(vm_pause(&l.vm), 0);
+	cr_assert_eq(l.vm.control.ops->status(l.vm.control.opaque), VM_STATUS_PAUSED,
+		     "a stop after the first cont is paused, not prelaunch");
 	live_stop(&l);
 }
 
