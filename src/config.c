@@ -1,6 +1,7 @@
 #include "config.h"
 #include "config_net.h"
-#include "virtio/virtio.h" /* virtio_find_type: -device drivers kvmini has */
+#include "virtio/virtio.h"   /* virtio_find_type: -device drivers kvmini has */
+#include "devices/vmgenid.h" /* vmgenid_parse */
 
 #include <errno.h>
 #include <stdarg.h>
@@ -10,8 +11,9 @@
 
 /* What -device accepts, for its messages: each virtio type as NAME-pci (PCI), NAME-device
  * (MMIO) or NAME (the --virtio-transport default). */
-#define KVMINI_DEVICE_LIST                                                                    \
-	"isa-debug-exit, virtio-rng, virtio-blk, virtio-net, virtio-serial with virtconsole " \
+#define KVMINI_DEVICE_LIST                                                                 \
+	"isa-debug-exit, vmgenid, virtio-rng, virtio-blk, virtio-net, virtio-serial with " \
+	"virtconsole "                                                                     \
 	"(the virtio ones as -pci, -device or bare)"
 
 enum opt_id {
@@ -882,6 +884,30 @@ static int set_debug_exit(struct vm_config *cfg, struct keyed_opts *o, struct er
 	return 0;
 }
 
+/* -device vmgenid[,guid=auto|UUID]: kvmini gives every VM one; this sets its GUID. */
+static int set_vmgenid(struct vm_config *cfg, struct keyed_opts *o, struct errbuf *e)
+{
+	const char *guid = keyed_get(o, "guid");
+	int r = keyed_check_used(o, "guid", e);
+	if (r)
+		return r;
+	if (cfg->vmgenid_given)
+		return CFG_ERR(e, "invalid -device '%s': kvmini has one vmgenid, given twice",
+			       o->spec);
+	cfg->vmgenid_given = true;
+	if (guid && strcmp(guid, "auto")) {
+		if (vmgenid_parse(guid, cfg->vmgenid_guid) < 0)
+			return CFG_ERR(e,
+				       "invalid -device '%s': guid must be auto or a UUID "
+				       "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+				       o->spec);
+		cfg->vmgenid_guid_set = true;
+	}
+	keyed_opts_free(o);
+	cfg->devices.n--;
+	return 0;
+}
+
 /* -device virtio-serial-pci|virtio-serial-device|virtio-serial is a bus whose one port
  * kvmini's virtio-console is: it only chooses the transport, and leaves the list. A
  * following -device virtconsole,chardev=ID becomes virtio-console[-pci|-device], the
@@ -958,6 +984,8 @@ static int add_device(struct vm_config *cfg, const char *spec, struct errbuf *e)
 		return r;
 	if (!strcmp(o->type, "isa-debug-exit"))
 		return set_debug_exit(cfg, o, e);
+	if (!strcmp(o->type, "vmgenid"))
+		return set_vmgenid(cfg, o, e);
 	if (!strncmp(o->type, "virtio-serial", 13) || !strcmp(o->type, "virtconsole"))
 		return add_virtio_serial(cfg, o, e);
 	if (config_is_blk_driver(o->type))
@@ -1596,6 +1624,8 @@ const char *config_usage(void)
 	       "                          taken with (memory, CPUs, serial ports): a difference\n"
 	       "                          is refused and named. Memory is mapped copy-on-write\n"
 	       "                          from the file, so many clones can share one snapshot\n"
+	       "  -device vmgenid[,guid=auto|UUID]   the VM generation ID's GUID (default:\n"
+	       "                          random; each restore draws a new one)\n"
 	       "  -device isa-debug-exit[,iobase=PORT][,iosize=N]   move the debug-exit port: a\n"
 	       "                          write of V to any of PORT..PORT+N-1 ends kvmini with\n"
 	       "                          status (V << 1) | 1 (default without -device: 0xf4,\n"

@@ -116,6 +116,10 @@ struct vm_config {
 	uint16_t debug_exit_port;
 	uint32_t debug_exit_size; /* 1 to 0x10000 */
 	bool debug_exit_given;
+	/* The VM generation ID (devices/vmgenid.h) every VM has: -device vmgenid,guid=UUID
+	 * fixes the first generation's GUID (guid=auto or none: random). */
+	bool vmgenid_given, vmgenid_guid_set;
+	uint8_t vmgenid_guid[16];
 	enum boot_decompress boot_decompress;
 	bool hugepages;
 	bool stats; /* --stats: exits and completions at exit, on stderr */

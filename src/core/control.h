@@ -24,6 +24,8 @@ struct vm_control_ops {
 	/* system_powerdown: presses the ACPI power button (PWRBTN_STS, the SCI) and sends the
 	 * POWERDOWN event; the guest decides what to do. 0 or -errno. */
 	int (*powerdown)(void *opaque);
+	/* query-vm-generation-id: the VM generation ID's GUID as text. 0 or -errno. */
+	int (*generation_id)(void *opaque, char out[37]);
 	/* quit ends kvmini with status 0. */
 	void (*quit)(void *opaque);
 	enum vm_run_status (*status)(void *opaque);

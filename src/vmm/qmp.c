@@ -270,6 +270,23 @@ static cJSON *cmd_system_powerdown(struct qmp_server *s, struct qmp_client *c, c
 	return ok();
 }
 
+static cJSON *cmd_query_vm_generation_id(struct qmp_server *s, struct qmp_client *c, cJSON *args,
+					 struct qmp_error *err)
+{
+	const struct vm_control *ctl = s->vm.control;
+	char guid[37];
+	int ret = ctl && ctl->ops && ctl->ops->generation_id
+		      ? ctl->ops->generation_id(ctl->opaque, guid)
+		      : -ENODEV;
+	if (ret < 0) {
+		qmp_err(err, "GenericError", "VM Generation ID device not found");
+		return NULL;
+	}
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddStringToObject(r, "guid", guid);
+	return r;
+}
+
 static cJSON *cmd_quit(struct qmp_server *s, struct qmp_client *c, cJSON *args,
 		       struct qmp_error *err)
 {
@@ -712,6 +729,7 @@ static const struct qmp_cmd qmp_cmds[] = {
     {"query-block", cmd_query_block, NULL},
     {"query-pci", cmd_query_pci, NULL},
     {"query-migrate", cmd_query_migrate, NULL},
+    {"query-vm-generation-id", cmd_query_vm_generation_id, NULL},
     {"migrate", cmd_migrate, args_migrate},
     {"migrate-incoming", cmd_migrate_incoming, args_incoming},
     {"human-monitor-command", cmd_hmp, args_hmp},

@@ -175,6 +175,11 @@ static int vm_create_devices(struct vm *vm, struct errbuf *e)
 	    (ret = boot_marker_create(l, &vm->pio, &vm->start)) < 0 ||
 	    (ret = pm_create(l, &vm->pio, &vm->power, vm->vm_fd, &vm->pm)) < 0)
 		return errf(e, ret, "cannot create the legacy devices: %s", strerror(-ret));
+	/* After pm: a restore loads it first, and the new generation's GPE lands on it. */
+	if ((ret = vmgenid_create(l, &vm->mem, vm->pm,
+				  vm->cfg->vmgenid_guid_set ? vm->cfg->vmgenid_guid : NULL,
+				  &vm->vmgenid)) < 0)
+		return errf(e, ret, "cannot create the VM generation ID: %s", strerror(-ret));
 	/* The host bridge owns 0xcf8-0xcff, the reset control register at 0xcf9 included. */
 	if ((ret = pci_host_create(&vm->pci, l, &vm->pio, &vm->mmio, &vm->power)) < 0)
 		return errf(e, ret, "cannot create the PCI host bridge: %s", strerror(-ret));
@@ -368,6 +373,17 @@ static int vm_ctl_powerdown(void *opaque)
 	return 0;
 }
 
+static int vm_ctl_generation_id(void *opaque, char out[37])
+{
+	struct vm *vm = opaque;
+	if (!vm->vmgenid)
+		return -ENODEV;
+	uint8_t g[VMGENID_SIZE];
+	vmgenid_get(vm->vmgenid, g);
+	vmgenid_format(g, out);
+	return 0;
+}
+
 static void vm_ctl_quit(void *opaque)
 {
 	struct vm *vm = opaque;
@@ -394,6 +410,7 @@ static const struct vm_control_ops vm_control_ops = {
     .resume = vm_ctl_resume,
     .reset = vm_ctl_reset,
     .powerdown = vm_ctl_powerdown,
+    .generation_id = vm_ctl_generation_id,
     .quit = vm_ctl_quit,
     .status = vm_ctl_status,
     .snapshot_save = vm_ctl_snapshot_save,

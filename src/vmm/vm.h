@@ -15,6 +15,7 @@
 #include "devices/legacy.h"
 #include "devices/pci.h"
 #include "devices/serial.h"
+#include "devices/vmgenid.h"
 #include "util/err.h"
 #include "core/guest_mem.h"
 #include "core/bus.h"
@@ -56,6 +57,7 @@ struct vm {
 	bool pci_created;
 	struct device_list devices; /* every device: reset, save, destroy */
 	struct pm *pm;		    /* the ACPI PM registers (in devices): the power button */
+	struct vmgenid *vmgenid;    /* the VM generation ID (in devices) */
 	struct vm_control control;  /* what the monitor may ask of the VM */
 	struct qmp_server qmp;	    /* --qmp / -mon mode=control */
 	bool qmp_open;

@@ -232,7 +232,7 @@ class Commands(QmpBase):
                   "system_powerdown", "quit", "query-version", "query-commands",
                   "query-name", "query-kvm", "query-cpus-fast", "query-stats",
                   "query-chardev", "query-block", "query-pci", "human-monitor-command",
-                  "migrate", "migrate-incoming", "query-migrate"):
+                  "migrate", "migrate-incoming", "query-migrate", "query-vm-generation-id"):
             self.assertIn(n, names)
 
     def test_query_cpus_fast_thread_ids_are_kvmini_threads(self):
@@ -602,6 +602,60 @@ class PowerButton(QmpBase):
 
     def test_hmp_system_powerdown(self):
         self.press("hmp")
+
+
+class VmGenerationId(unittest.TestCase):
+    def vm(self, *extra):
+        vm = VM("vmgenid.elf", extra)
+        self.addCleanup(vm.close)
+        return vm
+
+    def test_given_guid_is_what_the_guest_reads_and_qmp_reports(self):
+        guid = "12345678-9abc-4def-8123-456789abcdef"
+        vm = self.vm("-device", "vmgenid,guid=" + guid)
+        vm.wait_output("vmgenid: ready\n")
+        self.assertIn("vmgenid: addr 0xef000 gpe0 0x620 len 4\n", vm.output())
+        self.assertIn("vmgenid: guid %s\n" % guid, vm.output())
+        c = vm.client()
+        self.assertEqual(c.ok("query-vm-generation-id"), {"guid": guid})
+        c.close()
+
+    def test_restored_clones_each_get_a_new_generation(self):
+        vm = self.vm()
+        vm.wait_output("vmgenid: ready\n")
+        orig = re.search(r"vmgenid: guid ([0-9a-f-]{36})\n", vm.output()).group(1)
+        c = vm.client()
+        self.addCleanup(c.close)
+        self.assertEqual(c.ok("query-vm-generation-id"), {"guid": orig})
+        path = os.path.join(vm.dir, "snap.kvmini")
+        self.addCleanup(lambda: os.path.exists(path) and os.unlink(path))
+        self.assertEqual(c.ok("migrate", {"uri": "file:" + path}), {})
+        seen = []
+        for i in range(2):
+            clone = self.vm("--restore", path)
+            clone.wait_output("vmgenid: new generation 1 ")
+            clone.wait_output(" after 0x0\n")
+            out = clone.output()
+            self.assertNotIn("vmgenid: ready", out, "a restore does not boot again")
+            m = re.search(r"vmgenid: new generation 1 guid ([0-9a-f-]{36}) gpe0_sts 0x1 "
+                          r"after 0x0\n", out)
+            self.assertIsNotNone(m, out)
+            cc = clone.client()
+            self.assertEqual(cc.ok("query-vm-generation-id"), {"guid": m.group(1)})
+            cc.close()
+            seen.append(m.group(1))
+        self.assertNotEqual(seen[0], seen[1], "two clones share a generation ID")
+        self.assertNotIn(orig, seen, "a clone kept the original's generation ID")
+        # The original is not a new generation: same GUID, no notification.
+        self.assertEqual(c.ok("query-vm-generation-id"), {"guid": orig})
+        self.assertNotIn("new generation", vm.output())
+
+    def test_bad_guid_is_one_clear_error(self):
+        r = subprocess.run([KVMINI, "run", "-device", "vmgenid,guid=nope"],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("guid must be auto or a UUID", r.stderr)
+        self.assertEqual(r.stderr.count("\n"), 1, r.stderr)
 
 
 class StartPaused(QmpBase):

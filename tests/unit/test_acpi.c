@@ -5,10 +5,12 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "arch/x86/acpi.h"
+#include "devices/vmgenid.h"
 #include "arch/x86/layout.h"
 #include "core/guest_mem.h"
 
@@ -123,6 +125,10 @@ static size_t acpi_t_aml_int(const uint8_t *p, size_t avail, uint64_t *v)
 		cr_assert_geq(avail, 3);
 		*v = acpi_t_u16(p + 1);
 		return 3;
+	case 0x0c: /* DWordPrefix */
+		cr_assert_geq(avail, 5);
+		*v = acpi_t_u32(p + 1);
+		return 5;
 	default:
 		cr_assert_fail("unexpected AML opcode %#x in _S5_", p[0]);
 		return 0;
@@ -138,6 +144,121 @@ static uint32_t acpi_t_pkglen(const uint8_t *p, unsigned *nbytes)
 		v |= (uint32_t)p[1 + i] << (4 + 8 * i);
 	*nbytes = 1 + extra;
 	return v;
+}
+
+/* The DSDT body is a sequence of top-level terms that tiles it exactly: Name (_S5_),
+ * Device (\_SB.PCI0), Device (\_SB.VGEN), Scope (\_GPE). Each term's start and the
+ * PkgLength-delimited end are returned in order for the checks below. */
+struct acpi_t_term {
+	uint8_t op;			   /* 0x08 Name, 0x82 Device, 0x10 Scope */
+	const uint8_t *start, *body, *end; /* body: just after the PkgLength */
+};
+
+static unsigned acpi_t_terms(const uint8_t *dsdt, uint32_t len, struct acpi_t_term *t, unsigned max)
+{
+	const uint8_t *p = dsdt + 36, *end = dsdt + len;
+	unsigned n = 0, got;
+	while (p < end) {
+		cr_assert_lt(n, max, "too many top-level AML terms");
+		t[n].start = p;
+		if (p[0] == 0x08) { /* NameOp NameSeg PackageOp PkgLength ... */
+			cr_assert_eq(p[5], 0x12, "top-level Name is not a Package");
+			uint32_t pl = acpi_t_pkglen(p + 6, &got);
+			t[n].op = 0x08;
+			t[n].body = p + 6 + got;
+			t[n].end = p + 6 + pl;
+		} else if (p[0] == 0x5b && p[1] == 0x82) {
+			uint32_t pl = acpi_t_pkglen(p + 2, &got);
+			t[n].op = 0x82;
+			t[n].body = p + 2 + got;
+			t[n].end = p + 2 + pl;
+		} else if (p[0] == 0x10) {
+			uint32_t pl = acpi_t_pkglen(p + 1, &got);
+			t[n].op = 0x10;
+			t[n].body = p + 1 + got;
+			t[n].end = p + 1 + pl;
+		} else {
+			cr_assert_fail("unexpected top-level AML opcode %#x at DSDT+%ld", p[0],
+				       (long)(p - dsdt));
+		}
+		cr_assert_leq(t[n].end, end, "term %u runs past the DSDT", n);
+		p = t[n++].end;
+	}
+	cr_assert_eq(p, end, "the terms do not end at the DSDT's end");
+	return n;
+}
+
+/* A NameString "\_SB_VGEN"-style absolute path of two segments. */
+static const uint8_t acpi_t_vgen_path[] = {'\\', 0x2e, '_', 'S', 'B', '_', 'V', 'G', 'E', 'N'};
+
+/* Name (NAME, "string") at *pp (inside [.., end)): checks and steps over it. */
+static void acpi_t_name_string(const uint8_t **pp, const uint8_t *end, const char *name,
+			       const char *want)
+{
+	const uint8_t *p = *pp;
+	cr_assert_eq(p[0], 0x08, "Name (%s) expected", name);
+	cr_assert(!memcmp(p + 1, name, 4), "Name %.4s where %s was expected", p + 1, name);
+	cr_assert_eq(p[5], 0x0d, "%s is not a string", name);
+	size_t n = strlen(want);
+	cr_assert_leq(p + 6 + n + 1, end);
+	cr_assert(!memcmp(p + 6, want, n) && p[6 + n] == 0, "%s is not \"%s\"", name, want);
+	*pp = p + 6 + n + 1;
+}
+
+/* Device (\_SB.VGEN): _HID "QEMUVGID", _CID and _DDN "VM_Gen_Counter", and Method (ADDR)
+ * returning Package (2) { low, high } of VMGENID_ADDR (what Linux's vmgenid evaluates);
+ * Scope (\_GPE) with Method (_E00) { Notify (\_SB.VGEN, 0x80) }. */
+static void acpi_t_check_vmgenid(const struct acpi_t_term *dev, const struct acpi_t_term *gpe)
+{
+	cr_assert_eq(dev->op, 0x82);
+	cr_assert(!memcmp(dev->body, acpi_t_vgen_path, sizeof(acpi_t_vgen_path)),
+		  "the third term is not Device (\\_SB.VGEN)");
+	const uint8_t *p = dev->body + sizeof(acpi_t_vgen_path);
+	acpi_t_name_string(&p, dev->end, "_HID", "QEMUVGID");
+	acpi_t_name_string(&p, dev->end, "_CID", "VM_Gen_Counter");
+	acpi_t_name_string(&p, dev->end, "_DDN", "VM_Gen_Counter");
+	unsigned got;
+	cr_assert_eq(p[0], 0x14, "Method (ADDR) expected");
+	uint32_t ml = acpi_t_pkglen(p + 1, &got);
+	const uint8_t *m = p + 1 + got, *mend = p + 1 + ml;
+	cr_assert_eq(mend, dev->end, "ADDR is not the device's last object");
+	cr_assert(!memcmp(m, "ADDR", 4));
+	cr_assert_eq(m[4] & 7, 0, "ADDR takes no arguments");
+	cr_assert_eq(m[5], 0xa4, "ADDR's body is not a Return");
+	cr_assert_eq(m[6], 0x12, "ADDR does not return a Package");
+	uint32_t pl = acpi_t_pkglen(m + 7, &got);
+	const uint8_t *e = m + 7 + got, *pend = m + 7 + pl;
+	cr_assert_eq(pend, mend, "the Package ends where the method does");
+	cr_assert_eq(e[0], 2, "ADDR's Package has %u elements, not 2", e[0]);
+	e++;
+	uint64_t lo, hi;
+	e += acpi_t_aml_int(e, (size_t)(pend - e), &lo);
+	e += acpi_t_aml_int(e, (size_t)(pend - e), &hi);
+	cr_assert_eq(e, pend);
+	cr_assert_leq(lo, 0xffffffffu);
+	cr_assert_leq(hi, 0xffffffffu);
+	cr_assert_eq(lo | hi << 32, VMGENID_ADDR, "ADDR gives %#lx",
+		     (unsigned long)(lo | hi << 32));
+	/* Inside the e820-reserved BIOS area, clear of the tables themselves. */
+	cr_assert_geq(VMGENID_ADDR, ACPI_TABLES_START + acpi_tables_size(64));
+	cr_assert_leq(VMGENID_ADDR + VMGENID_SIZE, ACPI_TABLES_START + ACPI_TABLES_SIZE);
+
+	cr_assert_eq(gpe->op, 0x10);
+	cr_assert(!memcmp(gpe->body, "\\_GPE", 5), "the last term is not Scope (\\_GPE)");
+	p = gpe->body + 5;
+	cr_assert_eq(p[0], 0x14, "Method (_E00) expected");
+	ml = acpi_t_pkglen(p + 1, &got);
+	m = p + 1 + got;
+	cr_assert_eq(p + 1 + ml, gpe->end);
+	char want[5];
+	snprintf(want, sizeof(want), "_E%02X", VMGENID_GPE);
+	cr_assert(!memcmp(m, want, 4), "the GPE method is %.4s, not %s", m, want);
+	cr_assert_eq(m[5], 0x86, "_E00's body is not a Notify");
+	cr_assert(!memcmp(m + 6, acpi_t_vgen_path, sizeof(acpi_t_vgen_path)),
+		  "_E00 notifies something else than \\_SB.VGEN");
+	cr_assert_eq(m[16], 0x0a);
+	cr_assert_eq(m[17], 0x80, "Notify value %#x", m[17]);
+	cr_assert_eq(m + 18, gpe->end);
 }
 
 /* Device (\_SB.PCI0) with _HID PNP0A03 (what Linux's ACPI PCI root driver binds) whose
@@ -158,7 +279,7 @@ static void acpi_t_check_pci0(const uint8_t *dsdt, uint32_t len)
 	unsigned got;
 	uint32_t dlen = acpi_t_pkglen(name - nb, &got);
 	cr_assert_eq(got, nb);
-	cr_assert_eq(name - nb + dlen, end, "the Device's PkgLength runs to the DSDT's end");
+	cr_assert_leq(name - nb + dlen, end, "the Device's PkgLength runs past the DSDT's end");
 	const uint8_t *hid = memmem(name, (size_t)(end - name), "_HID", 4);
 	cr_assert_not_null(hid);
 	cr_assert_eq(hid[4], 0x0c, "_HID is an EisaId (DWordConst)");
@@ -295,6 +416,12 @@ static void acpi_t_check_fadt(const struct acpi_t_vm *vm, const uint8_t *f, uint
 	cr_assert_geq(dsdt[8], 2, "DSDT revision < 2 means 32-bit AML integers");
 	acpi_t_check_s5(dsdt, dlen);
 	acpi_t_check_pci0(dsdt, dlen);
+	struct acpi_t_term terms[8];
+	unsigned nterms = acpi_t_terms(dsdt, dlen, terms, 8);
+	cr_assert_eq(nterms, 4, "%u top-level terms", nterms);
+	cr_assert_eq(terms[0].op, 0x08, "_S5_ first");
+	cr_assert_eq(terms[1].op, 0x82, "PCI0 second");
+	acpi_t_check_vmgenid(&terms[2], &terms[3]);
 
 	/* FACS: required unless hardware-reduced; 64-byte aligned, no checksum. */
 	uint64_t facs = acpi_t_u32(f + 36) ? acpi_t_u32(f + 36) : acpi_t_u64(f + 132);

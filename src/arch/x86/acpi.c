@@ -7,6 +7,7 @@
 
 #include "arch/x86/mptable.h" /* IOAPIC_ADDR, LAPIC_ADDR: one definition for both tables */
 #include "arch/x86/layout.h"
+#include "devices/vmgenid.h" /* VMGENID_ADDR, VMGENID_GPE: what the AML names */
 
 /* The tables are built in host memory with plain struct copies, so every multi-byte field is
  * stored in host order; ACPI is little-endian. */
@@ -279,9 +280,36 @@ static const uint8_t acpi_dsdt_aml[] = {
 	0x00, 0x00, 0x00, 0x00,  0x00, 0x00, 0x00, 0xc0,  0xff, 0xff, 0xff, 0xdf,
 	0x00, 0x00, 0x00, 0x00,  0x00, 0x00, 0x00, 0x20,
 	0x79, 0x00,            /* EndTag */
+
+	/* Device (\_SB.VGEN): the VM generation ID (devices/vmgenid.h). Linux's vmgenid
+	 * driver matches the _CID (ACPICA upper-cases it to VM_GEN_COUNTER), Windows the
+	 * _CID/_DDN; both evaluate ADDR for the GUID's address. */
+	0x5b, 0x82,            /* DeviceOp */
+	0x4a, 0x05,            /* PkgLength, two-byte form: 0x5a = itself + 88 bytes after */
+	'\\', 0x2e, '_', 'S', 'B', '_', 'V', 'G', 'E', 'N', /* \_SB.VGEN */
+	0x08, '_', 'H', 'I', 'D', 0x0d, 'Q', 'E', 'M', 'U', 'V', 'G', 'I', 'D', 0x00,
+	0x08, '_', 'C', 'I', 'D', 0x0d,
+	'V', 'M', '_', 'G', 'e', 'n', '_', 'C', 'o', 'u', 'n', 't', 'e', 'r', 0x00,
+	0x08, '_', 'D', 'D', 'N', 0x0d,
+	'V', 'M', '_', 'G', 'e', 'n', '_', 'C', 'o', 'u', 'n', 't', 'e', 'r', 0x00,
+	/* Method (ADDR, 0, NotSerialized) { Return (Package (2) { low, high }) } */
+	0x14, 0x14, 'A', 'D', 'D', 'R', 0x00, /* MethodOp, PkgLength 20, no args */
+	0xa4,                  /* ReturnOp */
+	0x12, 0x0c, 0x02,      /* PackageOp, PkgLength 12, NumElements 2 */
+	0x0c, (uint8_t)VMGENID_ADDR, (uint8_t)(VMGENID_ADDR >> 8),
+	(uint8_t)(VMGENID_ADDR >> 16), (uint8_t)(VMGENID_ADDR >> 24), /* DWordConst: low */
+	0x0c, (uint8_t)(VMGENID_ADDR >> 32), (uint8_t)(VMGENID_ADDR >> 40),
+	(uint8_t)(VMGENID_ADDR >> 48), (uint8_t)(VMGENID_ADDR >> 56), /* DWordConst: high */
+
+	/* Scope (\_GPE) { Method (_E00) { Notify (\_SB.VGEN, 0x80) } }: GPE0 bit 0, which
+	 * devices/vmgenid.c raises on a new generation; ACPICA enables GPEs with a method. */
+	0x10, 0x1a, '\\', '_', 'G', 'P', 'E', /* ScopeOp, PkgLength 26 */
+	0x14, 0x13, '_', 'E', '0', '0', 0x00,  /* MethodOp, PkgLength 19, no args */
+	0x86, '\\', 0x2e, '_', 'S', 'B', '_', 'V', 'G', 'E', 'N', 0x0a, 0x80, /* Notify */
 };
 /* clang-format on */
-_Static_assert(sizeof(acpi_dsdt_aml) == 14 + 136, "_S5 and PCI0 AML size");
+_Static_assert(VMGENID_GPE == 0, "the _E00 method is GPE0 bit 0");
+_Static_assert(sizeof(acpi_dsdt_aml) == 14 + 136 + 92 + 27, "_S5, PCI0, VGEN, _GPE AML size");
 
 /* Largest image (64 CPUs) is about 1.2 KiB; the buffer bounds the layout, and the layout
  * must also stay inside the window e820 reserves for the tables. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "arch/x86/acpi.h"
+#include "devices/vmgenid.h"
 #include "arch/x86/bzimage.h"
 #include "arch/x86/gdt.h"
 #include "arch/x86/layout.h"
@@ -154,7 +155,7 @@ struct boot_range {
 	uint64_t start, end; /* end exclusive */
 	const char *what;
 };
-#define BOOT_RANGES_MAX 8
+#define BOOT_RANGES_MAX 9
 
 /* Everything x86_boot_load writes besides the kernel and initrd, at its real extent for this
  * command line and CPU count: what a kernel segment may not overlap. */
@@ -178,6 +179,8 @@ static unsigned boot_reserved_ranges(const char *cmdline, unsigned ncpus, struct
 				     "the ACPI tables"};
 	r[n++] =
 	    (struct boot_range){MPTABLE_START, MPTABLE_START + mptable_size(ncpus), "the MP table"};
+	r[n++] =
+	    (struct boot_range){VMGENID_ADDR, VMGENID_ADDR + VMGENID_SIZE, "the VM generation ID"};
 	return n;
 }
 
