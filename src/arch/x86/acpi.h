@@ -28,14 +28,15 @@
 #define ACPI_S5_SLP_TYP	   5
 
 /* Writes RSDP (rev 2, XSDT only), XSDT (FADT, MADT, MCFG), FACS, FADT (rev 6: PM1a event/control
- * blocks above, SCI 9, no SMI command port, so the OS finds the machine already in ACPI mode),
- * DSDT (\_S5 = {5, 5}; Device \_SB.PCI0, PNP0A03, with _CRS: bus 0, ports 0xcf8-0xcff,
- * I/O 0-0xcf7 and 0xd00-0xffff, memory 0xc0000000-0xdfffffff), MADT (one enabled local APIC per
- * CPU, APIC IDs 0..ncpus-1; one IOAPIC, ID ncpus, at 0xfec00000, GSI base 0; an interrupt source
- * override for the SCI: IRQ 9 -> GSI 9, active high, level; LINT1 = NMI on all CPUs), MCFG (the PCI
- * ECAM window of segment 0, buses 0..X86_PCI_ECAM_BUSES-1 at X86_PCI_ECAM_BASE). Every table's
- * checksum is valid. Returns 0, -EINVAL for ncpus 0 or > 64, -EFAULT if memory is missing, -ENOSPC
- * if the tables would not fit. */
+ * and GPE0 blocks above, a fixed power button, SCI 9, no SMI command port, so the OS finds the
+ * machine already in ACPI mode), DSDT (\_S5 = {5, 5}; Device \_SB.PCI0, PNP0A03, with _CRS: bus 0,
+ * ports 0xcf8-0xcff, I/O 0-0xcf7 and 0xd00-0xffff, memory 0xc0000000-0xdfffffff; Device \_SB.VGEN,
+ * the VM generation ID, whose ADDR returns VMGENID_ADDR as {low, high}; \_GPE._E00 notifying it),
+ * MADT (one enabled local APIC per CPU, APIC IDs 0..ncpus-1; one IOAPIC, ID ncpus, at 0xfec00000,
+ * GSI base 0; an interrupt source override for the SCI: IRQ 9 -> GSI 9, active high, level; LINT1 =
+ * NMI on all CPUs), MCFG (the PCI ECAM window of segment 0, buses 0..X86_PCI_ECAM_BUSES-1 at
+ * X86_PCI_ECAM_BASE). Every table's checksum is valid. Returns 0, -EINVAL for ncpus 0 or > 64,
+ * -EFAULT if memory is missing, -ENOSPC if the tables would not fit. */
 int acpi_write_tables(const struct guest_mem *mem, unsigned ncpus);
 
 /* Bytes from ACPI_TABLES_START the tables occupy for ncpus (the whole window if ncpus is
