@@ -116,6 +116,9 @@ int pm_attach(struct pm *pm, struct bus *pio);
 void pm_power_button(struct pm *pm);
 /* A general-purpose event: GPE0_STS bit set, SCI updated. */
 void pm_gpe0_raise(struct pm *pm, unsigned bit);
+/* Sets the SCI line to the registers' level again: after a restore has replaced the
+ * IOAPIC's state (which holds the line's level) with the snapshot's. */
+void pm_sync_sci(struct pm *pm);
 /* The SCI's level as the device drives it (for tests). */
 bool pm_sci_level(struct pm *pm);
 extern const struct device_ops pm_device_ops;

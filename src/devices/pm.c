@@ -132,6 +132,13 @@ void pm_gpe0_raise(struct pm *pm, unsigned bit)
 	pthread_mutex_unlock(&pm->lock);
 }
 
+void pm_sync_sci(struct pm *pm)
+{
+	pthread_mutex_lock(&pm->lock);
+	pm_update_sci(pm);
+	pthread_mutex_unlock(&pm->lock);
+}
+
 bool pm_sci_level(struct pm *pm)
 {
 	return atomic_load(&pm->sci.level);

@@ -398,6 +398,11 @@ int vm_snapshot_restore(struct vm *vm, const char *path, struct errbuf *e)
 		    (ret = x86_vcpu_put_extra(vfd, &vx[i], e)) < 0)
 			goto out;
 	}
+	/* The IOAPIC and local APICs now hold the snapshot's state, which knows nothing of an
+	 * SCI raised since (vmgenid's new generation, at its load): drive the line again, now
+	 * that a delivery lands in the restored local APIC. */
+	if (vm->pm)
+		pm_sync_sci(vm->pm);
 	log_info("restored snapshot %s (written by kvmini %s)", path, f.version);
 out:
 	for (unsigned i = 0; i < decoded; i++)

@@ -10,10 +10,14 @@
  *   vmgenid: addr 0xef000 gpe0 0x620 len 4
  *   vmgenid: guid xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx
  *   vmgenid: ready
- *   vmgenid: new generation N guid xxxxxxxx-... gpe0_sts 0x1 after 0x0   (after each restore)
+ *   vmgenid: new generation N guid xxxxxxxx-... gpe0_sts 0x1 after 0x0 sci 1   (each restore;
+ *   sci: the SCI, IRQ SCI_INT routed level/active high to vector 0x63 with interrupts off,
+ *   is pending in the local APIC)
  * Exit: on failure "vmgenid: FAIL <why>" and debug-exit 15 (kvmini exits 31); 0 after 120 s. */
 #include "kit.h"
 #include "acpi.h"
+
+#define SCI_VECTOR 0x63
 
 static uint32_t rd32(uint64_t a)
 {
@@ -76,6 +80,19 @@ int guest_main(const struct boot_params *bp)
 		return 15;
 	}
 	uint16_t sts = (uint16_t)gpe0, en = (uint16_t)(gpe0 + gpe0_len / 2);
+	/* The SCI (FADT SCI_INT) to vector 0x63, level, active high, with interrupts off: a
+	 * delivered SCI stays pending in the local APIC's IRR, where the guest looks for it. */
+	const uint8_t *f = phys(fadt);
+	unsigned sci = (unsigned)(f[46] | f[47] << 8);
+	if (sci >= ioapic_pins()) {
+		puts("vmgenid: FAIL no usable SCI");
+		return 15;
+	}
+	pic_remap(0x20);
+	pic_set_mask(0xffff);
+	lapic_enable();
+	ioapic_write(0x10 + 2 * sci + 1, lapic_id() << 24);
+	ioapic_write(0x10 + 2 * sci, SCI_VECTOR | 1u << 15);
 	print_guid("vmgenid: ", addr);
 	printf("\n");
 	outb(sts, 0xff);
@@ -89,12 +106,15 @@ int guest_main(const struct boot_params *bp)
 			tsc_delay(TSC_HZ_MAX / 1000);
 			continue;
 		}
+		tsc_delay(TSC_HZ_MAX / 100);
+		uint32_t irr = lapic_read(0x200 + (SCI_VECTOR / 32) * 0x10);
 		outb(sts, 1);
 		uint8_t after = inb(sts);
 		gen++;
 		printf("vmgenid: new generation %u ", gen);
 		print_guid("", addr);
-		printf(" gpe0_sts 0x%x after 0x%x\n", s, after);
+		printf(" gpe0_sts 0x%x after 0x%x sci %u\n", s, after,
+		       (irr >> (SCI_VECTOR % 32)) & 1);
 	}
 	return 0;
 }

@@ -634,11 +634,11 @@ class VmGenerationId(unittest.TestCase):
         for i in range(2):
             clone = self.vm("--restore", path)
             clone.wait_output("vmgenid: new generation 1 ")
-            clone.wait_output(" after 0x0\n")
+            clone.wait_output(" after 0x0 sci ")
             out = clone.output()
             self.assertNotIn("vmgenid: ready", out, "a restore does not boot again")
             m = re.search(r"vmgenid: new generation 1 guid ([0-9a-f-]{36}) gpe0_sts 0x1 "
-                          r"after 0x0\n", out)
+                          r"after 0x0 sci 1\n", out)
             self.assertIsNotNone(m, out)
             cc = clone.client()
             self.assertEqual(cc.ok("query-vm-generation-id"), {"guid": m.group(1)})
