@@ -103,8 +103,8 @@ static void handle_internal_error(struct vcpu *v)
 {
 	if (v->run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION) {
 		unsigned n = 0;
-		unsigned r =
-		    x86_recover_emulation_failure(v->fd, v->env->mem, v->stats.completed, &n);
+		unsigned r = x86_recover_emulation_failure(v->fd, v->env->mem, v->run,
+							   v->stats.completed, &n);
 		if (r != X86_NOT_RECOVERED) {
 			atomic_fetch_add(&v->stats.recovered, n);
 			if (n > 1)

@@ -563,3 +563,23 @@ Test(emulate, simd_loop_control_keeps_a_run_going)
 	free(em_ram);
 	em_ram = NULL;
 }
+
+Test(emulate, code_changed_under_the_emulator_is_run_again)
+{
+	/* Recorded on this host: Linux enabling a static key on vCPU 0 while vCPU 1 ran the
+	 * site. KVM's emulator fetched the int3 text_poke_bp() had put there; by the time
+	 * kvmini looked, the patch was finished (a 2-byte nop). */
+	const uint8_t seen[] = {0xcc, 0x90, 0xe8, 0xc7, 0x2d, 0xf4, 0xff, 0x48};
+	const uint8_t now[] = {0x66, 0x90, 0xe8, 0xc7, 0x2d, 0xf4, 0xff, 0x48, 0x03};
+	cr_assert(x86_code_changed(seen, sizeof(seen), now, sizeof(now)));
+	/* Only the first byte patched in: still changed. */
+	const uint8_t tail[] = {0xcc, 0x90, 0xe8, 0x00, 0x2d, 0xf4, 0xff, 0x48};
+	cr_assert(x86_code_changed(seen, sizeof(seen), tail, sizeof(tail)));
+	/* The same bytes (an int3 that is really there), or nothing to compare: not changed,
+	 * the instruction is completed as usual. */
+	cr_assert_not(x86_code_changed(seen, sizeof(seen), seen, sizeof(seen)));
+	cr_assert_not(x86_code_changed(seen, sizeof(seen), now, 0));
+	cr_assert_not(x86_code_changed(seen, 0, now, sizeof(now)));
+	/* Bytes past what KVM reported are not compared. */
+	cr_assert_not(x86_code_changed(now, 2, (const uint8_t[]){0x66, 0x90, 0x11}, 3));
+}

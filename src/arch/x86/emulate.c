@@ -34,6 +34,8 @@ const char *x86_recovery_name(unsigned r)
 		return "fwait";
 	case X86_RECOVERED_FAULT:
 		return "fault injected";
+	case X86_RECOVERED_REFETCH:
+		return "refetched";
 	default:
 		return "nothing";
 	}
@@ -438,8 +440,14 @@ static unsigned counted(atomic_ulong *counts, unsigned *completed, unsigned kind
 	return kind;
 }
 
-static unsigned recover(int vcpu_fd, const struct guest_mem *mem, atomic_ulong *counts,
-			unsigned *completed)
+bool x86_code_changed(const uint8_t *seen, size_t seen_n, const uint8_t *now, size_t now_n)
+{
+	size_t n = seen_n < now_n ? seen_n : now_n;
+	return n > 0 && memcmp(seen, now, n) != 0;
+}
+
+static unsigned recover(int vcpu_fd, const struct guest_mem *mem, const struct kvm_run *run,
+			atomic_ulong *counts, unsigned *completed)
 {
 	struct kvm_regs r;
 	struct kvm_sregs s;
@@ -447,6 +455,15 @@ static unsigned recover(int vcpu_fd, const struct guest_mem *mem, atomic_ulong *
 	if (ioctl(vcpu_fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu_fd, KVM_GET_SREGS, &s) < 0)
 		return X86_NOT_RECOVERED;
 	size_t n = read_code(vcpu_fd, mem, &r, &s, code, sizeof(code));
+	if (run && run->exit_reason == KVM_EXIT_INTERNAL_ERROR &&
+	    run->emulation_failure.ndata >= 3 &&
+	    (run->emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) {
+		size_t seen_n = run->emulation_failure.insn_size;
+		if (seen_n > sizeof(run->emulation_failure.insn_bytes))
+			seen_n = sizeof(run->emulation_failure.insn_bytes);
+		if (x86_code_changed(run->emulation_failure.insn_bytes, seen_n, code, n))
+			return X86_RECOVERED_REFETCH;
+	}
 
 	if (n >= 1 && code[0] == 0xcc) {
 		/* int3 is a trap: the #BP frame must hold the address after it. */
@@ -471,10 +488,11 @@ static unsigned recover(int vcpu_fd, const struct guest_mem *mem, atomic_ulong *
 }
 
 unsigned x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem,
-				       atomic_ulong *counts, unsigned *completed)
+				       const struct kvm_run *run, atomic_ulong *counts,
+				       unsigned *completed)
 {
 	unsigned n = 0;
-	unsigned kind = recover(vcpu_fd, mem, counts, &n);
+	unsigned kind = recover(vcpu_fd, mem, run, counts, &n);
 	if (n == 0) /* the one-instruction completions */
 		kind = counted(counts, &n, kind);
 	if (completed)

@@ -19,9 +19,10 @@ enum x86_recovery {
 	X86_RECOVERED_CLAC, /* RFLAGS.AC cleared, RIP += 3 */
 	X86_RECOVERED_STAC, /* RFLAGS.AC set, RIP += 3 */
 	X86_RECOVERED_CMPXCHG,
-	X86_RECOVERED_FWAIT, /* no-op, or #NM / #MF injected as the CPU would */
-	X86_RECOVERED_FAULT, /* the exception the instruction raises was injected */
-	X86_RECOVERED_SIMD,  /* + x86_simd kind: an SSE/FPU/... instruction run on the host */
+	X86_RECOVERED_FWAIT,   /* no-op, or #NM / #MF injected as the CPU would */
+	X86_RECOVERED_FAULT,   /* the exception the instruction raises was injected */
+	X86_RECOVERED_REFETCH, /* the code changed since KVM fetched it: run again, unchanged */
+	X86_RECOVERED_SIMD,    /* + x86_simd kind: an SSE/FPU/... instruction run on the host */
 };
 /* Every value x86_recover_emulation_failure() returns is below this (for statistics). */
 #define X86_COMPLETION_KINDS (X86_RECOVERED_SIMD + X86_SIMD_KINDS)
@@ -66,7 +67,15 @@ int x86_walk_supervisor(const struct guest_mem *mem, uint64_t cr0, uint64_t cr3,
  * *completed (if not NULL) says how many instructions were, and counts (if not NULL,
  * X86_COMPLETION_KINDS entries) gets one more for each, by kind. */
 unsigned x86_recover_emulation_failure(int vcpu_fd, const struct guest_mem *mem,
-				       atomic_ulong *counts, unsigned *completed);
+				       const struct kvm_run *run, atomic_ulong *counts,
+				       unsigned *completed);
+
+/* Whether the bytes KVM's emulator fetched (seen, from the exit's emulation_failure) differ
+ * from those at RIP now: another vCPU rewrote the instruction in between (Linux patches live
+ * code: int3 first, then the rest, then the first byte). The failed instruction had no
+ * effect, so running it again is what a CPU that fetched it a moment later would do. Pure,
+ * for unit tests. */
+bool x86_code_changed(const uint8_t *seen, size_t seen_n, const uint8_t *now, size_t now_n);
 
 const char *x86_recovery_name(unsigned r);
 
