@@ -138,6 +138,27 @@ void device_list_reset(struct device_list *l)
 			d->ops->reset(d->dev);
 }
 
+void device_list_pause(struct device_list *l)
+{
+	for (struct device *d = l->head; d; d = d->next)
+		if (d->ops->pause)
+			d->ops->pause(d->dev);
+}
+
+static void resume_from(struct device *d)
+{
+	if (!d)
+		return;
+	resume_from(d->next);
+	if (d->ops->resume)
+		d->ops->resume(d->dev);
+}
+
+void device_list_resume(struct device_list *l)
+{
+	resume_from(l->head);
+}
+
 /* Last registered first: a device may depend on one registered before it. */
 static void destroy_from(struct device *d)
 {

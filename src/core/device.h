@@ -50,6 +50,15 @@ struct device_ops {
 	/* Restores state written by save of the same version; returns 0 or -EINVAL without
 	 * changing the device when the blob is malformed. */
 	int (*load)(void *dev, struct state_reader *r);
+	/* The VM is pausing and every vCPU is parked: stop touching guest memory, and finish
+	 * or put back what is in flight (a disk completes its requests, a network device
+	 * returns the chains of a half-placed frame), so that what a snapshot then reads, guest
+	 * memory and save()'s blob, is the whole state. Returns when the device is still.
+	 * Called on the loop thread. Optional. */
+	void (*pause)(void *dev);
+	/* The VM runs again: serve what arrived while paused. Optional; harmless when the
+	 * device was not paused. */
+	void (*resume)(void *dev);
 	void (*destroy)(void *dev);
 };
 
@@ -70,6 +79,9 @@ void device_list_init(struct device_list *l);
 int device_list_add(struct device_list *l, const struct device_ops *ops, void *dev,
 		    unsigned instance);
 void device_list_reset(struct device_list *l);
+/* Every device's pause (registration order) or resume (reverse order). */
+void device_list_pause(struct device_list *l);
+void device_list_resume(struct device_list *l);
 /* Destroys every device, last registered first, and empties the list. */
 void device_list_destroy(struct device_list *l);
 

@@ -66,6 +66,11 @@ struct blk_queue {
 	struct blk_req *free;
 	struct vq_request *scratch;
 	bool pushed; /* used entries since the last interrupt */
+	/* The VM's pause (blk_pause): the worker answers what is in flight, sets `still` and
+	 * waits until pause_req is cleared (or it is stopped). still is also set when the
+	 * worker has ended. Both under blk->park_lock. */
+	atomic_bool pause_req;
+	bool still;
 	/* Counters, read by a later `query` (relaxed: statistics). */
 	atomic_uint_fast64_t requests, bytes_read, bytes_written, errors;
 };
@@ -77,6 +82,8 @@ struct blk {
 	unsigned nqueues;
 	struct blk_queue *queues;
 	uint64_t capacity; /* 512-byte sectors */
+	pthread_mutex_t park_lock;
+	pthread_cond_t park_cond;
 };
 
 _Static_assert(offsetof(struct blk, vdev) == 0, "the device list frees &blk->vdev");
@@ -415,8 +422,43 @@ static bool poll_avail(struct blk_queue *bq)
 		if (virtqueue_has_available(vq))
 			return true;
 		__builtin_ia32_pause();
-	} while (now_ns() < end && !atomic_load_explicit(&bq->stop, memory_order_relaxed));
+	} while (now_ns() < end && !atomic_load_explicit(&bq->stop, memory_order_relaxed) &&
+		 !atomic_load_explicit(&bq->pause_req, memory_order_relaxed));
 	return virtqueue_set_notification(vq, true);
+}
+
+static void set_still(struct blk_queue *bq, bool still)
+{
+	struct blk *b = bq->blk;
+	pthread_mutex_lock(&b->park_lock);
+	bq->still = still;
+	pthread_cond_broadcast(&b->park_cond);
+	pthread_mutex_unlock(&b->park_lock);
+}
+
+/* The VM is pausing: every request in flight completes and is answered (used ring and
+ * interrupt, which KVM keeps pending for the parked vCPU), then the worker waits, taking
+ * nothing new from the ring, until the VM runs again or the queue is stopped. Requests
+ * the driver made available but the worker has not taken stay in the ring. */
+static void worker_park(struct blk_queue *bq, struct disk_io **done)
+{
+	struct blk *b = bq->blk;
+	while (disk_queue_inflight(&bq->dq) || bq->dq.done_head) {
+		int n =
+		    disk_queue_wait(&bq->dq, done, BLK_BATCH, disk_queue_inflight(&bq->dq), NULL);
+		if (n < 0)
+			break;
+		for (int i = 0; i < n; i++)
+			io_done(bq, done[i], true);
+	}
+	flush_interrupt(bq);
+	pthread_mutex_lock(&b->park_lock);
+	bq->still = true;
+	pthread_cond_broadcast(&b->park_cond);
+	while (atomic_load(&bq->pause_req) && !atomic_load(&bq->stop))
+		pthread_cond_wait(&b->park_cond, &b->park_lock);
+	bq->still = false;
+	pthread_mutex_unlock(&b->park_lock);
 }
 
 static void *queue_worker(void *arg)
@@ -426,6 +468,10 @@ static void *queue_worker(void *arg)
 	bool healthy = true;
 
 	while (!atomic_load(&bq->stop)) {
+		if (atomic_load(&bq->pause_req)) {
+			worker_park(bq, done);
+			continue;
+		}
 		if (healthy)
 			healthy = drain_avail(bq);
 		flush_interrupt(bq);
@@ -456,6 +502,7 @@ static void *queue_worker(void *arg)
 	while ((n = disk_queue_wait(&bq->dq, done, BLK_BATCH, false, NULL)) > 0)
 		for (int i = 0; i < n; i++)
 			io_done(bq, done[i], false);
+	set_still(bq, true); /* a pause need not wait for a worker that has ended */
 	return NULL;
 }
 
@@ -463,6 +510,9 @@ static void queue_stop(struct blk_queue *bq)
 {
 	if (bq->running) {
 		atomic_store(&bq->stop, true);
+		pthread_mutex_lock(&bq->blk->park_lock); /* a parked worker waits on the cond */
+		pthread_cond_broadcast(&bq->blk->park_cond);
+		pthread_mutex_unlock(&bq->blk->park_lock);
 		eventfd_write(bq->kick_fd, 1);
 		pthread_join(bq->thread, NULL);
 		bq->running = false;
@@ -491,6 +541,8 @@ static int queue_start(struct blk_queue *bq, bool thread)
 	int ret;
 
 	atomic_store(&bq->stop, false);
+	atomic_store(&bq->pause_req, false);
+	bq->still = false;
 	bq->pushed = false;
 	eventfd_t stale;
 	eventfd_read(bq->kick_fd, &stale); /* kicks from before a reset */
@@ -575,6 +627,39 @@ int blk_run_queue_once(struct virtio_dev *d, unsigned q)
 	return ret;
 }
 
+/* Every running queue's worker answers its requests in flight and waits (worker_park):
+ * afterwards every chain taken from the avail ring is in the used ring, so a snapshot's
+ * queue positions and guest memory hold all of them. */
+static void blk_pause(struct virtio_dev *d)
+{
+	struct blk *b = to_blk(d);
+	for (unsigned i = 0; i < b->nqueues; i++)
+		if (b->queues[i].running) {
+			atomic_store(&b->queues[i].pause_req, true);
+			eventfd_write(b->queues[i].kick_fd, 1);
+		}
+	pthread_mutex_lock(&b->park_lock);
+	for (unsigned i = 0; i < b->nqueues; i++)
+		while (b->queues[i].running && atomic_load(&b->queues[i].pause_req) &&
+		       !b->queues[i].still)
+			pthread_cond_wait(&b->park_cond, &b->park_lock);
+	pthread_mutex_unlock(&b->park_lock);
+}
+
+static void blk_resume(struct virtio_dev *d)
+{
+	struct blk *b = to_blk(d);
+	pthread_mutex_lock(&b->park_lock);
+	for (unsigned i = 0; i < b->nqueues; i++)
+		atomic_store(&b->queues[i].pause_req, false);
+	pthread_cond_broadcast(&b->park_cond);
+	pthread_mutex_unlock(&b->park_lock);
+	/* Whatever the driver queued that the worker had not taken is taken now. */
+	for (unsigned i = 0; i < b->nqueues; i++)
+		if (b->queues[i].running)
+			eventfd_write(b->queues[i].kick_fd, 1);
+}
+
 /* The device's own state is its backing: a snapshot must come back onto the same size. */
 static int blk_save(struct virtio_dev *d, struct state_writer *w)
 {
@@ -601,6 +686,8 @@ static void blk_destroy(struct virtio_dev *d)
 	free(b->queues);
 	b->queues = NULL;
 	disk_close(&b->disk);
+	pthread_cond_destroy(&b->park_cond);
+	pthread_mutex_destroy(&b->park_lock);
 }
 
 static const struct virtio_dev_ops blk_ops = {
@@ -615,6 +702,8 @@ static const struct virtio_dev_ops blk_ops = {
     .reset = blk_reset,
     .save = blk_save,
     .load = blk_load,
+    .pause = blk_pause,
+    .resume = blk_resume,
     .destroy = blk_destroy,
 };
 
@@ -643,6 +732,8 @@ int blk_create(const struct guest_mem *mem, const struct blk_params *p, struct v
 		/* Up to 20 bytes, zero padded, not NUL-terminated when 20 long (spec). */
 		memcpy(b->serial, p->serial, strnlen(p->serial, sizeof(b->serial)));
 	b->nqueues = nq;
+	pthread_mutex_init(&b->park_lock, NULL);
+	pthread_cond_init(&b->park_cond, NULL);
 	b->queues = calloc(nq, sizeof(*b->queues));
 	if (!b->queues) {
 		disk_close(&b->disk);

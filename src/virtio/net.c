@@ -93,6 +93,9 @@ struct virtio_net {
 	 * under its own locks and drops what it held from before the reset. */
 	atomic_bool running;
 	atomic_uint gen;
+	/* The VM is paused (net_pause): the data path takes nothing from the rings and the
+	 * tap is not read until net_resume. */
+	atomic_bool paused;
 	struct net_pair pair[VIRTIO_NET_MAX_PAIRS];
 	pthread_mutex_t ctrl_lock;
 	struct vq_request *ctrlreq;
@@ -255,12 +258,13 @@ static void rx_run(struct net_pair *p)
 		p->gen = gen;
 	}
 	uint8_t st = atomic_load(&d->status);
-	if (!atomic_load(&p->n->running) || !(st & VIRTIO_CONFIG_S_DRIVER_OK) ||
-	    (st & VIRTIO_CONFIG_S_NEEDS_RESET) || !vq->enabled) {
+	if (!atomic_load(&p->n->running) || atomic_load(&p->n->paused) ||
+	    !(st & VIRTIO_CONFIG_S_DRIVER_OK) || (st & VIRTIO_CONFIG_S_NEEDS_RESET) ||
+	    !vq->enabled) {
 		pthread_mutex_unlock(&p->rx_lock);
 		return;
 	}
-	while (atomic_load(&p->n->running)) {
+	while (atomic_load(&p->n->running) && !atomic_load(&p->n->paused)) {
 		if (!p->pending) {
 			ssize_t len = read(p->fd, p->frame, NET_FRAME_MAX);
 			if (len < 0 && errno == EINTR)
@@ -304,7 +308,7 @@ static void tx_run(struct net_pair *p)
 	unsigned since_irq = 0;
 
 	pthread_mutex_lock(&p->tx_lock);
-	while (atomic_load(&p->n->running)) {
+	while (atomic_load(&p->n->running) && !atomic_load(&p->n->paused)) {
 		virtqueue_set_notification(vq, false);
 		for (;;) {
 			struct vq_request *req = p->txreq;
@@ -367,7 +371,7 @@ static void ctrl_run(struct virtio_net *n)
 	unsigned done = 0;
 
 	pthread_mutex_lock(&n->ctrl_lock);
-	while (atomic_load(&n->running)) {
+	while (atomic_load(&n->running) && !atomic_load(&n->paused)) {
 		struct vq_request *req = n->ctrlreq;
 		int r = virtqueue_pop(vq, req);
 		if (r < 0) {
@@ -513,6 +517,45 @@ static void net_reset(struct virtio_dev *d)
 		tap_set_offload(&n->tap, 0, &e);
 }
 
+/* Quiesces the data path for a pause. A frame half placed (MRG_RXBUF, more buffers needed)
+ * gives its chains back to the ring, unused: the snapshot then holds no chain the device
+ * took, and after the pause the frame is placed again from its start. */
+static void net_pause(struct virtio_dev *d)
+{
+	struct virtio_net *n = d->priv;
+	atomic_store(&n->paused, true);
+	for (unsigned i = 0; i < n->npairs; i++) {
+		struct net_pair *p = &n->pair[i];
+		pthread_mutex_lock(&p->rx_lock); /* waits out an rx_run on another thread */
+		if (p->gen == atomic_load(&n->gen) && p->nheld > 0) {
+			virtqueue_unpop(&d->vqs[rxq(i)], p->nheld);
+			p->nheld = 0;
+			p->placed = 0;
+		}
+		pthread_mutex_unlock(&p->rx_lock);
+		pthread_mutex_lock(&p->tx_lock);
+		pthread_mutex_unlock(&p->tx_lock);
+	}
+	pthread_mutex_lock(&n->ctrl_lock);
+	pthread_mutex_unlock(&n->ctrl_lock);
+}
+
+/* Serves what arrived during the pause: kicks were ignored and the tap (edge-triggered)
+ * will not signal again for frames already queued. */
+static void net_resume(struct virtio_dev *d)
+{
+	struct virtio_net *n = d->priv;
+	atomic_store(&n->paused, false);
+	if (!atomic_load(&n->running))
+		return;
+	for (unsigned i = 0; i < n->npairs; i++) {
+		rx_run(&n->pair[i]);
+		tx_run(&n->pair[i]);
+	}
+	if (n->npairs > 1)
+		ctrl_run(n);
+}
+
 static int net_save(struct virtio_dev *d, struct state_writer *w)
 {
 	struct virtio_net *n = d->priv;
@@ -571,6 +614,8 @@ static const struct virtio_dev_ops net_ops = {
     .reset = net_reset,
     .save = net_save,
     .load = net_load,
+    .pause = net_pause,
+    .resume = net_resume,
     .destroy = net_destroy,
 };
 

@@ -239,6 +239,20 @@ static int virtio_list_load(void *dev, struct state_reader *r)
 	return ret;
 }
 
+static void virtio_list_pause(void *dev)
+{
+	struct virtio_dev *d = dev;
+	if (d->ops->pause && (atomic_load(&d->status) & VIRTIO_CONFIG_S_DRIVER_OK))
+		d->ops->pause(d);
+}
+
+static void virtio_list_resume(void *dev)
+{
+	struct virtio_dev *d = dev;
+	if (d->ops->resume)
+		d->ops->resume(d);
+}
+
 static void virtio_list_destroy(void *dev)
 {
 	virtio_dev_destroy(dev);
@@ -251,5 +265,7 @@ const struct device_ops virtio_dev_device_ops = {
     .reset = virtio_list_reset,
     .save = virtio_list_save,
     .load = virtio_list_load,
+    .pause = virtio_list_pause,
+    .resume = virtio_list_resume,
     .destroy = virtio_list_destroy,
 };

@@ -59,6 +59,11 @@ struct virtio_dev_ops {
 	void (*reset)(struct virtio_dev *d);
 	int (*save)(struct virtio_dev *d, struct state_writer *w);
 	int (*load)(struct virtio_dev *d, struct state_reader *r);
+	/* The VM pauses / runs again (struct device_ops): quiesce the data path, finishing or
+	 * putting back in-flight work, then serve again. Optional; called only between
+	 * DRIVER_OK and a reset for pause, always for resume. */
+	void (*pause)(struct virtio_dev *d);
+	void (*resume)(struct virtio_dev *d);
 	void (*destroy)(struct virtio_dev *d);
 };
 

@@ -511,3 +511,8 @@ int virtqueue_load(struct virtqueue *vq, struct state_reader *r)
 	*vq = t;
 	return 0;
 }
+
+void virtqueue_unpop(struct virtqueue *vq, unsigned n)
+{
+	vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
+}

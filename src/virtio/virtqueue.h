@@ -90,6 +90,10 @@ int virtqueue_enable(struct virtqueue *vq, struct errbuf *e);
  * queue is disabled), -errno when the ring or the chain is malformed (the queue is then
  * broken: see above; a broken queue returns -EIO). */
 int virtqueue_pop(struct virtqueue *vq, struct vq_request *req);
+/* Gives the last n chains popped back to the ring, unused (the device pops them again
+ * later): for a device that must let go of chains it took, such as a paused network
+ * device's half-placed frame. n is at most what was popped since the last push. */
+void virtqueue_unpop(struct virtqueue *vq, unsigned n);
 /* Whether avail->idx has moved past what was popped (acquire). */
 bool virtqueue_has_available(struct virtqueue *vq);
 

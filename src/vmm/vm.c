@@ -282,6 +282,8 @@ int vm_pause(struct vm *vm)
 	if (power_stop_requested(&vm->power))
 		return -ESHUTDOWN;
 	if (paused) {
+		/* The devices go still after the vCPUs, which could otherwise kick them again. */
+		device_list_pause(&vm->devices);
 		vm->paused_clock_valid = ioctl(vm->vm_fd, KVM_GET_CLOCK, &vm->paused_clock) == 0;
 		if (!vm->paused_clock_valid)
 			log_debug("KVM_GET_CLOCK: %s (kvmclock runs on while paused)",
@@ -303,6 +305,8 @@ int vm_resume(struct vm *vm)
 		vm->paused_clock_valid = false;
 	}
 	vm->prelaunch = false;
+	if (power_is_user_paused(&vm->power))
+		device_list_resume(&vm->devices);
 	if (power_user_resume(&vm->power) && vm->qmp_open)
 		qmp_server_event(&vm->qmp, "RESUME", NULL);
 	return 0;

@@ -105,9 +105,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 int vm_run(struct vm *vm, int *exit_status, struct errbuf *e);
 void vm_destroy(struct vm *vm);
 
-/* Parks every vCPU (returns once all are parked) and lets them go again; the monitor's
- * stop/cont, and what snapshot and migration will stand on. Loop thread or any thread but
- * a vCPU's. */
+/* Parks every vCPU (returns once all are parked), then quiesces the devices (in-flight
+ * disk requests complete, see device_ops.pause), and lets them go again; the monitor's
+ * stop/cont, and what snapshot and migration stand on. One thread at a time (the loop
+ * thread, or a test's), never a vCPU's. */
 int vm_pause(struct vm *vm);
 int vm_resume(struct vm *vm);
 

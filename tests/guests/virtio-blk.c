@@ -11,6 +11,10 @@
  *   bench    n=N (default 20000) random 4 KiB reads at queue depth 1, then at 32 (or only
  *            at qd=D, up to 64); prints
  *            "bench qd D: N reads of 4096 bytes in C cycles" (TSC cycles)
+ *   writer   rounds=R (default 100) blocks=K (default 256): each round writes 4 KiB blocks
+ *            0..K-1 at queue depth 32 (block k of round r: byte i = (i*13 + k*7 + r*31) &
+ *            0xff), FLUSHes, reads them all back at depth 32 and checks them, and prints
+ *            "virtio-blk: round r ok": a snapshot taken meanwhile has writes in flight
  * Pattern byte i of the 4 KiB block: (i * 13 + 7) & 0xff.
  *
  * Output:
@@ -182,6 +186,107 @@ static int bench(unsigned depth, uint64_t n, uint64_t capacity)
 	return 0;
 }
 
+/* blk=writer */
+#define WRITER_DEPTH 32u
+
+static uint8_t writer_byte(unsigned i, uint64_t k, uint64_t r)
+{
+	return (uint8_t)((i * 13 + k * 7 + r * 31) & 0xff);
+}
+
+/* Blocks 0..nblocks-1 of round r written (type T_OUT) or read and checked (T_IN), up to
+ * WRITER_DEPTH requests in flight. */
+static int writer_pass(uint32_t type, uint64_t nblocks, uint64_t r)
+{
+	static struct blk_hdr *hdrs;
+	static uint8_t *sts, *bufs;
+	static uint64_t block_of_slot[WRITER_DEPTH];
+	static int8_t slot_of_head[VIRTQ_MAX_SIZE];
+	if (!hdrs) {
+		hdrs = virtio_alloc(sizeof(*hdrs) * WRITER_DEPTH, 16);
+		sts = virtio_alloc(WRITER_DEPTH, 1);
+		bufs = virtio_alloc(BLOCK * WRITER_DEPTH, 4096);
+		if (!hdrs || !sts || !bufs) {
+			puts("virtio-blk: FAIL writer: pool used up");
+			return -1;
+		}
+	}
+	uint64_t next = 0, done = 0;
+	unsigned free_slots[WRITER_DEPTH], nfree = WRITER_DEPTH;
+	for (unsigned i = 0; i < WRITER_DEPTH; i++)
+		free_slots[i] = WRITER_DEPTH - 1 - i;
+	uint64_t deadline = rdtsc() + 20 * TSC_HZ_MAX;
+	while (done < nblocks) {
+		bool added = false;
+		while (nfree && next < nblocks) {
+			unsigned sl = free_slots[--nfree];
+			uint8_t *buf = bufs + sl * BLOCK;
+			block_of_slot[sl] = next;
+			hdrs[sl] = (struct blk_hdr){type, 0, next * (BLOCK / 512)};
+			sts[sl] = 0xff;
+			if (type == T_OUT)
+				for (unsigned i = 0; i < BLOCK; i++)
+					buf[i] = writer_byte(i, next, r);
+			struct virtq_buf b[3] = {
+			    {&hdrs[sl], sizeof(hdrs[sl])}, {buf, BLOCK}, {&sts[sl], 1}};
+			int head = type == T_OUT ? virtq_add(&q, b, 2, 1) : virtq_add(&q, b, 1, 2);
+			if (head < 0) {
+				puts("virtio-blk: FAIL writer: queue full");
+				return -1;
+			}
+			slot_of_head[head] = (int8_t)sl;
+			next++;
+			added = true;
+		}
+		if (added)
+			virtq_kick(&q);
+		uint32_t len;
+		int id;
+		while ((id = virtq_poll(&q, &len)) >= 0) {
+			unsigned sl = (unsigned)slot_of_head[id];
+			if (sts[sl] != 0) {
+				printf("virtio-blk: FAIL writer: round %lu block %lu status %u\n",
+				       r, block_of_slot[sl], sts[sl]);
+				return -1;
+			}
+			if (type == T_IN)
+				for (unsigned i = 0; i < BLOCK; i++)
+					if (bufs[sl * BLOCK + i] !=
+					    writer_byte(i, block_of_slot[sl], r)) {
+						printf(
+						    "virtio-blk: FAIL writer: round %lu block %lu "
+						    "byte %u reads back 0x%x\n",
+						    r, block_of_slot[sl], i, bufs[sl * BLOCK + i]);
+						return -1;
+					}
+			free_slots[nfree++] = sl;
+			done++;
+		}
+		if (id == -2 || rdtsc() > deadline) {
+			printf("virtio-blk: FAIL writer: %lu of %lu done: %s\n", done, nblocks,
+			       dev.err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int writer(uint64_t rounds, uint64_t nblocks, uint64_t capacity)
+{
+	if (nblocks * (BLOCK / 512) > capacity) {
+		puts("virtio-blk: FAIL writer: the disk is smaller than blocks=");
+		return -1;
+	}
+	for (uint64_t r = 1; r <= rounds; r++) {
+		if (writer_pass(T_OUT, nblocks, r) < 0 ||
+		    request("writer-flush", T_FLUSH, 0, NULL, 0, false, NULL) != 0 ||
+		    writer_pass(T_IN, nblocks, r) < 0)
+			return -1;
+		printf("virtio-blk: round %lu ok\n", r);
+	}
+	return 0;
+}
+
 static uint64_t blk_main(uint64_t arg)
 {
 	char mode[16] = "rw";
@@ -275,6 +380,12 @@ static uint64_t blk_main(uint64_t arg)
 		}
 		if (qd ? bench((unsigned)qd, n, capacity) < 0
 		       : bench(1, n, capacity) < 0 || bench(32, n, capacity) < 0)
+			return 11;
+	} else if (!strcmp(mode, "writer")) {
+		uint64_t rounds = 100, nblocks = 256;
+		cmdline_get_u64(cmdline, "rounds", &rounds);
+		cmdline_get_u64(cmdline, "blocks", &nblocks);
+		if (writer(rounds, nblocks, capacity) < 0)
 			return 11;
 	} else {
 		printf("virtio-blk: FAIL unknown blk=%s\n", mode);

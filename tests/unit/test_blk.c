@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ring.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -544,6 +545,56 @@ Test(blk, reset_with_requests_in_flight_then_restart)
 	virtio_dev_set_status(f->d, 0);
 	cr_assert_eq(atomic_load(&f->d->status), 0);
 	fake_free(f);
+}
+
+/* The VM's pause (device_ops.pause): it returns only once every request in flight is
+ * answered, takes nothing new until resume, and a device destroyed while paused ends. */
+Test(blk, pause_answers_what_is_in_flight_and_takes_nothing_new)
+{
+	struct fake *f = fake_new(false, false, false, 1, NULL);
+	enum { N = 32, M = 4 };
+	struct rq r[N + M];
+	for (unsigned i = 0; i < N + M; i++)
+		r[i] = hdr_for(f, VIRTIO_BLK_T_IN, i * 8);
+	for (unsigned i = 0; i < N; i++) {
+		uint64_t g = alloc_buf(f, 4096, 4096);
+		struct seg s[3] = {{r[i].hdr, 16, false}, {g, 4096, true}, {r[i].status, 1, true}};
+		offer(f, 0, s, 3);
+	}
+	virtio_dev_queue_notify(f->d, 0);
+	/* Pause as soon as the worker has taken requests, while they are in flight. */
+	uint16_t *taken = &f->d->vqs[0].last_avail_idx;
+	for (int i = 0; i < 20000000 && __atomic_load_n(taken, __ATOMIC_RELAXED) == 0; i++)
+		sched_yield();
+	virtio_dev_device_ops.pause(f->d);
+	uint16_t t = __atomic_load_n(taken, __ATOMIC_RELAXED);
+	cr_assert_gt(t, 0, "the worker took no request");
+	cr_assert_eq(used_idx(f, 0), t, "pause returned with %u of the %u requests taken answered",
+		     used_idx(f, 0), t);
+	for (unsigned i = 0; i < t; i++)
+		cr_assert_eq(*(uint8_t *)host(f, r[i].status), VIRTIO_BLK_S_OK);
+	cr_assert_geq(atomic_load(&f->queue_irqs), 1, "the completions were signalled");
+	usleep(50000);
+	cr_assert_eq(__atomic_load_n(taken, __ATOMIC_RELAXED), t, "a paused device took more");
+	cr_assert_eq(used_idx(f, 0), t, "a paused device answered more");
+
+	for (unsigned i = N; i < N + M; i++) {
+		uint64_t g = alloc_buf(f, 4096, 4096);
+		struct seg s[3] = {{r[i].hdr, 16, false}, {g, 4096, true}, {r[i].status, 1, true}};
+		offer(f, 0, s, 3);
+	}
+	virtio_dev_queue_notify(f->d, 0);
+	usleep(50000);
+	cr_assert_eq(used_idx(f, 0), t, "a paused device served a request");
+	cr_assert_eq(__atomic_load_n(taken, __ATOMIC_RELAXED), t, "a paused device took one");
+
+	virtio_dev_device_ops.resume(f->d);
+	wait_used(f, 0, N + M);
+	for (unsigned i = N; i < N + M; i++)
+		cr_assert_eq(*(uint8_t *)host(f, r[i].status), VIRTIO_BLK_S_OK);
+
+	virtio_dev_device_ops.pause(f->d);
+	fake_free(f); /* destroyed while paused: the worker must still end */
 }
 
 Test(blk, save_load_roundtrip)

@@ -462,6 +462,55 @@ Test(net, reset_drops_a_held_frame)
 			 "the new frame, not the one held across the reset");
 }
 
+/* The VM's pause (device_ops.pause): a frame half placed gives its chains back to the ring
+ * (a snapshot then holds no chain the device took), nothing moves while paused, and resume
+ * delivers the frame whole and sends what was kicked meanwhile. */
+Test(net, pause_gives_back_a_half_placed_frame_and_resume_delivers_it)
+{
+	bring_up(1ull << VIRTIO_NET_F_MRG_RXBUF);
+	uint64_t g0 = next_buf;
+	rx_buffer(64);
+	uint8_t f2[150];
+	fill(f2, sizeof(f2), 4);
+	host_send(f2, sizeof(f2), 0);
+	virtio_dev_queue_notify(dev, 0); /* one buffer of three held */
+	cr_assert_eq(used_idx(0), 0);
+	cr_assert_eq(dev->vqs[0].last_avail_idx, 1, "the first buffer was taken");
+
+	virtio_dev_device_ops.pause(dev);
+	cr_assert_eq(dev->vqs[0].last_avail_idx, 0, "the held buffer went back to the ring");
+	rx_buffer(64);
+	rx_buffer(64);
+	virtio_dev_queue_notify(dev, 0);
+	uint8_t frame[60];
+	fill(frame, sizeof(frame), 8);
+	uint64_t h = alloc_buf(HDR), b = alloc_buf(sizeof(frame));
+	memset(host(h), 0, HDR);
+	memcpy(host(b), frame, sizeof(frame));
+	struct d c[2] = {{h, HDR, false}, {b, sizeof(frame), false}};
+	add_chain(1, c, 2);
+	virtio_dev_queue_notify(dev, 1);
+	uint8_t got[256];
+	cr_assert_lt(read(sv[1], got, sizeof(got)), 0, "a paused device sent a frame");
+	cr_assert_eq(used_idx(0), 0, "a paused device delivered a frame");
+	cr_assert_eq(used_idx(1), 0);
+	cr_assert_eq(dev->vqs[0].last_avail_idx, 0);
+
+	virtio_dev_device_ops.resume(dev);
+	cr_assert_eq(used_idx(0), 3, "the held frame, in three buffers");
+	struct virtio_net_hdr_mrg_rxbuf hdr;
+	memcpy(&hdr, host(g0), HDR);
+	cr_assert_eq(hdr.num_buffers, 3);
+	cr_assert_arr_eq((uint8_t *)host(g0) + HDR, f2, 52);
+	cr_assert_eq(read(sv[1], got, sizeof(got)), HDR + (ssize_t)sizeof(frame),
+		     "the frame kicked during the pause is sent on resume");
+	cr_assert_arr_eq(got + HDR, frame, sizeof(frame));
+	cr_assert_eq(used_idx(1), 1);
+	struct virtio_net_stats st;
+	virtio_net_get_stats(dev, &st);
+	cr_assert_eq(st.rx_dropped, 0);
+}
+
 /* ---- MACs, the data path name, the tap's refusals ---- */
 
 Test(net_mac, parse_and_generate)
