@@ -5,7 +5,7 @@ pkgs=(gcc make libc6-dev linux-libc-dev pkg-config
       liblzma-dev zlib1g-dev libzstd-dev liblz4-dev libbz2-dev
       libcriterion-dev liburing-dev libcjson-dev busybox-static cpio clang-format
       clang-14 libfuzzer-14-dev libclang-rt-14-dev)
-[ "${1:-}" = "--bench" ] && pkgs+=(qemu-system-x86 hyperfine)
+[ "${1:-}" = "--bench" ] && pkgs+=(qemu-system-x86 hyperfine fio)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
