@@ -37,6 +37,7 @@ enum opt_id {
 	OPT_NOGRAPHIC,
 	OPT_NO_REBOOT,
 	OPT_STATS,
+	OPT_PROFILE,
 	OPT_ENABLE_KVM,
 	OPT_CPU,
 	OPT_ACCEL,
@@ -95,6 +96,7 @@ static const struct opt_def opt_table[] = {
     {"nographic", OPT_NOGRAPHIC, false},
     {"no-reboot", OPT_NO_REBOOT, false},
     {"stats", OPT_STATS, false},
+    {"profile", OPT_PROFILE, true},
     {"enable-kvm", OPT_ENABLE_KVM, false},
     {"cpu", OPT_CPU, true},
     {"accel", OPT_ACCEL, true},
@@ -1032,6 +1034,11 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 	case OPT_HUGEPAGES:
 		cfg->hugepages = true;
 		return 0;
+	case OPT_PROFILE:
+		if (!*u->val)
+			return errf(e, -EINVAL, "--profile needs a file name");
+		cfg->profile_path = u->val;
+		return 0;
 	case OPT_STATS:
 		cfg->stats = true;
 		return 0;
@@ -1582,6 +1589,9 @@ const char *config_usage(void)
 	       "                          beforehand. `kvmini info` says which data path\n"
 	       "                          (user space or vhost-net) a VM gets\n"
 	       "  --stats                 at exit, print exits and completed instructions\n"
+	       "  --profile FILE          write each vCPU's guest RIP 50 times a second to FILE\n"
+	       "                          (\"MS VCPU RIP\" lines; scripts/profile-report names\n"
+	       "                          them with a System.map)\n"
 	       "  -v, --verbose           more diagnostics; repeat for more (-v -v or -vv)\n"
 	       "  -q, --quiet             fewer diagnostics\n"
 	       "  -h, --help              print this help\n"

@@ -123,6 +123,8 @@ struct vm_config {
 	enum boot_decompress boot_decompress;
 	bool hugepages;
 	bool stats; /* --stats: exits and completions at exit, on stderr */
+	/* --profile FILE: every vCPU's guest RIP, 50 times a second, a line each */
+	const char *profile_path;
 	bool mem_prealloc;
 	bool ksm;
 	bool no_reboot; /* a guest reset ends kvmini (status 0) instead of rebooting the VM */

@@ -22,6 +22,10 @@ struct vcpu_env {
 	struct vm_power *power;
 	const struct guest_mem *mem;
 	bool sample_rip; /* --stats: sample where the guest runs (see vcpu_print_stats) */
+	/* --profile: each sample also goes to this fd (O_APPEND) as "MS VCPU RIP\n", MS the
+	 * milliseconds since profile_t0_ns (CLOCK_MONOTONIC); -1 when off. */
+	int profile_fd;
+	uint64_t profile_t0_ns;
 };
 
 #define VCPU_EXIT_REASONS     64  /* KVM exit reasons counted one by one; the rest in the last */

@@ -227,7 +227,19 @@ static int vm_create_vcpus(struct vm *vm, struct errbuf *e)
 	int ret = vm_join_cpuid(vm);
 	if (ret < 0)
 		return errf(e, ret, "%s", vm->cpuid_err.msg);
-	vm->vcpu_env = (struct vcpu_env){&vm->pio, &vm->mmio, &vm->power, &vm->mem, vm->cfg->stats};
+	vm->vcpu_env = (struct vcpu_env){
+	    &vm->pio, &vm->mmio, &vm->power, &vm->mem, vm->cfg->stats || vm->cfg->profile_path,
+	    -1,	      0};
+	if (vm->cfg->profile_path) {
+		int fd = open(vm->cfg->profile_path,
+			      O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+		if (fd < 0)
+			return errf(e, -errno, "--profile: cannot create %s: %s",
+				    vm->cfg->profile_path, strerror(errno));
+		vm->vcpu_env.profile_fd = fd;
+		vm->vcpu_env.profile_t0_ns =
+		    (uint64_t)vm->start.tv_sec * 1000000000u + (uint64_t)vm->start.tv_nsec;
+	}
 	for (unsigned i = 0; i < vm->cfg->ncpus; i++) {
 		ret = vcpu_create(&vm->vcpus[i], vm->vm_fd, i, (size_t)vm->kvm.vcpu_mmap_size,
 				  &vm->vcpu_env, vm->cfg->cpu_affinity[i], e);
@@ -660,6 +672,9 @@ void vm_destroy(struct vm *vm)
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	vm->nvcpus = 0;
+	if (vm->vcpu_env.pio && vm->vcpu_env.profile_fd >= 0) /* the env was set up */
+		close(vm->vcpu_env.profile_fd);
+	vm->vcpu_env.profile_fd = -1;
 	free(vm->supported_cpuid);
 	vm->supported_cpuid = NULL;
 	free(vm->reset_vcpu_state);

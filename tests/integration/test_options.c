@@ -4,6 +4,8 @@
  * runs, then kvmini gets SIGTERM. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <elf.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,4 +348,67 @@ Test(options, hugepages_back_the_guest_ram)
 		     free0);
 	cr_assert_eq(free2, free0);
 	cr_assert_eq(resv2, resv0);
+}
+
+/* The guest ELF's code: [lo, hi) over its executable PT_LOAD segments. */
+static void elf_text_range(const char *path, uint64_t *lo, uint64_t *hi)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f, "%s", path);
+	Elf64_Ehdr eh;
+	cr_assert_eq(fread(&eh, sizeof(eh), 1, f), 1);
+	cr_assert_eq(eh.e_ident[EI_CLASS], ELFCLASS64, "%s is not ELF64", path);
+	*lo = UINT64_MAX;
+	*hi = 0;
+	for (unsigned i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph;
+		cr_assert_eq(fseek(f, (long)(eh.e_phoff + (uint64_t)i * eh.e_phentsize), SEEK_SET),
+			     0);
+		cr_assert_eq(fread(&ph, sizeof(ph), 1, f), 1);
+		if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X))
+			continue;
+		if (ph.p_vaddr < *lo)
+			*lo = ph.p_vaddr;
+		if (ph.p_vaddr + ph.p_memsz > *hi)
+			*hi = ph.p_vaddr + ph.p_memsz;
+	}
+	fclose(f);
+	cr_assert_lt(*lo, *hi, "%s has no code segment", path);
+}
+
+/* --profile FILE: "MS VCPU RIP" lines from every vCPU, time stamps that go forward, and
+ * RIPs where the guest's code is (the count guest spins in its own code). */
+Test(options, profile_writes_where_each_vcpu_runs)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/kvmini-profile-%d", getpid());
+	const char *guest = harness_guest("count");
+	const char *argv[] = {"kvmini",	  "run", "-q",	      "--cpus", "2",
+			      "--kernel", guest, "--profile", path,	NULL};
+	struct harness_result r;
+	cr_assert_eq(harness_run(argv, &(struct harness_opts){.timeout_s = 2}, &r), 0);
+	harness_result_free(&r);
+	uint64_t lo, hi;
+	elf_text_range(guest, &lo, &hi);
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f, "--profile wrote no %s", path);
+	unsigned long long ms, rip, last_ms[2] = {0, 0};
+	unsigned cpu, n[2] = {0, 0}, in_code = 0, total = 0;
+	int got;
+	while ((got = fscanf(f, "%llu %u %llx", &ms, &cpu, &rip)) == 3) {
+		cr_assert_lt(cpu, 2, "a sample names vCPU %u of 2", cpu);
+		cr_assert_geq(ms, last_ms[cpu], "vCPU %u's time stamps go back", cpu);
+		cr_assert_lt(ms, 10000, "a time stamp of %llu ms in a 2 s run", ms);
+		last_ms[cpu] = ms;
+		n[cpu]++;
+		total++;
+		in_code += rip >= lo && rip < hi;
+	}
+	cr_assert_eq(got, EOF, "a line that is not \"MS VCPU RIP\" after %u samples", total);
+	fclose(f);
+	unlink(path);
+	/* 50 a second for about 2 s each; loosely, as the host may be busy. */
+	cr_assert(n[0] >= 20 && n[1] >= 20, "samples: vCPU 0 %u, vCPU 1 %u", n[0], n[1]);
+	cr_assert_geq(in_code * 10, total * 9, "%u of %u RIPs in the guest's code [%llx, %llx)",
+		      in_code, total, (unsigned long long)lo, (unsigned long long)hi);
 }
