@@ -4,6 +4,11 @@
  * loop. Whatever kvmini spends above this is kvmini's own overhead.
  *
  * usage: bare_kvm [--cpuid] GUEST.elf
+ *        bare_kvm --notify N guest-notify.elf
+ * --notify is the floor of a device notification: 0xd0000000 is a KVM ioeventfd, a second
+ * thread blocks on it and answers each signal by bumping a word of guest memory that the
+ * guest (guest/notify.S) polls; the guest times N such round trips with rdtsc, and this
+ * prints "notify: N round trips in C cycles".
  * --cpuid adds KVM_GET_SUPPORTED_CPUID and KVM_SET_CPUID2, which a correct VMM also needs
  * (the guest must not see features KVM cannot virtualize) but the issue's baseline leaves
  * out; the benchmark reports both, since on the PVM hosts the first ioctl alone costs
@@ -11,6 +16,8 @@
  * Exit status: (v << 1) | 1 for a write of v to port 0xf4 (as kvmini and QEMU's
  * isa-debug-exit), 0 on hlt or shutdown, 2 on errors. */
 #include <elf.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -37,6 +44,12 @@
 #define START_INFO_ADDR		 0x6000ull
 #define START_INFO_MAGIC	 0x336ec578u
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
+
+/* guest/notify.S's addresses. */
+#define NOTIFY_GPA   0xd0000000ull
+#define NOTIFY_N     0x2000
+#define NOTIFY_TSC   0x3000
+#define NOTIFY_REPLY 0x4000
 
 #define PORT_COM1_THR	0x3f8
 #define PORT_DEBUG_EXIT 0xf4
@@ -189,11 +202,51 @@ static void set_cpuid(int kvm, int vcpu)
 	}
 }
 
+struct responder {
+	int efd;
+	uint32_t *reply;
+};
+
+/* The "device": each ioeventfd signal is answered at once, from another thread, as a
+ * VMM's queue worker would. */
+static void *respond(void *arg)
+{
+	struct responder *r = arg;
+	uint64_t n;
+	while (read(r->efd, &n, sizeof(n)) == sizeof(n))
+		__atomic_fetch_add(r->reply, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void start_responder(int vm, uint8_t *ram, unsigned long rounds)
+{
+	static struct responder r;
+	r.efd = eventfd(0, EFD_CLOEXEC);
+	if (r.efd < 0)
+		die("eventfd: %s", strerror(errno));
+	struct kvm_ioeventfd io = {.addr = NOTIFY_GPA, .len = 4, .fd = r.efd};
+	xioctl(vm, KVM_IOEVENTFD, &io, "KVM_IOEVENTFD");
+	uint32_t n = (uint32_t)rounds;
+	memcpy(ram + NOTIFY_N, &n, 4);
+	r.reply = (uint32_t *)(ram + NOTIFY_REPLY);
+	pthread_t t;
+	if (pthread_create(&t, NULL, respond, &r))
+		die("pthread_create failed");
+	pthread_detach(t);
+}
+
 int main(int argc, char **argv)
 {
 	bool cpuid = argc == 3 && strcmp(argv[1], "--cpuid") == 0;
-	if (argc != 2 && !cpuid) {
-		fputs("usage: bare_kvm [--cpuid] GUEST.elf\n", stderr);
+	unsigned long rounds = 0;
+	if (argc == 4 && strcmp(argv[1], "--notify") == 0) {
+		char *end;
+		rounds = strtoul(argv[2], &end, 10);
+		if (*end || rounds == 0 || rounds > 0xffffffffu)
+			die("--notify N: N is a count of round trips, 1 or more");
+	} else if (argc != 2 && !cpuid) {
+		fputs("usage: bare_kvm [--cpuid] GUEST.elf | --notify N guest-notify.elf\n",
+		      stderr);
 		return 2;
 	}
 	const char *guest = argv[argc - 1];
@@ -230,6 +283,8 @@ int main(int argc, char **argv)
 	uint32_t entry = load_elf(guest, ram);
 	write_start_info(ram);
 	enter_pvh(vcpu, entry);
+	if (rounds)
+		start_responder(vm, ram, rounds);
 
 	for (;;) {
 		if (ioctl(vcpu, KVM_RUN, 0) < 0) {
@@ -249,6 +304,13 @@ int main(int argc, char **argv)
 						  (size_t)run->io.size * run->io.count);
 				(void)w;
 			} else if (run->io.port == PORT_DEBUG_EXIT) {
+				if (rounds) {
+					uint64_t t[2];
+					memcpy(t, ram + NOTIFY_TSC, sizeof(t));
+					printf("notify: %lu round trips in %llu cycles\n", rounds,
+					       (unsigned long long)(t[1] - t[0]));
+					return 0;
+				}
 				return (data[0] << 1) | 1;
 			}
 			break;

@@ -363,34 +363,30 @@ static void io_done(struct blk_queue *bq, struct disk_io *io, bool push)
 	req_complete(bq, r, VIRTIO_BLK_S_OK, r->io.op == DISK_READ ? r->data_len : 0);
 }
 
-/* Pops what the driver made available, while there are free slots. Returns false when
- * the queue or the device broke. */
+/* Pops what the driver made available, while there are free slots, with the driver's kicks
+ * off; the worker asks for them again only before it sleeps (poll_avail, or its wait).
+ * Returns false when the queue or the device broke. */
 static bool drain_avail(struct blk_queue *bq)
 {
 	struct virtio_dev *d = &bq->blk->vdev;
 	struct virtqueue *vq = &d->vqs[bq->index];
 
-	for (;;) {
-		virtqueue_set_notification(vq, false);
-		int ret = 0;
-		while (bq->free) {
-			ret = virtqueue_pop(vq, bq->scratch);
-			if (ret <= 0)
-				break;
-			struct blk_req *r = bq->free;
-			bq->free = r->next_free;
-			if (!handle_request(bq, r, bq->scratch))
-				return false;
-		}
-		if (ret < 0) {
-			virtio_dev_needs_reset(d, vq->why.msg);
+	virtqueue_set_notification(vq, false);
+	int ret = 0;
+	while (bq->free) {
+		ret = virtqueue_pop(vq, bq->scratch);
+		if (ret <= 0)
+			break;
+		struct blk_req *r = bq->free;
+		bq->free = r->next_free;
+		if (!handle_request(bq, r, bq->scratch))
 			return false;
-		}
-		if (!bq->free)
-			return true; /* notifications stay off until slots come back */
-		if (!virtqueue_set_notification(vq, true))
-			return true;
 	}
+	if (ret < 0) {
+		virtio_dev_needs_reset(d, vq->why.msg);
+		return false;
+	}
+	return true;
 }
 
 static void flush_interrupt(struct blk_queue *bq)
@@ -477,6 +473,12 @@ static void *queue_worker(void *arg)
 		flush_interrupt(bq);
 		if (healthy && !disk_queue_inflight(&bq->dq) && !bq->dq.done_head && bq->free &&
 		    poll_avail(bq))
+			continue;
+		/* Before sleeping: kicks on again, and one more look (a request added before
+		 * the driver saw them on). With every slot busy they stay off: a completion
+		 * wakes the worker, which then drains the ring. */
+		if (healthy && bq->free &&
+		    virtqueue_set_notification(&bq->blk->vdev.vqs[bq->index], true))
 			continue;
 		bool kicked;
 		int n = disk_queue_wait(&bq->dq, done, BLK_BATCH, true, &kicked);

@@ -11,6 +11,9 @@
  *   bench    n=N (default 20000) random 4 KiB reads at queue depth 1, then at 32 (or only
  *            at qd=D, up to 64); prints
  *            "bench qd D: N reads of 4096 bytes in C cycles" (TSC cycles)
+ *   getid    n=N (default 2000) GET_ID requests one at a time: the cost of one notification
+ *            round trip through the device (no disk I/O); prints
+ *            "getid: N requests in C cycles (K notifications)"
  *   writer   rounds=R (default 100) blocks=K (default 256): each round writes 4 KiB blocks
  *            0..K-1 at queue depth 32 (block k of round r: byte i = (i*13 + k*7 + r*31) &
  *            0xff), FLUSHes, reads them all back at depth 32 and checks them, and prints
@@ -183,6 +186,35 @@ static int bench(unsigned depth, uint64_t n, uint64_t capacity)
 	printf("virtio-blk: bench qd %u: %lu reads of 4096 bytes in %lu cycles (%lu kick calls, "
 	       "%lu notifications)\n",
 	       depth, n, t1 - t0, kicks, q.kicks);
+	return 0;
+}
+
+/* blk=getid: one request at a time, each kicked (when the device wants kicks) and polled. */
+static int getid_loop(uint64_t n)
+{
+	char *idbuf = virtio_alloc(20, 1);
+	if (!idbuf)
+		return -1;
+	uint64_t kicks0 = q.kicks, t0 = rdtsc();
+	for (uint64_t i = 0; i < n; i++) {
+		hdr->type = T_GET_ID;
+		hdr->ioprio = 0;
+		hdr->sector = 0;
+		*status = 0xff;
+		struct virtq_buf b[3] = {{hdr, sizeof(*hdr)}, {idbuf, 20}, {status, 1}};
+		int head = virtq_add(&q, b, 1, 2);
+		if (head < 0)
+			return -1;
+		virtq_kick(&q);
+		uint32_t l;
+		if (virtq_wait(&q, TIMEOUT, &l) != head || *status != 0) {
+			printf("virtio-blk: FAIL getid %lu: %s\n", i, dev.err);
+			return -1;
+		}
+	}
+	uint64_t t1 = rdtsc();
+	printf("virtio-blk: getid: %lu requests in %lu cycles (%lu notifications)\n", n, t1 - t0,
+	       q.kicks - kicks0);
 	return 0;
 }
 
@@ -380,6 +412,11 @@ static uint64_t blk_main(uint64_t arg)
 		}
 		if (qd ? bench((unsigned)qd, n, capacity) < 0
 		       : bench(1, n, capacity) < 0 || bench(32, n, capacity) < 0)
+			return 11;
+	} else if (!strcmp(mode, "getid")) {
+		uint64_t n = 2000;
+		cmdline_get_u64(cmdline, "n", &n);
+		if (getid_loop(n) < 0)
 			return 11;
 	} else if (!strcmp(mode, "writer")) {
 		uint64_t rounds = 100, nblocks = 256;
