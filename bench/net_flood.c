@@ -22,8 +22,8 @@
 int main(int argc, char **argv)
 {
 	unsigned char dst[6];
-	if (argc != 3 || sscanf(argv[2], "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dst[0], &dst[1],
-				&dst[2], &dst[3], &dst[4], &dst[5]) != 6) {
+	if (argc != 3 || sscanf(argv[2], "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dst[0], &dst[1], &dst[2],
+				&dst[3], &dst[4], &dst[5]) != 6) {
 		fprintf(stderr, "usage: net_flood IFNAME DST_MAC\n");
 		return 2;
 	}

@@ -253,7 +253,3 @@ def until_output(runs, timeout=60.0):
         r = res[i]
         out.append((r[0], r[1], r[2].decode(errors="replace")) if r[1] is not None else None)
     return out
-
-
-def fmt_ms(x):
-    return "%.1f ms" % x if x == x else "n/a"

@@ -123,7 +123,8 @@ static uint64_t bench(const uint8_t mac[6])
 		while ((id = virtq_poll(&txq, &len)) >= 0)
 			done++;
 		if (id == -2 || rdtsc() > deadline) {
-			printf("virtio-net: FAIL bench tx: %lu of %lu sent: %s\n", done, n, dev.err);
+			printf("virtio-net: FAIL bench tx: %lu of %lu sent: %s\n", done, n,
+			       dev.err);
 			return 11;
 		}
 		unsigned added = 0;
