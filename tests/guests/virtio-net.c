@@ -10,6 +10,15 @@
  *
  * Options: ip=A.B.C.D (the guest's, default 10.213.0.2), peer=A.B.C.D (default 10.213.0.1),
  * pci=ecam|cf8, virtio=mmio[@ADDR].
+ *
+ * net=bench n=N (default 100000), for bench/net-tap, instead of the ARP exchange:
+ *   tx: sends N 60-byte frames (ethertype 0x88b5, to 02:00:00:00:00:01) as fast as the
+ *       device takes them, up to 64 in flight, refilled in batches with one kick, and
+ *       prints "virtio-net: bench tx N frames in C cycles (K kicks, M notifications)";
+ *   rx: prints "virtio-net: bench rx ready", then counts frames of ethertype 0x88b5 (the
+ *       host floods them) from the first to the Nth, reposting each batch of buffers with
+ *       one kick, and prints "virtio-net: bench rx N frames in C cycles (O other frames,
+ *       K kicks)". C counts TSC cycles. Then "virtio-net: OK" and power-off.
  * Expected output:
  *   virtio-net: pci 00:01.0 device 1
  *   virtio-net: features device 0x... accepted 0x...
@@ -35,6 +44,7 @@ static const char *cmdline;
 static struct virtio_dev dev;
 static struct virtq rxq, txq;
 static uint8_t *rx_of_head[VIRTQ_MAX_SIZE];
+static uint32_t rx_len_of_head[VIRTQ_MAX_SIZE];
 
 static uint64_t failed(const char *what)
 {
@@ -57,13 +67,124 @@ static bool parse_ip(const char *key, const char *dflt, uint8_t ip[4])
 	return true;
 }
 
+static int post_rx_len(uint8_t *buf, uint32_t size)
+{
+	struct virtq_buf b = {buf, size};
+	int head = virtq_add(&rxq, &b, 0, 1);
+	if (head >= 0) {
+		rx_of_head[head] = buf;
+		rx_len_of_head[head] = size;
+	}
+	return head;
+}
+
 static int post_rx(uint8_t *buf)
 {
-	struct virtq_buf b = {buf, RXBUF};
-	int head = virtq_add(&rxq, &b, 0, 1);
-	if (head >= 0)
-		rx_of_head[head] = buf;
-	return head;
+	return post_rx_len(buf, RXBUF);
+}
+
+#define BENCH_ETHERTYPE 0x88b5
+#define BENCH_TX_DEPTH	64
+#define BENCH_RXBUF	1024
+
+/* net=bench: see the header. */
+static uint64_t bench(const uint8_t mac[6])
+{
+	uint64_t n = 100000;
+	cmdline_get_u64(cmdline, "n", &n);
+	if (n < 2) {
+		puts("virtio-net: FAIL bench: n must be at least 2");
+		return 11;
+	}
+	/* Fill the rest of the rx ring with smaller buffers: bench frames are 72 bytes. */
+	while (rxq.num_free) {
+		uint8_t *b = virtio_alloc(BENCH_RXBUF, 64);
+		if (!b || post_rx_len(b, BENCH_RXBUF) < 0)
+			break;
+	}
+	virtq_kick(&rxq);
+
+	/* tx: one frame, the same buffer behind every descriptor (the device only reads). */
+	uint8_t *f = virtio_alloc(HDR + 60, 64);
+	if (!f)
+		return failed("bench: pool");
+	memset(f, 0, HDR + 60);
+	static const uint8_t dst[6] = {0x02, 0, 0, 0, 0, 0x01};
+	memcpy(f + HDR, dst, 6);
+	memcpy(f + HDR + 6, mac, 6);
+	f[HDR + 12] = BENCH_ETHERTYPE >> 8;
+	f[HDR + 13] = BENCH_ETHERTYPE & 0xff;
+	struct virtq_buf tb = {f, HDR + 60};
+	uint64_t submitted = 0, done = 0, kicks = 0, k0 = txq.kicks;
+	uint32_t len;
+	int id;
+	uint64_t t0 = rdtsc(), deadline = t0 + 20 * TSC_HZ_MAX;
+	while (done < n) {
+		while ((id = virtq_poll(&txq, &len)) >= 0)
+			done++;
+		if (id == -2 || rdtsc() > deadline) {
+			printf("virtio-net: FAIL bench tx: %lu of %lu sent: %s\n", done, n,
+			       dev.err);
+			return 11;
+		}
+		unsigned added = 0;
+		while (submitted < n && submitted - done < BENCH_TX_DEPTH && txq.num_free) {
+			if (virtq_add(&txq, &tb, 1, 0) < 0)
+				return failed("bench tx add");
+			submitted++;
+			added++;
+		}
+		if (added) {
+			virtq_kick(&txq);
+			kicks++;
+		}
+	}
+	uint64_t t1 = rdtsc();
+	printf("virtio-net: bench tx %lu frames in %lu cycles (%lu kicks, %lu notifications)\n", n,
+	       t1 - t0, kicks, txq.kicks - k0);
+
+	/* rx: from the first bench frame to the nth. */
+	puts("virtio-net: bench rx ready");
+	uint64_t got = 0, other = 0;
+	kicks = 0;
+	t0 = 0;
+	deadline = rdtsc() + 30 * TSC_HZ_MAX;
+	while (got < n) {
+		uint8_t *back[VIRTQ_MAX_SIZE];
+		uint32_t back_len[VIRTQ_MAX_SIZE];
+		unsigned nback = 0;
+		while (nback < VIRTQ_MAX_SIZE && (id = virtq_poll(&rxq, &len)) >= 0) {
+			uint8_t *b = rx_of_head[id];
+			if (len >= HDR + 14 && b[HDR + 12] == (BENCH_ETHERTYPE >> 8) &&
+			    b[HDR + 13] == (BENCH_ETHERTYPE & 0xff)) {
+				if (!got++)
+					t0 = rdtsc();
+			} else {
+				other++;
+			}
+			back[nback] = b;
+			back_len[nback++] = rx_len_of_head[id];
+		}
+		if (id == -2)
+			return failed("bench rx used ring");
+		if (rdtsc() > deadline) {
+			printf("virtio-net: FAIL bench rx: %lu of %lu frames in 30 s\n", got, n);
+			return 11;
+		}
+		for (unsigned i = 0; i < nback; i++)
+			if (post_rx_len(back[i], back_len[i]) < 0)
+				return failed("bench rx repost");
+		if (nback) {
+			virtq_kick(&rxq);
+			kicks++;
+		}
+	}
+	t1 = rdtsc();
+	printf("virtio-net: bench rx %lu frames in %lu cycles (%lu other frames, %lu kicks)\n",
+	       n - 1, t1 - t0, other, kicks);
+	virtio_reset(&dev);
+	puts("virtio-net: OK");
+	return 0;
 }
 
 static uint64_t net_main(uint64_t arg)
@@ -109,6 +230,9 @@ static uint64_t net_main(uint64_t arg)
 	}
 	virtio_driver_ok(&dev);
 	virtq_kick(&rxq);
+	char mode[16];
+	if (cmdline_get(cmdline, "net", mode, sizeof(mode)) && !strcmp(mode, "bench"))
+		return bench(mac);
 
 	/* The ARP request: broadcast, who has peer, tell ip. */
 	uint8_t *f = virtio_alloc(HDR + 42, 64);
