@@ -1,6 +1,7 @@
 #include "core/snapfmt.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -118,7 +119,45 @@ static bool page_is_zero(const uint8_t *p)
 	return true;
 }
 
-int snap_write_memory(struct snap_writer *w, const uint8_t *ram, uint64_t size, struct errbuf *e)
+/* Which of the pages at ram are in memory or swap: one pagemap entry (u64) per 4 KiB page,
+ * bit 63 present, bit 62 swapped. */
+#define PAGEMAP_PRESENT (1ull << 63)
+#define PAGEMAP_SWAPPED (1ull << 62)
+#define PAGEMAP_BATCH	512u
+
+struct page_map {
+	int fd; /* /proc/self/pagemap, or -1: every page is read */
+	uint64_t first, n;
+	uint64_t ent[PAGEMAP_BATCH];
+};
+
+/* Whether page i (of ram) may hold data: true unless the pagemap says it was never
+ * touched. A failed read keeps the answer true from then on. */
+static bool page_maybe_used(struct page_map *m, const uint8_t *ram, uint64_t page)
+{
+	if (m->fd < 0)
+		return true;
+	if (page < m->first || page >= m->first + m->n) {
+		uint64_t vpage = (uintptr_t)ram / SNAP_PAGE_SIZE + page;
+		ssize_t r = pread(m->fd, m->ent, sizeof(m->ent), (off_t)(vpage * 8));
+		if (r < 8) {
+			close(m->fd);
+			m->fd = -1;
+			return true;
+		}
+		m->first = page;
+		m->n = (uint64_t)r / 8;
+	}
+	return (m->ent[page - m->first] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED)) != 0;
+}
+
+static bool page_has_data(struct page_map *m, const uint8_t *ram, uint64_t off)
+{
+	return page_maybe_used(m, ram, off / SNAP_PAGE_SIZE) && !page_is_zero(ram + off);
+}
+
+int snap_write_memory(struct snap_writer *w, const uint8_t *ram, uint64_t size, bool absent_is_zero,
+		      struct errbuf *e)
 {
 	uint64_t data = w->off + SNAP_SECTION_HDR + 16;
 	uint64_t pad = (SNAP_PAGE_SIZE - data % SNAP_PAGE_SIZE) % SNAP_PAGE_SIZE;
@@ -131,21 +170,34 @@ int snap_write_memory(struct snap_writer *w, const uint8_t *ram, uint64_t size, 
 	if ((ret = write_at(w, h, sizeof(h), e)) < 0 || (ret = write_at(w, lead, 16, e)) < 0)
 		return ret;
 	w->off += pad;
+	struct page_map none = {.fd = -1}, *m = &none;
+	if (absent_is_zero && (uintptr_t)ram % SNAP_PAGE_SIZE == 0) {
+		struct page_map *pm = malloc(sizeof(*pm)); /* 4 KiB of entries */
+		if (pm) {
+			*pm = (struct page_map){
+			    .fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)};
+			m = pm;
+		}
+	}
 	/* Runs of non-zero pages in one write each; zero pages stay holes. */
-	for (uint64_t i = 0; i < size;) {
-		if (page_is_zero(ram + i)) {
+	ret = 0;
+	for (uint64_t i = 0; i < size && ret == 0;) {
+		if (!page_has_data(m, ram, i)) {
 			i += SNAP_PAGE_SIZE;
 			w->off += SNAP_PAGE_SIZE;
 			continue;
 		}
 		uint64_t j = i + SNAP_PAGE_SIZE;
-		while (j < size && j - i < (64u << 20) && !page_is_zero(ram + j))
+		while (j < size && j - i < (64u << 20) && page_has_data(m, ram, j))
 			j += SNAP_PAGE_SIZE;
-		if ((ret = write_at(w, ram + i, j - i, e)) < 0)
-			return ret;
+		ret = write_at(w, ram + i, j - i, e);
 		i = j;
 	}
-	return 0;
+	if (m->fd >= 0)
+		close(m->fd);
+	if (m != &none)
+		free(m);
+	return ret;
 }
 
 int snap_write_end(struct snap_writer *w, struct errbuf *e)

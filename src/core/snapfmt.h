@@ -50,7 +50,12 @@ struct snap_writer {
 int snap_write_header(struct snap_writer *w, const char *kvmini_version, struct errbuf *e);
 int snap_write_section(struct snap_writer *w, uint32_t type, uint32_t instance, const void *p,
 		       size_t n, struct errbuf *e);
-int snap_write_memory(struct snap_writer *w, const uint8_t *ram, uint64_t size, struct errbuf *e);
+/* Guest RAM as a sparse run: zero pages stay holes. With absent_is_zero (RAM that is
+ * private anonymous memory, where a page the process never touched reads as zero), pages
+ * /proc/self/pagemap shows neither present nor swapped are taken as zero without reading
+ * them, which would fault each one in. */
+int snap_write_memory(struct snap_writer *w, const uint8_t *ram, uint64_t size, bool absent_is_zero,
+		      struct errbuf *e);
 int snap_write_end(struct snap_writer *w, struct errbuf *e);
 
 struct snap_section {

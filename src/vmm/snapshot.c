@@ -227,7 +227,7 @@ static int write_snapshot(struct vm *vm, int fd, struct errbuf *e)
 	    (ret = x86_vm_get_clock(vm->vm_fd, &vs.clock, e)) < 0 ||
 	    (ret = snap_write_section(&sw, SNAP_SEC_VM, 0, &vs, sizeof(vs), e)) < 0 ||
 	    (ret = write_vcpus(vm, &sw, e)) < 0 || (ret = write_devices(vm, &sw, e)) < 0 ||
-	    (ret = snap_write_memory(&sw, vm->ram, vm->ram_size, e)) < 0 ||
+	    (ret = snap_write_memory(&sw, vm->ram, vm->ram_size, vm->ram_anonymous, e)) < 0 ||
 	    (ret = snap_write_end(&sw, e)) < 0)
 		goto out;
 out:
@@ -376,6 +376,7 @@ int vm_snapshot_restore(struct vm *vm, const char *path, struct errbuf *e)
 			   strerror(errno));
 		goto out;
 	}
+	vm->ram_anonymous = false; /* untouched pages now read from the file */
 	madvise(vm->ram, vm->ram_size, MADV_DONTDUMP);
 	if (vm->cfg->ksm)
 		madvise(vm->ram, vm->ram_size, MADV_MERGEABLE);

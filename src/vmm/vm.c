@@ -87,6 +87,7 @@ static int vm_alloc_ram(struct vm *vm, struct errbuf *e)
 			    cfg->hugepages ? " from huge pages" : "", strerror(errno));
 	vm->ram = p;
 	vm->ram_size = cfg->mem_size;
+	vm->ram_anonymous = true;
 	if (cfg->ksm && madvise(p, cfg->mem_size, MADV_MERGEABLE) < 0)
 		return errf(e, -errno, "--ksm: madvise(MADV_MERGEABLE) failed: %s%s",
 			    strerror(errno),

@@ -38,6 +38,9 @@ struct vm {
 
 	uint8_t *ram;
 	size_t ram_size;
+	/* Private anonymous memory (a fresh boot): a page never touched is zero. Not after a
+	 * restore, whose RAM is a private mapping of the snapshot file. */
+	bool ram_anonymous;
 	struct guest_mem mem;
 
 	struct bus pio, mmio;

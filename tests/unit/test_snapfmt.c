@@ -39,7 +39,7 @@ static void write_sample(void)
 	boundaries[nboundaries++] = w.off;
 	cr_assert_eq(snap_write_section(&w, SNAP_SEC_DEVICE, 0, "", 0, &e), 0);
 	boundaries[nboundaries++] = w.off;
-	cr_assert_eq(snap_write_memory(&w, ram, RAM_SIZE, &e), 0);
+	cr_assert_eq(snap_write_memory(&w, ram, RAM_SIZE, false, &e), 0);
 	boundaries[nboundaries++] = w.off;
 	cr_assert_eq(snap_write_end(&w, &e), 0);
 	close(fd);
@@ -215,4 +215,56 @@ Test(snapfmt, bytes_after_the_end_section_are_refused)
 	struct errbuf e = {{0}};
 	cr_assert_eq(read_file(&f, &e), -EINVAL);
 	cr_assert(strstr(e.msg, "after the end section"), "%s", e.msg);
+}
+
+/* Fresh anonymous RAM (absent_is_zero): pages never touched are holes without being read,
+ * so they stay unmapped; touched pages, zero or not, are read and the non-zero ones saved. */
+static unsigned char resident(const uint8_t *p)
+{
+	unsigned char v = 0;
+	cr_assert_eq(mincore((void *)p, 4096, &v), 0);
+	return v & 1;
+}
+
+static void save_anonymous(bool absent_is_zero, uint8_t **out_ram, struct snap_file *f)
+{
+	uint8_t *a = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	cr_assert_neq(a, MAP_FAILED);
+	memset(a + 5 * 4096, 0x5a, 4096);
+	a[100 * 4096 + 4095] = 7;
+	a[150 * 4096] = 0; /* written, still zero */
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	struct snap_writer w = {.fd = fd};
+	struct errbuf e;
+	cr_assert_eq(snap_write_header(&w, "9.9.9", &e), 0);
+	cr_assert_eq(snap_write_memory(&w, a, RAM_SIZE, absent_is_zero, &e), 0, "%s", e.msg);
+	cr_assert_eq(snap_write_end(&w, &e), 0);
+	close(fd);
+	cr_assert_eq(read_file(f, &e), 0, "%s", e.msg);
+	*out_ram = a;
+}
+
+Test(snapfmt, untouched_anonymous_pages_are_holes_without_being_read)
+{
+	for (int skip = 0; skip < 2; skip++) {
+		uint8_t *a;
+		struct snap_file f;
+		save_anonymous(skip, &a, &f);
+		/* Page 20 was never touched: read (and so mapped) only without the skip. */
+		unsigned char r20 = resident(a + 20 * 4096);
+		cr_assert_eq(r20, skip ? 0 : 1, "page 20 resident %d with absent_is_zero %d", r20,
+			     skip);
+		int fd = open(path, O_RDONLY);
+		uint8_t *m = mmap(NULL, RAM_SIZE, PROT_READ, MAP_PRIVATE, fd, (off_t)f.mem_offset);
+		cr_assert_neq(m, MAP_FAILED);
+		cr_assert_eq(memcmp(m, a, RAM_SIZE), 0, "the saved RAM is the RAM (skip %d)", skip);
+		struct stat st;
+		fstat(fd, &st);
+		cr_assert_lt((uint64_t)st.st_blocks * 512, 64 * 1024);
+		munmap(m, RAM_SIZE);
+		munmap(a, RAM_SIZE);
+		close(fd);
+		snap_file_free(&f);
+	}
 }
