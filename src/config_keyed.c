@@ -1,5 +1,6 @@
 /* QEMU's keyed option syntax ("type,key=val,flag", ",," for a comma), parsed once into a
  * struct keyed_opts that the code owning the option reads key by key. */
+#include "util/hex.h"
 #include "config.h"
 
 #include <errno.h>
@@ -307,15 +308,10 @@ int keyed_get_u64(struct keyed_opts *o, const char *key, uint64_t dflt, uint64_t
 	if (!*p)
 		goto bad;
 	for (; *p; p++) {
-		unsigned d;
-		if (*p >= '0' && *p <= '9')
-			d = (unsigned)(*p - '0');
-		else if (*p >= 'a' && *p <= 'f')
-			d = (unsigned)(*p - 'a' + 10);
-		else if (*p >= 'A' && *p <= 'F')
-			d = (unsigned)(*p - 'A' + 10);
-		else
+		int h = hex_digit(*p);
+		if (h < 0)
 			goto bad;
+		unsigned d = (unsigned)h;
 		if (d >= base)
 			goto bad;
 		if (__builtin_mul_overflow(n, base, &n) || __builtin_add_overflow(n, d, &n) ||

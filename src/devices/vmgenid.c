@@ -1,3 +1,4 @@
+#include "util/hex.h"
 #include "devices/vmgenid.h"
 
 #include <errno.h>
@@ -12,17 +13,6 @@
 static const uint8_t text_order[VMGENID_SIZE] = {3, 2, 1,  0,  5,  4,  7,  6,
 						 8, 9, 10, 11, 12, 13, 14, 15};
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int vmgenid_parse(const char *uuid, uint8_t out[VMGENID_SIZE])
 {
 	uint8_t b[VMGENID_SIZE];
@@ -36,7 +26,7 @@ int vmgenid_parse(const char *uuid, uint8_t out[VMGENID_SIZE])
 				return -EINVAL;
 			continue;
 		}
-		int hi = hexval(uuid[i]), lo = hexval(uuid[i + 1]);
+		int hi = hex_digit(uuid[i]), lo = hex_digit(uuid[i + 1]);
 		if (hi < 0 || lo < 0)
 			return -EINVAL;
 		b[n++] = (uint8_t)(hi << 4 | lo);
