@@ -324,12 +324,13 @@ Test(linux_full, busybox_initramfs_reaches_user_space_and_powers_off,
 {
 	const char *force = getenv("KVMINI_LINUX_FULL_BOOT");
 	if (linux_host_emulates_ring0() && !(force && strcmp(force, "1") == 0))
-		cr_skip_test("this host's KVM is PVM (/sys/module/kvm_pvm): kvmini completes every "
-			     "instruction its emulator fails on, but emulated ring 0 is too slow "
-			     "for /init within %.0f s (measured 2026-12-02: past the last late "
-			     "initcall after 10 min of wall time, no /init after 15-20 min; "
-			     "2.5 million completions, none missing); KVMINI_LINUX_FULL_BOOT=1 "
-			     "runs it anyway",
+		cr_skip_test("this host's KVM is PVM (/sys/module/kvm_pvm), which cannot run Linux "
+			     "user space: a guest ring-3 syscall lands at LSTAR still in ring 3 "
+			     "(tests/guests/syscall.c; measured 2026-12-03: the cloud kernel ran "
+			     "/init after 762 s of wall time with 2 vCPUs and init died on its "
+			     "first system call, a page fault at entry_SYSCALL_64 from user mode); "
+			     "emulated ring 0 is also too slow for /init within %.0f s. "
+			     "KVMINI_LINUX_FULL_BOOT=1 runs it anyway",
 			     LINUX_FULL_TIMEOUT_S);
 	char *k = linux_kernel("cloud-amd64");
 	const char *initramfs = linux_make_busybox_initramfs();
