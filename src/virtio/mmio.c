@@ -375,6 +375,8 @@ int virtio_mmio_init(struct virtio_mmio *m, struct virtio_dev *d, struct bus *bu
 		     (unsigned long long)base, strerror(-ret));
 		goto fail_bus;
 	}
+	snprintf(d->transport_name, sizeof(d->transport_name), "mmio");
+	snprintf(d->address, sizeof(d->address), "0x%llx", (unsigned long long)base);
 	return 0;
 
 fail_bus:

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -661,6 +662,8 @@ int virtio_pci_create(const struct virtio_pci_env *env, struct virtio_dev *d,
 	f->reset_cfg[PCI_REG_INTERRUPT_LINE] = gsi;
 	f->reset_cfg[PCI_REG_INTERRUPT_PIN] = 1;
 	virtio_dev_attach(d, &vp_transport_ops, t);
+	snprintf(d->transport_name, sizeof(d->transport_name), "pci");
+	snprintf(d->address, sizeof(d->address), "00:%02x.%x", slot, f->devfn & 7);
 	*out = t;
 	return 0;
 }

@@ -21,6 +21,7 @@
  *            0..K-1 at queue depth 32 (block k of round r: byte i = (i*13 + k*7 + r*31) &
  *            0xff), FLUSHes, reads them all back at depth 32 and checks them, and prints
  *            "virtio-blk: round r ok": a snapshot taken meanwhile has writes in flight
+ * With `hold` on the command line the guest spins after "OK" instead of powering off.
  * Pattern byte i of the 4 KiB block: (i * 13 + 7) & 0xff.
  *
  * Output:
@@ -490,6 +491,10 @@ static uint64_t blk_main(uint64_t arg)
 	}
 	virtio_reset(&dev);
 	puts("virtio-blk: OK");
+	/* hold: stay up (spinning in ring 3) for a monitor to look at the device. */
+	if (cmdline_has_word(cmdline, "hold"))
+		for (;;)
+			__asm__ volatile("pause");
 	return 0;
 }
 
