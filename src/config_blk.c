@@ -160,7 +160,7 @@ static int check_blk_device(const struct vm_config *cfg, struct keyed_opts *dev,
 	int r;
 
 	if ((r = keyed_get_u64(dev, "num-queues", 1, BLK_MAX_QUEUES, &nq, e)) ||
-	    (r = keyed_check_used(dev, "drive, num-queues, serial", e)))
+	    (r = keyed_check_used(dev, "drive, num-queues, serial, vectors", e)))
 		return r;
 	if (nq == 0)
 		return DERR(e, "invalid -device '%s': num-queues must be at least 1", dev->spec);

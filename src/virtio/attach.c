@@ -19,6 +19,9 @@ enum virtio_transport_kind virtio_transport_for(const char *driver, enum virtio_
 	return dflt;
 }
 
+_Static_assert(CONFIG_VIRTIO_MAX_VECTORS == VIRTIO_PCI_MAX_VECTORS,
+	       "the option's bound is the transport's");
+
 static int attach_pci(const struct virtio_attach_env *env, struct virtio_dev *d, unsigned instance,
 		      const struct keyed_opts *o, struct errbuf *e)
 {
@@ -28,6 +31,15 @@ static int attach_pci(const struct virtio_attach_env *env, struct virtio_dev *d,
 	    .loop = env->loop,
 	    .vm_fd = env->vm_fd,
 	};
+	uint64_t vectors;
+	if (keyed_get((struct keyed_opts *)o, "vectors")) {
+		int ret = keyed_get_u64((struct keyed_opts *)o, "vectors", 0,
+					VIRTIO_PCI_MAX_VECTORS, &vectors, e);
+		if (ret < 0)
+			return ret;
+		penv.vectors_given = true;
+		penv.vectors = (unsigned)vectors;
+	}
 	struct virtio_pci *t;
 	if (!env->pci)
 		return errf(e, -ENODEV, "-device '%s': this VM has no PCI bus", o->spec);

@@ -778,7 +778,7 @@ static int net_create(const struct virtio_create_ctx *ctx, const struct keyed_op
 	/* As QEMU: a multi-queue tap serves several pairs only with mq=on (--net sets it). */
 	bool mq = false;
 	int r = keyed_get_bool(opts, "mq", false, &mq, e);
-	if (r < 0 || (r = keyed_check_used(opts, "netdev, mac, mq", e)) < 0)
+	if (r < 0 || (r = keyed_check_used(opts, "netdev, mac, mq, vectors", e)) < 0)
 		return r;
 	const char *ifname = keyed_get(nd, "ifname");
 	uint64_t queues = 1;

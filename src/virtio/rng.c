@@ -162,7 +162,7 @@ static int rng_create(const struct virtio_create_ctx *ctx, const struct keyed_op
 				    "rng-builtin",
 				    o->spec, backend);
 	}
-	int ret = keyed_check_used(o, "rng", e);
+	int ret = keyed_check_used(o, "rng, vectors", e);
 	if (ret < 0)
 		return ret;
 	struct virtio_rng *r = calloc(1, sizeof(*r));
