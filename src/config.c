@@ -1431,9 +1431,41 @@ static int check_serials(struct vm_config *cfg, const char **refs, struct errbuf
 	return 0;
 }
 
+/* vectors=N on a virtio -device (QEMU's virtio-pci property): the MSI-X table's size, 0
+ * for no MSI-X at all (INTx only). Checked here, before the devices' own key checks, so
+ * they accept it; virtio/attach.c reads it again. */
+static int check_virtio_vectors(struct vm_config *cfg, struct errbuf *e)
+{
+	for (unsigned i = 0; i < cfg->devices.n; i++) {
+		struct keyed_opts *o = &cfg->devices.items[i];
+		if (!o->type || strncmp(o->type, "virtio-", 7) || !keyed_get(o, "vectors"))
+			continue;
+		size_t n = strlen(o->type);
+		bool pci = n > 4 && !strcmp(o->type + n - 4, "-pci");
+		bool mmio =
+		    (n > 7 && !strcmp(o->type + n - 7, "-device")) || (!pci && cfg->virtio_mmio);
+		if (mmio)
+			return CFG_ERR(e,
+				       "invalid -device '%s': vectors= is a virtio-pci property "
+				       "(a virtio-mmio device has one interrupt line)",
+				       o->spec);
+		uint64_t v;
+		struct errbuf tmp;
+		if (keyed_get_u64(o, "vectors", 0, CONFIG_VIRTIO_MAX_VECTORS, &v, &tmp) < 0)
+			return CFG_ERR(
+			    e,
+			    "invalid -device '%s': vectors must be 0 (no MSI-X, INTx only) "
+			    "to %u",
+			    o->spec, CONFIG_VIRTIO_MAX_VECTORS);
+	}
+	return 0;
+}
+
 static int check_final(struct vm_config *cfg, const char **refs, struct errbuf *e)
 {
-	int r = resolve_chardevs(cfg, refs, e);
+	int r = check_virtio_vectors(cfg, e);
+	if (!r)
+		r = resolve_chardevs(cfg, refs, e);
 	if (!r)
 		r = check_serials(cfg, refs, e);
 	if (!r)

@@ -3,6 +3,10 @@
 #ifndef KVMINI_CONFIG_H
 #define KVMINI_CONFIG_H
 
+/* -device virtio-*-pci,vectors=N: 0 (no MSI-X capability, INTx only) to the MSI-X table's
+ * room in the BAR (4 KiB of 16-byte entries). */
+#define CONFIG_VIRTIO_MAX_VECTORS 256
+
 #include <stdbool.h>
 #include <stdint.h>
 

@@ -1,7 +1,8 @@
 /* The disk options: kvmini's --disk and QEMU's -drive / -device virtio-blk-pci, checked
- * and turned into one form, a -device virtio-blk-pci,drive=ID entry in cfg->devices naming
- * an if=none -drive in cfg->drives, which the virtio wiring creates like any -device (the
- * device, virtio/blk.c, reads the same keys again). Nothing here opens the file. */
+ * and turned into one form, a -device virtio-blk,drive=ID entry in cfg->devices (no
+ * transport suffix: --virtio-transport chooses) naming an if=none -drive in cfg->drives, which the
+ * virtio wiring creates like any -device (the device, virtio/blk.c, reads the same keys again).
+ * Nothing here opens the file. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,7 +97,7 @@ int config_add_disk(struct vm_config *cfg, const char *spec, struct errbuf *e)
 	if (!path ||
 	    asprintf(&drive, "if=none,id=%s,file=%s,format=raw,readonly=%s%s%s", idbuf, path,
 		     ro ? "on" : "off", cache ? ",cache=" : "", cache ? cache : "") < 0 ||
-	    asprintf(&dev, "virtio-blk-pci,drive=%s,num-queues=%llu", idbuf,
+	    asprintf(&dev, "virtio-blk,drive=%s,num-queues=%llu", idbuf,
 		     (unsigned long long)queues) < 0) {
 		drive = dev = NULL;
 		r = errf(e, -ENOMEM, "out of memory");
@@ -159,7 +160,7 @@ static int check_blk_device(const struct vm_config *cfg, struct keyed_opts *dev,
 	int r;
 
 	if ((r = keyed_get_u64(dev, "num-queues", 1, BLK_MAX_QUEUES, &nq, e)) ||
-	    (r = keyed_check_used(dev, "drive, num-queues, serial", e)))
+	    (r = keyed_check_used(dev, "drive, num-queues, serial, vectors", e)))
 		return r;
 	if (nq == 0)
 		return DERR(e, "invalid -device '%s': num-queues must be at least 1", dev->spec);
@@ -234,7 +235,7 @@ int config_finish_disks(struct vm_config *cfg, struct errbuf *e)
 				goto out;
 			}
 		}
-		if (asprintf(&dev, "virtio-blk-pci,drive=%s", d->id) < 0) {
+		if (asprintf(&dev, "virtio-blk,drive=%s", d->id) < 0) {
 			r = errf(e, -ENOMEM, "out of memory");
 			goto out;
 		}

@@ -204,7 +204,7 @@ int config_check_net(struct vm_config *cfg, struct errbuf *e)
 		struct errbuf tmp;
 		if (!r && keyed_get_bool(d, "mq", false, &mq, &tmp) < 0)
 			return NERR(e, "invalid -device '%s': mq must be on or off", d->spec);
-		if (r || (r = keyed_check_used(d, "netdev, mac, mq", e)))
+		if (r || (r = keyed_check_used(d, "netdev, mac, mq, vectors", e)))
 			return r;
 	}
 	for (unsigned i = 0; i < cfg->netdevs.n; i++) {

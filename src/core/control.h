@@ -5,8 +5,32 @@
 #define KVMINI_CORE_CONTROL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "util/err.h"
+
+#define VM_STATS_MAX	   32
+#define VM_BLOCK_STATS_MAX 16
+
+struct vm_stat {
+	const char *name; /* a static string: "rd_bytes", "tx_frames", ... */
+	uint64_t value;
+};
+
+/* One device's counters, as the monitors show them. The strings live as long as the VM. */
+struct vm_device_stats {
+	const char *name;      /* "virtio-blk" */
+	const char *qdev;      /* QOM-style path: /machine/peripheral/ID/virtio-backend */
+	const char *transport; /* "pci", "mmio" */
+	const char *address;   /* "00:01.0", "0xfe000000" */
+	unsigned nstats;
+	struct vm_stat stats[VM_STATS_MAX]; /* the device's own counters */
+	/* A disk: the -drive id and its counters in QEMU's block accounting (names as in
+	 * BlockDeviceStats); drive NULL otherwise. */
+	const char *drive;
+	unsigned nblock;
+	struct vm_stat block[VM_BLOCK_STATS_MAX];
+};
 
 enum vm_run_status {
 	VM_STATUS_RUNNING,
@@ -32,6 +56,11 @@ struct vm_control_ops {
 	/* Writes a snapshot of the VM to path (migrate to file:PATH); a running VM is paused
 	 * for it and resumed after. Returns 0 or -errno with e filled. NULL: not available. */
 	int (*snapshot_save)(void *opaque, const char *path, struct errbuf *e);
+	/* The counters of every device that keeps some (the virtio devices), for
+	 * query-blockstats, x-query-virtio-stats and HMP's info blockstats/virtio-stats:
+	 * fills up to max entries and returns how many there are. Counters are atomics the
+	 * device threads update; nothing is stopped to read them. NULL: none to report. */
+	unsigned (*device_stats)(void *opaque, struct vm_device_stats *out, unsigned max);
 };
 
 struct vm_control {

@@ -1,6 +1,7 @@
 #include "virtio/attach.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,9 @@ enum virtio_transport_kind virtio_transport_for(const char *driver, enum virtio_
 	return dflt;
 }
 
+_Static_assert(CONFIG_VIRTIO_MAX_VECTORS == VIRTIO_PCI_MAX_VECTORS,
+	       "the option's bound is the transport's");
+
 static int attach_pci(const struct virtio_attach_env *env, struct virtio_dev *d, unsigned instance,
 		      const struct keyed_opts *o, struct errbuf *e)
 {
@@ -27,6 +31,15 @@ static int attach_pci(const struct virtio_attach_env *env, struct virtio_dev *d,
 	    .loop = env->loop,
 	    .vm_fd = env->vm_fd,
 	};
+	uint64_t vectors;
+	if (keyed_get((struct keyed_opts *)o, "vectors")) {
+		int ret = keyed_get_u64((struct keyed_opts *)o, "vectors", 0,
+					VIRTIO_PCI_MAX_VECTORS, &vectors, e);
+		if (ret < 0)
+			return ret;
+		penv.vectors_given = true;
+		penv.vectors = (unsigned)vectors;
+	}
 	struct virtio_pci *t;
 	if (!env->pci)
 		return errf(e, -ENODEV, "-device '%s': this VM has no PCI bus", o->spec);
@@ -64,9 +77,11 @@ int virtio_attach_devices(const struct virtio_attach_env *env, struct errbuf *e)
 	const struct keyed_list *l = &env->cfg->devices;
 	struct virtio_create_ctx ctx = {
 	    .mem = env->mem, .loop = env->loop, .power = env->power, .cfg = env->cfg};
-	unsigned instance = 0;
+	unsigned instance = 0, anon = 0;
 	for (unsigned i = 0; i < l->n; i++) {
 		struct keyed_opts *o = &l->items[i];
+		/* QEMU numbers the -device entries without id= in order. */
+		unsigned anon_index = o->id ? 0 : anon++;
 		if (!o->type || strncmp(o->type, "virtio-", 7))
 			continue;
 		const struct virtio_dev_type *t = virtio_find_type(o->type);
@@ -77,6 +92,12 @@ int virtio_attach_devices(const struct virtio_attach_env *env, struct errbuf *e)
 		int ret = t->create(&ctx, o, &d, e);
 		if (ret < 0)
 			return ret;
+		if (o->id)
+			snprintf(d->qdev, sizeof(d->qdev), "/machine/peripheral/%s/virtio-backend",
+				 o->id);
+		else
+			snprintf(d->qdev, sizeof(d->qdev),
+				 "/machine/peripheral-anon/device[%u]/virtio-backend", anon_index);
 		if ((ret = device_list_add(env->devices, &virtio_dev_device_ops, d, instance)) <
 		    0) {
 			virtio_dev_destroy(d);

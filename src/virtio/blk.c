@@ -39,6 +39,9 @@
 
 struct blk;
 
+/* What the counters tell apart. */
+enum blk_kind { BLK_RD, BLK_WR, BLK_FLUSH, BLK_DISCARD, BLK_WZ, BLK_GET_ID, BLK_NKINDS, BLK_OTHER };
+
 struct blk_req {
 	struct disk_io io;
 	struct blk_queue *bq;
@@ -46,6 +49,7 @@ struct blk_req {
 	uint32_t type;
 	uint64_t status_gpa;
 	uint32_t data_len;
+	bool started; /* its I/O was submitted: a failure now is the host's */
 	/* The data segments: host iovecs and their guest addresses (for dirty marking). */
 	struct iovec *iov;
 	uint64_t *gpa;
@@ -71,14 +75,19 @@ struct blk_queue {
 	 * worker has ended. Both under blk->park_lock. */
 	atomic_bool pause_req;
 	bool still;
-	/* Counters, read by a later `query` (relaxed: statistics). */
-	atomic_uint_fast64_t requests, bytes_read, bytes_written, errors;
+	/* Counters, written by this queue's owner only (virtio_stat_add), read by the
+	 * monitor at any time. */
+	struct blk_counters {
+		atomic_uint_fast64_t requests, ops[BLK_NKINDS], bytes[BLK_NKINDS],
+		    failed[BLK_NKINDS], invalid[BLK_NKINDS], unsupported, errors, wr_highest_offset;
+	} st;
 };
 
 struct blk {
 	struct virtio_dev vdev; /* first: the device list frees the whole struct */
 	struct disk disk;
 	char serial[VIRTIO_BLK_ID_BYTES];
+	char *drive_id;
 	unsigned nqueues;
 	struct blk_queue *queues;
 	uint64_t capacity; /* 512-byte sectors */
@@ -141,14 +150,62 @@ static void req_free(struct blk_queue *bq, struct blk_req *r)
 	bq->free = r;
 }
 
+static enum blk_kind blk_kind_of(uint32_t type)
+{
+	switch (type) {
+	case VIRTIO_BLK_T_IN:
+		return BLK_RD;
+	case VIRTIO_BLK_T_OUT:
+		return BLK_WR;
+	case VIRTIO_BLK_T_FLUSH:
+		return BLK_FLUSH;
+	case VIRTIO_BLK_T_DISCARD:
+		return BLK_DISCARD;
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		return BLK_WZ;
+	case VIRTIO_BLK_T_GET_ID:
+		return BLK_GET_ID;
+	default:
+		return BLK_OTHER;
+	}
+}
+
+/* Counts r's completion with this status (on the queue's owner thread). */
+static void blk_account(struct blk_queue *bq, const struct blk_req *r, uint8_t status)
+{
+	struct blk_counters *c = &bq->st;
+	enum blk_kind k = blk_kind_of(r->type);
+	if (status != VIRTIO_BLK_S_OK) {
+		virtio_stat_add(&c->errors, 1);
+		if (k == BLK_OTHER)
+			virtio_stat_add(&c->unsupported, 1);
+		else if (r->started)
+			virtio_stat_add(&c->failed[k], 1);
+		else
+			virtio_stat_add(&c->invalid[k], 1);
+		return;
+	}
+	if (k == BLK_OTHER)
+		return;
+	virtio_stat_add(&c->ops[k], 1);
+	if (k == BLK_RD || k == BLK_WR)
+		virtio_stat_add(&c->bytes[k], r->started ? r->data_len : 0);
+	else if (k == BLK_DISCARD || k == BLK_WZ)
+		virtio_stat_add(&c->bytes[k], r->started ? r->io.len : 0);
+	if (k == BLK_WR && r->started) {
+		uint64_t end = r->io.offset + r->data_len;
+		if (end > atomic_load_explicit(&c->wr_highest_offset, memory_order_relaxed))
+			atomic_store_explicit(&c->wr_highest_offset, end, memory_order_relaxed);
+	}
+}
+
 /* Finishes r: its status byte, the used entry; the interrupt comes once per batch. */
 static void req_complete(struct blk_queue *bq, struct blk_req *r, uint8_t status, uint32_t written)
 {
 	struct virtio_dev *d = &bq->blk->vdev;
 	struct virtqueue *vq = &d->vqs[bq->index];
 
-	if (status != VIRTIO_BLK_S_OK)
-		atomic_fetch_add_explicit(&bq->errors, 1, memory_order_relaxed);
+	blk_account(bq, r, status);
 	guest_mem_write(d->mem, r->status_gpa, &status, 1);
 	if (virtqueue_push(vq, r->head, written + 1) == 0)
 		bq->pushed = true;
@@ -207,6 +264,7 @@ static bool range_ok(const struct blk *b, uint64_t sector, uint64_t nsectors)
 
 static void req_start(struct blk_queue *bq, struct blk_req *r)
 {
+	r->started = true;
 	int ret = disk_queue_submit(&bq->dq, &r->io);
 	if (ret) { /* cannot happen: there are as many slots as the ring holds */
 		r->io.res = ret;
@@ -221,8 +279,11 @@ static bool handle_request(struct blk_queue *bq, struct blk_req *r, const struct
 	struct virtio_dev *d = &b->vdev;
 	struct virtio_blk_outhdr hdr;
 
-	atomic_fetch_add_explicit(&bq->requests, 1, memory_order_relaxed);
+	virtio_stat_add(&bq->st.requests, 1);
 	r->head = req->head;
+	r->type = UINT32_MAX; /* not known until the header is read */
+	r->started = false;
+	r->data_len = 0;
 	if (req->writable_len == 0) {
 		/* Nowhere to put the status: the driver broke the protocol. The chain is
 		 * returned so the ring stays consistent, and the device asks for a reset. */
@@ -356,10 +417,6 @@ static void io_done(struct blk_queue *bq, struct disk_io *io, bool push)
 		req_complete(bq, r, VIRTIO_BLK_S_IOERR, 0);
 		return;
 	}
-	if (r->io.op == DISK_READ)
-		atomic_fetch_add_explicit(&bq->bytes_read, r->data_len, memory_order_relaxed);
-	else if (r->io.op == DISK_WRITE)
-		atomic_fetch_add_explicit(&bq->bytes_written, r->data_len, memory_order_relaxed);
 	req_complete(bq, r, VIRTIO_BLK_S_OK, r->io.op == DISK_READ ? r->data_len : 0);
 }
 
@@ -687,10 +744,14 @@ static void blk_destroy(struct virtio_dev *d)
 			close(b->queues[i].kick_fd);
 	free(b->queues);
 	b->queues = NULL;
+	free(b->drive_id);
+	b->drive_id = NULL;
 	disk_close(&b->disk);
 	pthread_cond_destroy(&b->park_cond);
 	pthread_mutex_destroy(&b->park_lock);
 }
+
+static unsigned blk_stats_op(struct virtio_dev *d, struct virtio_stat *out, unsigned max);
 
 static const struct virtio_dev_ops blk_ops = {
     .name = "virtio-blk",
@@ -707,6 +768,7 @@ static const struct virtio_dev_ops blk_ops = {
     .pause = blk_pause,
     .resume = blk_resume,
     .destroy = blk_destroy,
+    .stats = blk_stats_op,
 };
 
 int blk_create(const struct guest_mem *mem, const struct blk_params *p, struct virtio_dev **out,
@@ -736,8 +798,14 @@ int blk_create(const struct guest_mem *mem, const struct blk_params *p, struct v
 	b->nqueues = nq;
 	pthread_mutex_init(&b->park_lock, NULL);
 	pthread_cond_init(&b->park_cond, NULL);
+	if (p->drive_id && !(b->drive_id = strdup(p->drive_id))) {
+		disk_close(&b->disk);
+		free(b);
+		return errf(e, -ENOMEM, "out of memory");
+	}
 	b->queues = calloc(nq, sizeof(*b->queues));
 	if (!b->queues) {
+		free(b->drive_id);
 		disk_close(&b->disk);
 		free(b);
 		return errf(e, -ENOMEM, "out of memory");
@@ -751,6 +819,7 @@ int blk_create(const struct guest_mem *mem, const struct blk_params *p, struct v
 			while (i--)
 				close(b->queues[i].kick_fd);
 			free(b->queues);
+			free(b->drive_id);
 			disk_close(&b->disk);
 			free(b);
 			return errf(e, ret, "virtio-blk '%s': eventfd: %s", p->disk.path,
@@ -762,6 +831,7 @@ int blk_create(const struct guest_mem *mem, const struct blk_params *p, struct v
 		for (unsigned i = 0; i < nq; i++)
 			close(b->queues[i].kick_fd);
 		free(b->queues);
+		free(b->drive_id);
 		disk_close(&b->disk);
 		free(b);
 		return errf(e, ret, "virtio-blk '%s': cannot set up its queues", p->disk.path);
@@ -770,16 +840,101 @@ int blk_create(const struct guest_mem *mem, const struct blk_params *p, struct v
 	return 0;
 }
 
+static uint64_t rd(atomic_uint_fast64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
 void blk_stats(struct virtio_dev *d, struct blk_stats *s)
 {
 	struct blk *b = to_blk(d);
 	memset(s, 0, sizeof(*s));
 	for (unsigned i = 0; i < b->nqueues; i++) {
-		s->requests += atomic_load(&b->queues[i].requests);
-		s->bytes_read += atomic_load(&b->queues[i].bytes_read);
-		s->bytes_written += atomic_load(&b->queues[i].bytes_written);
-		s->errors += atomic_load(&b->queues[i].errors);
+		struct blk_counters *c = &b->queues[i].st;
+		s->requests += rd(&c->requests);
+		s->rd_ops += rd(&c->ops[BLK_RD]);
+		s->wr_ops += rd(&c->ops[BLK_WR]);
+		s->flush_ops += rd(&c->ops[BLK_FLUSH]);
+		s->discard_ops += rd(&c->ops[BLK_DISCARD]);
+		s->write_zeroes_ops += rd(&c->ops[BLK_WZ]);
+		s->get_id_ops += rd(&c->ops[BLK_GET_ID]);
+		s->bytes_read += rd(&c->bytes[BLK_RD]);
+		s->bytes_written += rd(&c->bytes[BLK_WR]);
+		s->discard_bytes += rd(&c->bytes[BLK_DISCARD]);
+		s->write_zeroes_bytes += rd(&c->bytes[BLK_WZ]);
+		s->failed_rd += rd(&c->failed[BLK_RD]);
+		s->failed_wr += rd(&c->failed[BLK_WR]);
+		s->failed_flush += rd(&c->failed[BLK_FLUSH]);
+		s->failed_discard += rd(&c->failed[BLK_DISCARD]);
+		s->failed_write_zeroes += rd(&c->failed[BLK_WZ]);
+		s->invalid_rd += rd(&c->invalid[BLK_RD]);
+		s->invalid_wr += rd(&c->invalid[BLK_WR]);
+		s->invalid_flush += rd(&c->invalid[BLK_FLUSH]);
+		s->invalid_discard += rd(&c->invalid[BLK_DISCARD]);
+		s->invalid_write_zeroes += rd(&c->invalid[BLK_WZ]);
+		s->unsupported += rd(&c->unsupported);
+		s->errors += rd(&c->errors);
+		uint64_t h = rd(&c->wr_highest_offset);
+		if (h > s->wr_highest_offset)
+			s->wr_highest_offset = h;
 	}
+}
+
+void blk_acct_of(const struct blk_stats *s, struct blk_acct *a)
+{
+	*a = (struct blk_acct){
+	    .rd_bytes = s->bytes_read,
+	    .wr_bytes = s->bytes_written + s->write_zeroes_bytes,
+	    .unmap_bytes = s->discard_bytes,
+	    .rd_operations = s->rd_ops,
+	    .wr_operations = s->wr_ops + s->write_zeroes_ops,
+	    .flush_operations = s->flush_ops,
+	    .unmap_operations = s->discard_ops,
+	    .failed_rd_operations = s->failed_rd,
+	    .failed_wr_operations = s->failed_wr + s->failed_write_zeroes,
+	    .failed_flush_operations = s->failed_flush,
+	    .failed_unmap_operations = s->failed_discard,
+	    .invalid_rd_operations = s->invalid_rd,
+	    .invalid_wr_operations = s->invalid_wr + s->invalid_write_zeroes,
+	    .invalid_flush_operations = s->invalid_flush,
+	    .invalid_unmap_operations = s->invalid_discard,
+	    .wr_highest_offset = s->wr_highest_offset,
+	};
+}
+
+const char *blk_drive_id(struct virtio_dev *d)
+{
+	return to_blk(d)->drive_id;
+}
+
+static unsigned blk_stats_op(struct virtio_dev *d, struct virtio_stat *out, unsigned max)
+{
+	struct blk_stats s;
+	blk_stats(d, &s);
+	const struct virtio_stat all[] = {
+	    {"requests", s.requests},
+	    {"reads", s.rd_ops},
+	    {"writes", s.wr_ops},
+	    {"flushes", s.flush_ops},
+	    {"discards", s.discard_ops},
+	    {"write_zeroes", s.write_zeroes_ops},
+	    {"get_ids", s.get_id_ops},
+	    {"rd_bytes", s.bytes_read},
+	    {"wr_bytes", s.bytes_written},
+	    {"discard_bytes", s.discard_bytes},
+	    {"write_zeroes_bytes", s.write_zeroes_bytes},
+	    {"failed",
+	     s.failed_rd + s.failed_wr + s.failed_flush + s.failed_discard + s.failed_write_zeroes},
+	    {"invalid", s.invalid_rd + s.invalid_wr + s.invalid_flush + s.invalid_discard +
+			    s.invalid_write_zeroes},
+	    {"unsupported", s.unsupported},
+	    {"errors", s.errors},
+	};
+	unsigned n = sizeof(all) / sizeof(all[0]);
+	if (n > max)
+		n = max;
+	memcpy(out, all, n * sizeof(*out));
+	return n;
 }
 
 /* -device virtio-blk-pci,drive=ID[,num-queues=N][,serial=S] with the -drive it names
@@ -801,6 +956,7 @@ static int blk_type_create(const struct virtio_create_ctx *ctx, const struct key
 		return ret;
 	p.queues = (unsigned)nq;
 	p.serial = keyed_get(opts, "serial");
+	p.drive_id = drive->id;
 	if (!p.serial)
 		p.serial = drive->id;
 	p.disk.path = keyed_get(drive, "file");

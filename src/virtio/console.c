@@ -35,7 +35,7 @@ static void console_config_write(struct virtio_dev *d, uint32_t offset, const vo
 	if (offset == offsetof(struct virtio_console_config, emerg_wr) && len >= 1 &&
 	    virtio_dev_has_feature(d, VIRTIO_CONSOLE_F_EMERG_WRITE)) {
 		chardev_write(&c->chr, data, 1);
-		c->tx_bytes++;
+		atomic_fetch_add_explicit(&c->tx_bytes, 1, memory_order_relaxed);
 	}
 }
 
@@ -75,7 +75,7 @@ static void console_tx(struct virtio_console *c)
 		}
 		size_t w = chardev_write(&c->chr, buf, n);
 		c->tx_off += w;
-		c->tx_bytes += w;
+		atomic_fetch_add_explicit(&c->tx_bytes, w, memory_order_relaxed);
 		if (w < n)
 			break; /* the backend is full: wait for its writable callback */
 	}
@@ -114,7 +114,7 @@ static size_t console_deliver(struct virtio_console *c, const uint8_t *buf, size
 		virtqueue_push(vq, c->rx_req->head, (uint32_t)n);
 		taken += n;
 	}
-	c->rx_bytes += taken;
+	atomic_fetch_add_explicit(&c->rx_bytes, taken, memory_order_relaxed);
 	pthread_mutex_unlock(&c->lock);
 	if (taken)
 		virtio_dev_used(&c->dev, VIRTIO_CONSOLE_RX);
@@ -256,6 +256,18 @@ static void console_destroy(struct virtio_dev *d)
 	pthread_mutex_destroy(&c->lock);
 }
 
+static unsigned console_stats(struct virtio_dev *d, struct virtio_stat *out, unsigned max)
+{
+	struct virtio_console *c = to_console(d);
+	const struct virtio_stat all[] = {
+	    {"tx_bytes", atomic_load_explicit(&c->tx_bytes, memory_order_relaxed)},
+	    {"rx_bytes", atomic_load_explicit(&c->rx_bytes, memory_order_relaxed)},
+	};
+	unsigned n = max < 2 ? max : 2;
+	memcpy(out, all, n * sizeof(*out));
+	return n;
+}
+
 static const struct virtio_dev_ops console_ops = {
     .name = "virtio-console",
     .device_id = VIRTIO_ID_CONSOLE,
@@ -269,6 +281,7 @@ static const struct virtio_dev_ops console_ops = {
     .save = console_save,
     .load = console_load,
     .destroy = console_destroy,
+    .stats = console_stats,
 };
 
 int virtio_console_new(const struct guest_mem *mem, struct event_loop *loop,

@@ -13,6 +13,7 @@
 #define KVMINI_VIRTIO_CONSOLE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "core/chardev.h"
@@ -32,7 +33,8 @@ struct virtio_console {
 	struct vq_request *rx_req, *tx_req;
 	bool tx_pending; /* tx_req popped and written up to tx_off */
 	uint64_t tx_off;
-	uint64_t rx_bytes, tx_bytes; /* counters for the monitor */
+	/* Counters for the monitor (atomic: emerg_wr adds outside lock). */
+	atomic_uint_fast64_t rx_bytes, tx_bytes;
 	/* On stdio: Ctrl-A x asks power to stop the VM (NULL: no escapes). */
 	struct vm_power *power;
 	bool escape; /* the previous input byte was Ctrl-A (loop thread) */

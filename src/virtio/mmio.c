@@ -184,6 +184,23 @@ static void set_high(uint64_t *v, uint32_t hi)
 	*v = (*v & 0xffffffffull) | ((uint64_t)hi << 32);
 }
 
+/* An ignored access: counted, the first one logged as a warning (a guest that keeps doing
+ * it must not flood the log), the others at debug level. */
+static void virtio_mmio_bad(struct virtio_mmio *m, const char *why, uint64_t offset, uint32_t len,
+			    bool is_write)
+{
+	atomic_fetch_add(&m->bad_accesses, 1);
+	if (!atomic_exchange(&m->bad_logged, true))
+		log_warn("%s on virtio-mmio@0x%llx: %u-byte %s at 0x%llx ignored (%s); further "
+			 "ignored accesses are only counted",
+			 m->dev->ops->name, (unsigned long long)m->base, len,
+			 is_write ? "write" : "read", (unsigned long long)offset, why);
+	else
+		log_debug("%s on virtio-mmio@0x%llx: %u-byte %s at 0x%llx ignored (%s)",
+			  m->dev->ops->name, (unsigned long long)m->base, len,
+			  is_write ? "write" : "read", (unsigned long long)offset, why);
+}
+
 static void virtio_mmio_write_reg(struct virtio_mmio *m, uint32_t off, uint32_t v)
 {
 	struct virtio_dev *d = m->dev;
@@ -252,9 +269,7 @@ static void virtio_mmio_write_reg(struct virtio_mmio *m, uint32_t off, uint32_t 
 	default:
 		break;
 	}
-	m->bad_accesses++;
-	log_debug("virtio-mmio@0x%llx: write of 0x%x to register 0x%x ignored",
-		  (unsigned long long)m->base, v, off);
+	virtio_mmio_bad(m, "read-only register, or not writable now", off, 4, true);
 }
 
 void virtio_mmio_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
@@ -262,10 +277,16 @@ void virtio_mmio_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t l
 	struct virtio_mmio *m = opaque;
 	if (offset >= VIRTIO_MMIO_CONFIG) {
 		uint64_t coff = offset - VIRTIO_MMIO_CONFIG;
-		if (coff + len > VIRTIO_MMIO_WINDOW - VIRTIO_MMIO_CONFIG) {
+		/* Fields are 8, 16, 32 or 64 bits, accessed at their width (4.2.2.2). */
+		bool width_ok = len == 1 || len == 2 || len == 4 || len == 8;
+		if (!width_ok || (coff & (len - 1)) ||
+		    coff + len > VIRTIO_MMIO_WINDOW - VIRTIO_MMIO_CONFIG) {
 			if (!is_write)
 				memset(data, 0, len);
-			m->bad_accesses++;
+			virtio_mmio_bad(m,
+					width_ok ? "configuration access not naturally aligned"
+						 : "configuration access of an odd width",
+					offset, len, is_write);
 			return;
 		}
 		/* The core bounds the access by the device's configuration size. */
@@ -279,9 +300,9 @@ void virtio_mmio_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t l
 	if (len != 4 || (offset & 3)) {
 		if (!is_write)
 			memset(data, 0, len);
-		m->bad_accesses++;
-		log_debug("virtio-mmio@0x%llx: %u-byte access at 0x%llx ignored",
-			  (unsigned long long)m->base, len, (unsigned long long)offset);
+		virtio_mmio_bad(
+		    m, len != 4 ? "registers are 32 bits wide" : "register access not aligned",
+		    offset, len, is_write);
 		return;
 	}
 	uint32_t off = (uint32_t)offset;
@@ -354,6 +375,8 @@ int virtio_mmio_init(struct virtio_mmio *m, struct virtio_dev *d, struct bus *bu
 		     (unsigned long long)base, strerror(-ret));
 		goto fail_bus;
 	}
+	snprintf(d->transport_name, sizeof(d->transport_name), "mmio");
+	snprintf(d->address, sizeof(d->address), "0x%llx", (unsigned long long)base);
 	return 0;
 
 fail_bus:

@@ -6,10 +6,13 @@
  * eventfd per queue, the queue index as datamatch), and through the plain write path
  * otherwise (unit tests, or a value no eventfd matches).
  *
- * The guest is hostile: a register access that is not a naturally aligned 32-bit one, a
+ * The guest is hostile: a register access that is not a naturally aligned 32-bit one
+ * (4.2.2.2: "32-bit wide and aligned" for the control registers), a configuration-space
+ * access that is not 1, 2, 4 or 8 bytes naturally aligned (the widths of its fields), a
  * QueueSel past the last queue, a queue register written while the queue is ready, or a
- * write to a read-only register is ignored (reads give 0), and kvmini carries on. The
- * legacy interface (Version 1) is not offered. */
+ * write to a read-only register is ignored (reads give 0, writes are dropped), counted in
+ * bad_accesses and logged once per device, and kvmini carries on. The legacy interface
+ * (Version 1) is not offered. */
 #ifndef KVMINI_VIRTIO_MMIO_H
 #define KVMINI_VIRTIO_MMIO_H
 
@@ -55,7 +58,10 @@ struct virtio_mmio {
 	uint32_t interrupt_status;
 	/* dev->nqueues: QueueNotify's ioeventfds, queue index as datamatch (fd -1: none). */
 	struct ioeventfd *kicks;
-	unsigned bad_accesses; /* ignored hostile accesses, for tests and statistics */
+	/* Ignored hostile accesses, for tests and statistics; the first is logged (a
+	 * warning), the rest only counted. */
+	atomic_uint bad_accesses;
+	atomic_bool bad_logged;
 };
 
 /* Puts device d (initialised, not attached) behind a register window at base on bus, with

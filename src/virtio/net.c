@@ -74,7 +74,12 @@ struct net_pair {
 	/* tx */
 	struct vq_request *txreq;
 	struct iovec *iov;
-	struct virtio_net_stats st;
+	/* Counters: rx ones written under rx_lock, tx ones under tx_lock (one writer at a
+	 * time, virtio_stat_add), read by the monitor without either. */
+	struct {
+		atomic_uint_fast64_t rx_frames, rx_bytes, rx_dropped, rx_waits;
+		atomic_uint_fast64_t tx_frames, tx_bytes, tx_errors;
+	} st;
 };
 
 struct virtio_net {
@@ -190,7 +195,7 @@ static int rx_place(struct net_pair *p)
 			 * have added some before seeing the request). */
 			if (virtqueue_set_notification(vq, true))
 				continue;
-			p->st.rx_waits++;
+			virtio_stat_add(&p->st.rx_waits, 1);
 			return 0;
 		}
 		if (r < 0) {
@@ -210,7 +215,7 @@ static int rx_place(struct net_pair *p)
 			/* The driver's buffer is too small for the frame (it should have taken
 			 * MRG_RXBUF or given 64 KiB): counted, the buffer comes back empty. */
 			virtqueue_push(vq, req->head, 0);
-			p->st.rx_dropped++;
+			virtio_stat_add(&p->st.rx_dropped, 1);
 			rx_drop_held(p);
 			return 1;
 		}
@@ -238,8 +243,8 @@ static int rx_place(struct net_pair *p)
 	virtqueue_req_write(vq, p->first, 0, &hdr, NET_HDR_LEN);
 	for (unsigned i = 0; i < p->nheld; i++)
 		virtqueue_push(vq, p->held[i].head, p->held[i].len);
-	p->st.rx_frames++;
-	p->st.rx_bytes += plen;
+	virtio_stat_add(&p->st.rx_frames, 1);
+	virtio_stat_add(&p->st.rx_bytes, plen);
 	rx_drop_held(p);
 	return 1;
 }
@@ -272,7 +277,7 @@ static void rx_run(struct net_pair *p)
 			if (len <= 0)
 				break; /* EAGAIN: edge-triggered, the next frame wakes us */
 			if ((size_t)len < NET_HDR_LEN) {
-				p->st.rx_dropped++;
+				virtio_stat_add(&p->st.rx_dropped, 1);
 				continue;
 			}
 			p->frame_len = (size_t)len;
@@ -337,15 +342,16 @@ static void tx_run(struct net_pair *p)
 					w = writev(p->fd, p->iov, (int)niov);
 				while (w < 0 && errno == EINTR);
 				if (w < 0) {
-					p->st.tx_errors++;
+					virtio_stat_add(&p->st.tx_errors, 1);
 					log_debug("virtio-net: tx to %s: %s", p->n->tap.ifname,
 						  strerror(errno));
 				} else {
-					p->st.tx_frames++;
-					p->st.tx_bytes += req->readable_len - NET_HDR_LEN;
+					virtio_stat_add(&p->st.tx_frames, 1);
+					virtio_stat_add(&p->st.tx_bytes,
+							req->readable_len - NET_HDR_LEN);
 				}
 			} else {
-				p->st.tx_errors++;
+				virtio_stat_add(&p->st.tx_errors, 1);
 			}
 			virtqueue_push(vq, req->head, 0);
 			if (++since_irq >= NET_BATCH) {
@@ -602,6 +608,8 @@ static void net_destroy(struct virtio_dev *d)
 		tap_close(&n->tap);
 }
 
+static unsigned net_stats_op(struct virtio_dev *d, struct virtio_stat *out, unsigned max);
+
 static const struct virtio_dev_ops net_ops = {
     .name = "virtio-net",
     .device_id = VIRTIO_ID_NET,
@@ -617,6 +625,7 @@ static const struct virtio_dev_ops net_ops = {
     .pause = net_pause,
     .resume = net_resume,
     .destroy = net_destroy,
+    .stats = net_stats_op,
 };
 
 static uint64_t offer_for(unsigned npairs, unsigned offloads)
@@ -711,18 +720,30 @@ void virtio_net_get_stats(struct virtio_dev *d, struct virtio_net_stats *s)
 	memset(s, 0, sizeof(*s));
 	for (unsigned i = 0; i < n->npairs; i++) {
 		struct net_pair *p = &n->pair[i];
-		pthread_mutex_lock(&p->rx_lock);
-		s->rx_frames += p->st.rx_frames;
-		s->rx_bytes += p->st.rx_bytes;
-		s->rx_dropped += p->st.rx_dropped;
-		s->rx_waits += p->st.rx_waits;
-		pthread_mutex_unlock(&p->rx_lock);
-		pthread_mutex_lock(&p->tx_lock);
-		s->tx_frames += p->st.tx_frames;
-		s->tx_bytes += p->st.tx_bytes;
-		s->tx_errors += p->st.tx_errors;
-		pthread_mutex_unlock(&p->tx_lock);
+		s->rx_frames += atomic_load_explicit(&p->st.rx_frames, memory_order_relaxed);
+		s->rx_bytes += atomic_load_explicit(&p->st.rx_bytes, memory_order_relaxed);
+		s->rx_dropped += atomic_load_explicit(&p->st.rx_dropped, memory_order_relaxed);
+		s->rx_waits += atomic_load_explicit(&p->st.rx_waits, memory_order_relaxed);
+		s->tx_frames += atomic_load_explicit(&p->st.tx_frames, memory_order_relaxed);
+		s->tx_bytes += atomic_load_explicit(&p->st.tx_bytes, memory_order_relaxed);
+		s->tx_errors += atomic_load_explicit(&p->st.tx_errors, memory_order_relaxed);
 	}
+}
+
+static unsigned net_stats_op(struct virtio_dev *d, struct virtio_stat *out, unsigned max)
+{
+	struct virtio_net_stats s;
+	virtio_net_get_stats(d, &s);
+	const struct virtio_stat all[] = {
+	    {"tx_frames", s.tx_frames}, {"tx_bytes", s.tx_bytes}, {"tx_errors", s.tx_errors},
+	    {"rx_frames", s.rx_frames}, {"rx_bytes", s.rx_bytes}, {"rx_dropped", s.rx_dropped},
+	    {"rx_waits", s.rx_waits},	{"errors", s.tx_errors},
+	};
+	unsigned k = sizeof(all) / sizeof(all[0]);
+	if (k > max)
+		k = max;
+	memcpy(out, all, k * sizeof(*out));
+	return k;
 }
 
 void virtio_net_set_link(struct virtio_dev *d, bool up)
@@ -757,7 +778,7 @@ static int net_create(const struct virtio_create_ctx *ctx, const struct keyed_op
 	/* As QEMU: a multi-queue tap serves several pairs only with mq=on (--net sets it). */
 	bool mq = false;
 	int r = keyed_get_bool(opts, "mq", false, &mq, e);
-	if (r < 0 || (r = keyed_check_used(opts, "netdev, mac, mq", e)) < 0)
+	if (r < 0 || (r = keyed_check_used(opts, "netdev, mac, mq, vectors", e)) < 0)
 		return r;
 	const char *ifname = keyed_get(nd, "ifname");
 	uint64_t queues = 1;

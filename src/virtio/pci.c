@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -456,7 +457,7 @@ static void vp_cfg_write(struct pci_function *f, uint32_t off, const uint8_t *da
 		memset(f->cfg + win, 0, 4); /* the window holds no data of its own */
 		return;
 	}
-	if (off < t->msix_cap + 4u && off + len > t->msix_cap + 2u)
+	if (t->msix_cap && off < t->msix_cap + 4u && off + len > t->msix_cap + 2u)
 		vp_msix_control_changed(t);
 	if (off <= PCI_REG_COMMAND + 1 && off + len > PCI_REG_COMMAND + 1 &&
 	    (f->cfg[PCI_REG_COMMAND + 1] & (PCI_CMD_INTX_DISABLE >> 8))) {
@@ -568,8 +569,14 @@ int virtio_pci_create(const struct virtio_pci_env *env, struct virtio_dev *d,
 	irq_init_line(&t->intx, -1, 0); /* wired once the slot is known */
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_mutex_init(&t->irq_lock, NULL);
-	t->nvectors = d->nqueues + 1; /* one per queue and one for configuration changes */
-	t->vec = calloc(t->nvectors, sizeof(*t->vec));
+	if (env->vectors_given && env->vectors > VIRTIO_PCI_MAX_VECTORS) {
+		vp_free(t);
+		return errf(e, -EINVAL, "%s: vectors=%u, at most %u", d->ops->name, env->vectors,
+			    VIRTIO_PCI_MAX_VECTORS);
+	}
+	/* By default one per queue and one for configuration changes. */
+	t->nvectors = env->vectors_given ? env->vectors : d->nqueues + 1;
+	t->vec = calloc(t->nvectors ? t->nvectors : 1, sizeof(*t->vec));
 	if (!t->vec) {
 		vp_free(t);
 		return errf(e, -ENOMEM, "out of memory");
@@ -632,12 +639,16 @@ int virtio_pci_create(const struct virtio_pci_env *env, struct virtio_dev *d,
 	ccap[VIRTIO_PCI_CAP_LEN] = sizeof(ccap);
 	ccap[VIRTIO_PCI_CAP_CFG_TYPE] = VIRTIO_PCI_CAP_PCI_CFG;
 	int c5 = pci_function_add_cap(f, ccap, sizeof(ccap), wcap);
-	uint8_t mcap[12] = {PCI_CAP_ID_MSIX, 0}, mmask[12] = {0};
-	le_put(mcap + 2, t->nvectors - 1, 2);
-	le_put(mcap + 4, VIRTIO_PCI_MSIX_TABLE, 4); /* BIR 0 */
-	le_put(mcap + 8, VIRTIO_PCI_MSIX_PBA, 4);
-	mmask[3] = (MSIX_CTRL_ENABLE | MSIX_CTRL_MASKALL) >> 8;
-	int c6 = pci_function_add_cap(f, mcap, sizeof(mcap), mmask);
+	/* vectors=0: no MSI-X capability, so the driver uses INTx. */
+	int c6 = 0;
+	if (t->nvectors) {
+		uint8_t mcap[12] = {PCI_CAP_ID_MSIX, 0}, mmask[12] = {0};
+		le_put(mcap + 2, t->nvectors - 1, 2);
+		le_put(mcap + 4, VIRTIO_PCI_MSIX_TABLE, 4); /* BIR 0 */
+		le_put(mcap + 8, VIRTIO_PCI_MSIX_PBA, 4);
+		mmask[3] = (MSIX_CTRL_ENABLE | MSIX_CTRL_MASKALL) >> 8;
+		c6 = pci_function_add_cap(f, mcap, sizeof(mcap), mmask);
+	}
 	if (ret < 0 || c1 < 0 || c2 < 0 || c3 < 0 || c4 < 0 || c5 < 0 || c6 < 0) {
 		vp_free(t);
 		return errf(e, -ENOSPC, "%s: the PCI capabilities do not fit", d->ops->name);
@@ -661,6 +672,8 @@ int virtio_pci_create(const struct virtio_pci_env *env, struct virtio_dev *d,
 	f->reset_cfg[PCI_REG_INTERRUPT_LINE] = gsi;
 	f->reset_cfg[PCI_REG_INTERRUPT_PIN] = 1;
 	virtio_dev_attach(d, &vp_transport_ops, t);
+	snprintf(d->transport_name, sizeof(d->transport_name), "pci");
+	snprintf(d->address, sizeof(d->address), "00:%02x.%x", slot, f->devfn & 7);
 	*out = t;
 	return 0;
 }

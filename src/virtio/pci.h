@@ -39,12 +39,19 @@
 #define VIRTIO_PCI_DEVICE_BASE	 0x1040
 #define VIRTIO_PCI_SUBSYS_VENDOR 0x1af4
 #define VIRTIO_PCI_INTX_GSI_BASE 16 /* INTA of slot s on IOAPIC pin 16 + s % 8 */
+/* The MSI-X table's room: 0x4000-0x5000 of 16-byte entries. */
+#define VIRTIO_PCI_MAX_VECTORS ((VIRTIO_PCI_MSIX_PBA - VIRTIO_PCI_MSIX_TABLE) / 16)
 
 struct virtio_pci_env {
 	struct pci_host *host;
 	struct irq_router *router;
 	struct event_loop *loop;
 	int vm_fd; /* < 0: nothing reaches KVM (unit tests) */
+	/* MSI-X table entries (QEMU's vectors=), when vectors_given: 0 is no MSI-X capability
+	 * at all (INTx only), at most VIRTIO_PCI_MAX_VECTORS. Otherwise one per queue plus one
+	 * for configuration changes. */
+	bool vectors_given;
+	unsigned vectors;
 };
 
 struct virtio_pci_vector {
@@ -74,7 +81,8 @@ struct virtio_pci {
 	atomic_uchar isr;
 	struct irq intx;
 	bool intx_on_loop;	   /* intx.resample_fd is watched by the loop */
-	uint8_t msix_cap, cfg_cap; /* config-space offsets of those capabilities */
+	uint8_t msix_cap, cfg_cap; /* config-space offsets of those capabilities (msix_cap 0:
+				    * none, vectors=0) */
 	struct ioeventfd notify[VIRTIO_MAX_QUEUES];
 	bool notify_in_kernel[VIRTIO_MAX_QUEUES];
 };

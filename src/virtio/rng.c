@@ -17,8 +17,9 @@ struct virtio_rng {
 	struct virtio_dev dev;
 	struct vq_request req; /* one request in flight at a time: ~16 KiB, not on the stack */
 	pthread_mutex_t lock;  /* the queue's owner: ioeventfd (loop) or a vCPU's MMIO write */
-	uint64_t bytes;	       /* handed to the guest, for statistics */
-	bool serving;	       /* between start (DRIVER_OK) and reset, under lock */
+	/* Statistics, written under lock, read without it. */
+	atomic_uint_fast64_t requests, bytes;
+	bool serving; /* between start (DRIVER_OK) and reset, under lock */
 };
 
 /* Fills the writable part of req; returns the bytes written. */
@@ -64,7 +65,8 @@ static void rng_queue_notify(struct virtio_dev *d, unsigned q)
 		}
 		virtqueue_set_notification(vq, false);
 		uint32_t n = rng_fill(r, vq, &r->req);
-		r->bytes += n;
+		virtio_stat_add(&r->requests, 1);
+		virtio_stat_add(&r->bytes, n);
 		if (virtqueue_push(vq, r->req.head, n) < 0)
 			break;
 		pushed = true;
@@ -118,6 +120,18 @@ static void rng_destroy(struct virtio_dev *d)
 	pthread_mutex_destroy(&r->lock);
 }
 
+static unsigned rng_stats(struct virtio_dev *d, struct virtio_stat *out, unsigned max)
+{
+	struct virtio_rng *r = d->priv;
+	const struct virtio_stat all[] = {
+	    {"requests", atomic_load_explicit(&r->requests, memory_order_relaxed)},
+	    {"bytes", atomic_load_explicit(&r->bytes, memory_order_relaxed)},
+	};
+	unsigned n = max < 2 ? max : 2;
+	memcpy(out, all, n * sizeof(*out));
+	return n;
+}
+
 static const struct virtio_dev_ops rng_ops = {
     .name = "virtio-rng",
     .device_id = VIRTIO_ID_RNG,
@@ -128,6 +142,7 @@ static const struct virtio_dev_ops rng_ops = {
     .reset = rng_reset,
     .load = rng_load,
     .destroy = rng_destroy,
+    .stats = rng_stats,
 };
 
 /* -device virtio-rng-pci[,rng=ID]: ID must be an -object rng-random (whose filename is
@@ -147,7 +162,7 @@ static int rng_create(const struct virtio_create_ctx *ctx, const struct keyed_op
 				    "rng-builtin",
 				    o->spec, backend);
 	}
-	int ret = keyed_check_used(o, "rng", e);
+	int ret = keyed_check_used(o, "rng, vectors", e);
 	if (ret < 0)
 		return ret;
 	struct virtio_rng *r = calloc(1, sizeof(*r));

@@ -269,3 +269,13 @@ const struct device_ops virtio_dev_device_ops = {
     .resume = virtio_list_resume,
     .destroy = virtio_list_destroy,
 };
+
+unsigned virtio_dev_stats(struct virtio_dev *d, struct virtio_stat *out, unsigned max)
+{
+	return d->ops->stats ? d->ops->stats(d, out, max) : 0;
+}
+
+struct virtio_dev *virtio_dev_of(const struct device *entry)
+{
+	return entry->ops == &virtio_dev_device_ops ? entry->dev : NULL;
+}

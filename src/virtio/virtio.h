@@ -35,6 +35,22 @@
 struct virtio_dev;
 struct vm_power;
 
+/* One counter of a device, for x-query-virtio-stats and the monitor. */
+struct virtio_stat {
+	const char *name; /* "rd_bytes", "tx_frames", ...: a static string */
+	uint64_t value;
+};
+#define VIRTIO_STATS_MAX 32
+
+/* A counter updated by one thread at a time (a queue's owner, or under the lock that
+ * serialises its writers) and read by anyone: a relaxed load and store, no locked
+ * instruction on the data path. */
+static inline void virtio_stat_add(atomic_uint_fast64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
 struct virtio_dev_ops {
 	const char *name;   /* "virtio-rng": the device-list section and messages */
 	uint32_t device_id; /* VIRTIO_ID_* from <linux/virtio_ids.h> */
@@ -65,6 +81,9 @@ struct virtio_dev_ops {
 	void (*pause)(struct virtio_dev *d);
 	void (*resume)(struct virtio_dev *d);
 	void (*destroy)(struct virtio_dev *d);
+	/* The device's counters (requests, bytes, errors), at most max of them, read from any
+	 * thread without stopping the device. Returns how many. Optional. */
+	unsigned (*stats)(struct virtio_dev *d, struct virtio_stat *out, unsigned max);
 };
 
 /* What a transport provides to the devices on it. */
@@ -89,6 +108,13 @@ struct virtio_dev {
 	atomic_uint config_generation;
 	const struct virtio_transport_ops *tops;
 	void *transport;
+	/* For the monitor: where the transport put the device ("pci" and "00:01.0", "mmio"
+	 * and "0xfe000000"; empty until attached) and its QOM-style path, as QEMU names
+	 * the backend of a -device (/machine/peripheral/ID/virtio-backend, or
+	 * /machine/peripheral-anon/device[N]/virtio-backend without id=). */
+	char transport_name[8];
+	char address[24];
+	char qdev[96];
 };
 
 /* Sets up d with nqueues queues of max_queue_size; returns 0 or -errno. The transport
@@ -127,6 +153,11 @@ static inline bool virtio_dev_has_feature(const struct virtio_dev *d, unsigned b
 {
 	return d->driver_features & (1ull << bit);
 }
+
+/* The device's counters through ops->stats (0 if it has none). */
+unsigned virtio_dev_stats(struct virtio_dev *d, struct virtio_stat *out, unsigned max);
+/* The virtio device a device-list entry holds, or NULL if the entry is something else. */
+struct virtio_dev *virtio_dev_of(const struct device *entry);
 
 /* The device list's operations for a virtio device (reset, save/load of status, features,
  * queue positions and the device's own blob, destroy), for whoever registers one. */

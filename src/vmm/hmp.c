@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
@@ -123,6 +124,55 @@ static void hmp_info_registers(const struct hmp_env *env, struct hmp_out *o)
 		ops->resume(env->control->opaque);
 }
 
+#define HMP_STATS_DEVICES 64
+
+/* The VM's device counters (malloc'd, *n entries; NULL with *n 0 if there are none). */
+static struct vm_device_stats *env_device_stats(const struct hmp_env *env, unsigned *n)
+{
+	const struct vm_control_ops *ops = ops_of(env);
+	*n = 0;
+	if (!ops || !ops->device_stats)
+		return NULL;
+	struct vm_device_stats *st = malloc(HMP_STATS_DEVICES * sizeof(*st));
+	if (!st)
+		return NULL;
+	unsigned got = ops->device_stats(env->control->opaque, st, HMP_STATS_DEVICES);
+	*n = got < HMP_STATS_DEVICES ? got : HMP_STATS_DEVICES;
+	return st;
+}
+
+/* QEMU's one line per drive ("ID: rd_bytes=N wr_bytes=N ..."), with kvmini's counters. */
+static void hmp_info_blockstats(const struct hmp_env *env, struct hmp_out *o)
+{
+	unsigned n;
+	struct vm_device_stats *st = env_device_stats(env, &n);
+	for (unsigned i = 0; i < n; i++) {
+		if (!st[i].drive)
+			continue;
+		out_printf(o, "%s:", st[i].drive);
+		for (unsigned k = 0; k < st[i].nblock; k++)
+			out_printf(o, " %s=%llu", st[i].block[k].name,
+				   (unsigned long long)st[i].block[k].value);
+		out_printf(o, "\n");
+	}
+	free(st);
+}
+
+/* kvmini's: every virtio device and its counters (x-query-virtio-stats as text). */
+static void hmp_info_virtio_stats(const struct hmp_env *env, struct hmp_out *o)
+{
+	unsigned n;
+	struct vm_device_stats *st = env_device_stats(env, &n);
+	for (unsigned i = 0; i < n; i++) {
+		out_printf(o, "%s %s %s:", st[i].name, st[i].transport, st[i].address);
+		for (unsigned k = 0; k < st[i].nstats; k++)
+			out_printf(o, " %s=%llu", st[i].stats[k].name,
+				   (unsigned long long)st[i].stats[k].value);
+		out_printf(o, "\n");
+	}
+	free(st);
+}
+
 static void hmp_info(const struct hmp_env *env, const char *arg, struct hmp_out *o)
 {
 	if (!strcmp(arg, "status"))
@@ -133,11 +183,17 @@ static void hmp_info(const struct hmp_env *env, const char *arg, struct hmp_out 
 		hmp_info_kvm(env, o);
 	else if (!strcmp(arg, "registers"))
 		hmp_info_registers(env, o);
+	else if (!strcmp(arg, "blockstats"))
+		hmp_info_blockstats(env, o);
+	else if (!strcmp(arg, "virtio-stats"))
+		hmp_info_virtio_stats(env, o);
 	else {
-		out_printf(o, "info cpus -- show the vCPUs and their host threads\n"
+		out_printf(o, "info blockstats -- show each disk's I/O counters\n"
+			      "info cpus -- show the vCPUs and their host threads\n"
 			      "info kvm -- show KVM information\n"
 			      "info registers -- show every vCPU's registers\n"
-			      "info status -- show the VM's run state\n");
+			      "info status -- show the VM's run state\n"
+			      "info virtio-stats -- show every virtio device's counters\n");
 		if (arg[0])
 			out_printf(o, "unknown info item: '%s'\n", arg);
 	}
@@ -206,7 +262,8 @@ static const struct hmp_cmd hmp_cmds[] = {
     {"cont", "c", "resume the VM", hmp_cont},
     {"delvm", NULL, "delete a named snapshot (not available yet)", hmp_no_snapshots},
     {"help", "?", "list these commands", hmp_help},
-    {"info", NULL, "status|cpus|kvm|registers -- show the VM's state", hmp_info},
+    {"info", NULL, "status|cpus|kvm|registers|blockstats|virtio-stats -- show the VM's state",
+     hmp_info},
     {"loadvm", NULL, "restore a named snapshot (not available yet)", hmp_no_snapshots},
     {"quit", "q", "quit kvmini", hmp_quit},
     {"savevm", NULL, "save a named snapshot (not available yet)", hmp_no_snapshots},

@@ -23,6 +23,7 @@
 #include "util/log.h"
 #include "virtio/attach.h"
 #include "virtio/mmio.h"
+#include "virtio/stats.h"
 
 #define HUGEPAGE_SIZE (2ull << 20)
 
@@ -422,6 +423,12 @@ static int vm_ctl_snapshot_save(void *opaque, const char *path, struct errbuf *e
 	return vm_snapshot_save(opaque, path, 0, e);
 }
 
+static unsigned vm_ctl_device_stats(void *opaque, struct vm_device_stats *out, unsigned max)
+{
+	struct vm *vm = opaque;
+	return virtio_collect_stats(&vm->devices, out, max);
+}
+
 static const struct vm_control_ops vm_control_ops = {
     .pause = vm_ctl_pause,
     .resume = vm_ctl_resume,
@@ -431,6 +438,7 @@ static const struct vm_control_ops vm_control_ops = {
     .quit = vm_ctl_quit,
     .status = vm_ctl_status,
     .snapshot_save = vm_ctl_snapshot_save,
+    .device_stats = vm_ctl_device_stats,
 };
 
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec *start,

@@ -7,6 +7,7 @@
  * offers one 16-byte buffer, notifies and waits with interrupts enabled.
  *
  * Expected output:
+ *   intx: msix capability with N entries (left disabled)      (or: intx: no msix capability)
  *   intx: pci 00:01.0 line 17 pin 1, vector 0x61
  *   intx: interrupts 1, isr 0x1, isr after 0x0, used len 16     (1 or 2 interrupts)
  *   intx: interrupt 1 isr 0x1                                    (one line per interrupt)
@@ -46,6 +47,11 @@ int guest_main(const struct boot_params *bp)
 		printf("intx: FAIL find: %s\n", dev.err);
 		return 13;
 	}
+	struct pci_msix mx;
+	if (pci_msix_find(dev.bdf, &mx))
+		printf("intx: msix capability with %u entries (left disabled)\n", mx.entries);
+	else
+		puts("intx: no msix capability");
 	uint8_t line = pci_read8(dev.bdf, 0x3c), pin = pci_read8(dev.bdf, 0x3d);
 	printf("intx: pci %02x:%02x.%x line %u pin %u, vector 0x%x\n", PCI_BUS(dev.bdf),
 	       PCI_DEV(dev.bdf), PCI_FN(dev.bdf), line, pin, INTX_VECTOR);

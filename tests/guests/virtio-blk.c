@@ -7,6 +7,9 @@
  *            read one sector past the end (must be IOERR); GET_ID
  *   ro       (a read-only disk) a write must fail with IOERR, a read must work
  *   discard  DISCARD sectors [256, 256 + 1024)
+ *   mq       (negotiates MQ) queue i writes block i + 1 (sector 8 + 8i) with the pattern
+ *            xor i and flushes; each block is read back on queue i + 1 (mod N) and compared;
+ *            prints "virtio-blk: mq N queues used"
  *   flushed  write the pattern, FLUSH, print "flushed", then spin (the test kills kvmini)
  *   bench    n=N (default 20000) random 4 KiB reads at queue depth 1, then at 32 (or only
  *            at qd=D, up to 64); prints
@@ -18,6 +21,7 @@
  *            0..K-1 at queue depth 32 (block k of round r: byte i = (i*13 + k*7 + r*31) &
  *            0xff), FLUSHes, reads them all back at depth 32 and checks them, and prints
  *            "virtio-blk: round r ok": a snapshot taken meanwhile has writes in flight
+ * With `hold` on the command line the guest spins after "OK" instead of powering off.
  * Pattern byte i of the 4 KiB block: (i * 13 + 7) & 0xff.
  *
  * Output:
@@ -41,12 +45,15 @@
 #define F_FLUSH	       (1ull << 9)
 #define F_DISCARD      (1ull << 13)
 #define F_WRITE_ZEROES (1ull << 14)
+#define F_MQ	       (1ull << 12)
 #define TIMEOUT	       (5 * TSC_HZ_MAX)
 #define BLOCK	       4096u
 
 static const char *cmdline;
 static struct virtio_dev dev;
-static struct virtq q;
+#define MAXQ 8
+static struct virtq queues[MAXQ];
+static struct virtq *vq = &queues[0]; /* the queue request() uses */
 
 struct blk_hdr {
 	uint32_t type;
@@ -75,19 +82,19 @@ static int request(const char *step, uint32_t type, uint64_t sector, void *buf, 
 	int head;
 	if (!len) {
 		b[1] = b[2];
-		head = virtq_add(&q, b, 1, 1);
+		head = virtq_add(vq, b, 1, 1);
 	} else if (device_writes) {
-		head = virtq_add(&q, b, 1, 2);
+		head = virtq_add(vq, b, 1, 2);
 	} else {
-		head = virtq_add(&q, b, 2, 1);
+		head = virtq_add(vq, b, 2, 1);
 	}
 	if (head < 0) {
 		printf("virtio-blk: FAIL %s: queue full\n", step);
 		return -1;
 	}
-	virtq_kick(&q);
+	virtq_kick(vq);
 	uint32_t l = 0;
-	int id = virtq_wait(&q, TIMEOUT, &l);
+	int id = virtq_wait(vq, TIMEOUT, &l);
 	if (id != head) {
 		printf("virtio-blk: FAIL %s: no answer (%d): %s\n", step, id, dev.err);
 		return -1;
@@ -138,19 +145,19 @@ static int bench(unsigned depth, uint64_t n, uint64_t capacity)
 		sts[s] = 0xff;
 		struct virtq_buf b[3] = {
 		    {&hdrs[s], sizeof(hdrs[s])}, {bufs + s * BLOCK, BLOCK}, {&sts[s], 1}};
-		int head = virtq_add(&q, b, 1, 2);
+		int head = virtq_add(vq, b, 1, 2);
 		if (head < 0)
 			return -1;
 		slot_of_head[head] = (int8_t)s;
 	}
-	virtq_kick(&q);
+	virtq_kick(vq);
 	kicks++;
 	uint64_t deadline = rdtsc() + 10 * TSC_HZ_MAX;
 	while (done < n) {
 		unsigned refill[BENCH_MAX_DEPTH], nrefill = 0;
 		uint32_t len;
 		int id;
-		while ((id = virtq_poll(&q, &len)) >= 0) {
+		while ((id = virtq_poll(vq, &len)) >= 0) {
 			unsigned s = (unsigned)slot_of_head[id];
 			if (sts[s] != 0) {
 				printf("virtio-blk: FAIL bench: status %u\n", sts[s]);
@@ -172,20 +179,20 @@ static int bench(unsigned depth, uint64_t n, uint64_t capacity)
 			sts[s] = 0xff;
 			struct virtq_buf b[3] = {
 			    {&hdrs[s], sizeof(hdrs[s])}, {bufs + s * BLOCK, BLOCK}, {&sts[s], 1}};
-			int head = virtq_add(&q, b, 1, 2);
+			int head = virtq_add(vq, b, 1, 2);
 			if (head < 0)
 				return -1;
 			slot_of_head[head] = (int8_t)s;
 		}
 		if (nrefill) {
-			virtq_kick(&q);
+			virtq_kick(vq);
 			kicks++;
 		}
 	}
 	uint64_t t1 = rdtsc();
 	printf("virtio-blk: bench qd %u: %lu reads of 4096 bytes in %lu cycles (%lu kick calls, "
 	       "%lu notifications)\n",
-	       depth, n, t1 - t0, kicks, q.kicks);
+	       depth, n, t1 - t0, kicks, vq->kicks);
 	return 0;
 }
 
@@ -195,26 +202,26 @@ static int getid_loop(uint64_t n)
 	char *idbuf = virtio_alloc(20, 1);
 	if (!idbuf)
 		return -1;
-	uint64_t kicks0 = q.kicks, t0 = rdtsc();
+	uint64_t kicks0 = vq->kicks, t0 = rdtsc();
 	for (uint64_t i = 0; i < n; i++) {
 		hdr->type = T_GET_ID;
 		hdr->ioprio = 0;
 		hdr->sector = 0;
 		*status = 0xff;
 		struct virtq_buf b[3] = {{hdr, sizeof(*hdr)}, {idbuf, 20}, {status, 1}};
-		int head = virtq_add(&q, b, 1, 2);
+		int head = virtq_add(vq, b, 1, 2);
 		if (head < 0)
 			return -1;
-		virtq_kick(&q);
+		virtq_kick(vq);
 		uint32_t l;
-		if (virtq_wait(&q, TIMEOUT, &l) != head || *status != 0) {
+		if (virtq_wait(vq, TIMEOUT, &l) != head || *status != 0) {
 			printf("virtio-blk: FAIL getid %lu: %s\n", i, dev.err);
 			return -1;
 		}
 	}
 	uint64_t t1 = rdtsc();
 	printf("virtio-blk: getid: %lu requests in %lu cycles (%lu notifications)\n", n, t1 - t0,
-	       q.kicks - kicks0);
+	       vq->kicks - kicks0);
 	return 0;
 }
 
@@ -261,7 +268,7 @@ static int writer_pass(uint32_t type, uint64_t nblocks, uint64_t r)
 					buf[i] = writer_byte(i, next, r);
 			struct virtq_buf b[3] = {
 			    {&hdrs[sl], sizeof(hdrs[sl])}, {buf, BLOCK}, {&sts[sl], 1}};
-			int head = type == T_OUT ? virtq_add(&q, b, 2, 1) : virtq_add(&q, b, 1, 2);
+			int head = type == T_OUT ? virtq_add(vq, b, 2, 1) : virtq_add(vq, b, 1, 2);
 			if (head < 0) {
 				puts("virtio-blk: FAIL writer: queue full");
 				return -1;
@@ -271,10 +278,10 @@ static int writer_pass(uint32_t type, uint64_t nblocks, uint64_t r)
 			added = true;
 		}
 		if (added)
-			virtq_kick(&q);
+			virtq_kick(vq);
 		uint32_t len;
 		int id;
-		while ((id = virtq_poll(&q, &len)) >= 0) {
+		while ((id = virtq_poll(vq, &len)) >= 0) {
 			unsigned sl = (unsigned)slot_of_head[id];
 			if (sts[sl] != 0) {
 				printf("virtio-blk: FAIL writer: round %lu block %lu status %u\n",
@@ -328,7 +335,8 @@ static uint64_t blk_main(uint64_t arg)
 		return failed("find");
 	uint64_t got;
 	if (virtio_negotiate(&dev,
-			     F_RO | F_BLK_SIZE | F_SEG_MAX | F_FLUSH | F_DISCARD | F_WRITE_ZEROES,
+			     F_RO | F_BLK_SIZE | F_SEG_MAX | F_FLUSH | F_DISCARD | F_WRITE_ZEROES |
+				 (!strcmp(mode, "mq") ? F_MQ : 0),
 			     VIRTIO_F_VERSION_1, &got) < 0)
 		return failed("negotiate");
 	uint64_t capacity = 0;
@@ -343,8 +351,19 @@ static uint64_t blk_main(uint64_t arg)
 		printf("virtio-blk: mmio 0x%lx", dev.base);
 	printf(" capacity %lu blk_size %u seg_max %u features 0x%lx\n", capacity, blk_size, seg_max,
 	       got);
-	if (virtq_setup(&dev, &q, 0, 0, VIRTIO_NO_VECTOR) < 0)
-		return failed("queue");
+	uint16_t nq = 1;
+	if (got & F_MQ) {
+		virtio_cfg_read(&dev, 34, &nq, 2);
+		printf("virtio-blk: num_queues %u\n", nq);
+		if (nq < 1 || nq > MAXQ) {
+			printf("virtio-blk: FAIL num_queues %u (the guest takes 1 to %u)\n", nq,
+			       MAXQ);
+			return 11;
+		}
+	}
+	for (uint16_t i = 0; i < nq; i++)
+		if (virtq_setup(&dev, &queues[i], i, 0, VIRTIO_NO_VECTOR) < 0)
+			return failed("queue");
 	virtio_driver_ok(&dev);
 	hdr = virtio_alloc(sizeof(*hdr), 16);
 	status = virtio_alloc(1, 1);
@@ -380,6 +399,43 @@ static uint64_t blk_main(uint64_t arg)
 			return 11;
 		memcpy(id, idbuf, 20);
 		printf("virtio-blk: id %s\n", id);
+	} else if (!strcmp(mode, "mq")) {
+		/* Queue i writes block i + 1 (sectors 8 + 8i) with the pattern xor i, flushes;
+		 * then every block is read back through a different queue than wrote it. */
+		if (!(got & F_MQ) || nq < 2) {
+			puts("virtio-blk: FAIL the device offers no second queue (MQ)");
+			return 11;
+		}
+		for (uint16_t i = 0; i < nq; i++) {
+			vq = &queues[i];
+			fill_pattern(data);
+			for (unsigned k = 0; k < BLOCK; k++)
+				data[k] ^= (uint8_t)i;
+			if (request("mq-write", T_OUT, 8 + 8ull * i, data, BLOCK, false, NULL) !=
+				0 ||
+			    request("mq-flush", T_FLUSH, 0, NULL, 0, false, NULL) != 0)
+				return 11;
+		}
+		for (uint16_t i = 0; i < nq; i++) {
+			vq = &queues[(i + 1) % nq];
+			fill_pattern(data);
+			for (unsigned k = 0; k < BLOCK; k++)
+				data[k] ^= (uint8_t)i;
+			memset(data2, 0, BLOCK);
+			if (request("mq-read", T_IN, 8 + 8ull * i, data2, BLOCK, true, NULL) != 0)
+				return 11;
+			if (memcmp(data, data2, BLOCK)) {
+				printf("virtio-blk: FAIL block %u read on queue %u differs\n", i,
+				       (i + 1) % nq);
+				return 11;
+			}
+		}
+		for (uint16_t i = 0; i < nq; i++)
+			if (!queues[i].kicks) {
+				printf("virtio-blk: FAIL queue %u was never used\n", i);
+				return 11;
+			}
+		printf("virtio-blk: mq %u queues used\n", nq);
 	} else if (!strcmp(mode, "ro")) {
 		if (!(got & F_RO)) {
 			puts("virtio-blk: FAIL the device does not say read-only");
@@ -435,6 +491,10 @@ static uint64_t blk_main(uint64_t arg)
 	}
 	virtio_reset(&dev);
 	puts("virtio-blk: OK");
+	/* hold: stay up (spinning in ring 3) for a monitor to look at the device. */
+	if (cmdline_has_word(cmdline, "hold"))
+		for (;;)
+			__asm__ volatile("pause");
 	return 0;
 }
 

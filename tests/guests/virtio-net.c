@@ -9,7 +9,8 @@
  * reply from PEER arrives, bounded by the TSC.
  *
  * Options: ip=A.B.C.D (the guest's, default 10.213.0.2), peer=A.B.C.D (default 10.213.0.1),
- * pci=ecam|cf8, virtio=mmio[@ADDR].
+ * pci=ecam|cf8, virtio=mmio[@ADDR]; `hold` spins after the ARP exchange's OK instead of
+ * powering off.
  *
  * net=bench n=N (default 100000), for bench/net-tap, instead of the ARP exchange:
  *   tx: sends N 60-byte frames (ethertype 0x88b5, to 02:00:00:00:00:01) as fast as the
@@ -286,6 +287,10 @@ static uint64_t net_main(uint64_t arg)
 			}
 			virtio_reset(&dev);
 			puts("virtio-net: OK");
+			/* hold: stay up for a monitor to read the device's counters. */
+			if (cmdline_has_word(cmdline, "hold"))
+				for (;;)
+					__asm__ volatile("pause");
 			return 0;
 		}
 		if (post_rx(b) < 0)

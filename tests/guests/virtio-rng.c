@@ -18,7 +18,8 @@
  *   virtio-rng: OK
  * Options: pci=ecam|cf8 (configuration mechanism), virtio=mmio[@ADDR]; `indirect`
  * requires VIRTIO_F_INDIRECT_DESC and sends each request as an indirect table of two
- * writable halves; `event_idx` requires VIRTIO_F_EVENT_IDX.
+ * writable halves; `event_idx` requires VIRTIO_F_EVENT_IDX; `hold` spins after OK instead
+ * of powering off (for a monitor to look at the device).
  * Exit: power-off (kvmini exits 0); on failure "virtio-rng: FAIL <why>" and debug-exit 11
  * (kvmini exits 23). */
 #include "kit.h"
@@ -147,6 +148,10 @@ static uint64_t rng_main(uint64_t arg)
 	}
 	virtio_reset(&dev);
 	puts("virtio-rng: OK");
+	/* hold: stay up (spinning in ring 3) for a monitor to look at the device. */
+	if (cmdline_has_word(cmdline, "hold"))
+		for (;;)
+			__asm__ volatile("pause");
 	return 0;
 }
 

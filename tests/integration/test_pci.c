@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -138,6 +139,83 @@ Test(pci, intx_line_without_msix)
 	OUT_HAS(r, "isr 0x1, isr after 0x0, used len 16");
 	OUT_HAS(r, "intx: OK");
 	harness_result_free(&r);
+}
+
+/* vectors=0: the function has no MSI-X capability at all, and the device still
+ * interrupts through INTx. */
+Test(pci, vectors_0_no_msix_capability_and_intx_works)
+{
+	struct harness_result r;
+	const char *probe[] = {
+	    "kvmini", "--kernel", harness_guest("pci-probe"), "-device", "virtio-rng-pci,vectors=0",
+	    NULL};
+	pci_run(probe, &r);
+	cr_assert_eq(r.exit_status, 0, "pci-probe failed:\n%s\n%s", r.out, r.err);
+	OUT_HAS(r, "pci 00:01.0 1af4:1044 class=ff0000 rev=01 hdr=00 sub=1af4:0004 "
+		   "bar0=mem32:0xc0000000+0x8000 caps=09,09,09,09\n");
+	cr_assert_null(strstr(r.out, "msix "), "%s", r.out);
+	harness_result_free(&r);
+
+	const char *intx[] = {
+	    "kvmini", "--kernel", harness_guest("intx"), "-device", "virtio-rng-pci,vectors=0",
+	    NULL};
+	pci_run(intx, &r);
+	cr_assert_eq(r.exit_status, 0, "intx failed:\n%s\n%s", r.out, r.err);
+	OUT_HAS(r, "intx: no msix capability");
+	OUT_HAS(r, "intx: pci 00:01.0 line 17 pin 1");
+	OUT_HAS(r, "isr 0x1, isr after 0x0, used len 16");
+	OUT_HAS(r, "intx: OK");
+	harness_result_free(&r);
+}
+
+/* vectors=N sizes the MSI-X table; the default is one per queue plus one. */
+Test(pci, vectors_n_sizes_the_msix_table)
+{
+	struct harness_result r;
+	const char *argv[] = {
+	    "kvmini", "--kernel", harness_guest("pci-probe"), "-device", "virtio-rng-pci,vectors=5",
+	    NULL};
+	pci_run(argv, &r);
+	cr_assert_eq(r.exit_status, 0, "pci-probe failed:\n%s\n%s", r.out, r.err);
+	OUT_HAS(r, "caps=09,09,09,09,11 msix=5");
+	OUT_HAS(r, "msix 00:01.0 entries=5 table=bar0+0x4000 pba=bar0+0x5000");
+	harness_result_free(&r);
+	/* A disk with vectors=0 still does its I/O (the guest polls; INTx is there). */
+	char path[] = "/tmp/kvmini-vec-XXXXXX", drive[96];
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	snprintf(drive, sizeof(drive), "if=none,id=d0,file=%s,format=raw", path);
+	const char *blk[] = {"kvmini",	   "--kernel", harness_guest("virtio-blk"),
+			     "-append",	   "blk=rw",   "-drive",
+			     drive,	   "-device",  "virtio-blk-pci,drive=d0,vectors=0",
+			     "-nographic", NULL};
+	pci_run(blk, &r);
+	unlink(path);
+	cr_assert_eq(r.exit_status, 0, "virtio-blk failed:\n%s\n%s", r.out, r.err);
+	OUT_HAS(r, "virtio-blk: OK");
+	harness_result_free(&r);
+}
+
+static void refused(const char *dev, const char *msg)
+{
+	struct harness_result r;
+	const char *argv[] = {"kvmini", "--kernel", harness_guest("hello"), "-device", dev, NULL};
+	pci_run(argv, &r);
+	cr_assert_eq(r.exit_status, 2, "%s: exit %d\n%s", dev, r.exit_status, r.err);
+	cr_assert(strstr(r.err, msg), "%s: %s", dev, r.err);
+	cr_assert_eq(harness_count(r.err, "\n"), 1, "one line:\n%s", r.err);
+	cr_assert_null(strstr(r.out, "Hello"), "the VM must not run");
+	harness_result_free(&r);
+}
+
+Test(pci, silly_vectors_refused_in_one_line)
+{
+	refused("virtio-rng-pci,vectors=257", "vectors must be 0 (no MSI-X, INTx only) to 256");
+	refused("virtio-rng-pci,vectors=-1", "vectors must be 0");
+	refused("virtio-rng-pci,vectors=many", "vectors must be 0");
+	refused("virtio-rng-device,vectors=2", "vectors= is a virtio-pci property");
 }
 
 /* The reset control register still answers at 0xcf9 next to CONFIG_ADDRESS. */

@@ -232,7 +232,8 @@ class Commands(QmpBase):
                   "system_powerdown", "quit", "query-version", "query-commands",
                   "query-name", "query-kvm", "query-cpus-fast", "query-stats",
                   "query-chardev", "query-block", "query-pci", "human-monitor-command",
-                  "migrate", "migrate-incoming", "query-migrate", "query-vm-generation-id"):
+                  "migrate", "migrate-incoming", "query-migrate", "query-vm-generation-id",
+                  "query-blockstats", "x-query-virtio-stats"):
             self.assertIn(n, names)
 
     def test_query_cpus_fast_thread_ids_are_kvmini_threads(self):
@@ -391,6 +392,117 @@ class Blocks(unittest.TestCase):
         ins = blocks[0]["inserted"]
         self.assertEqual((ins["file"], ins["ro"], ins["drv"]), (disk, True, "raw"))
         self.assertEqual(ins["image"]["virtual-size"], 1 << 20)
+
+
+def make_disk(test, size=1 << 20):
+    fd, disk = tempfile.mkstemp(prefix="kvmini-qmp-disk-")
+    os.ftruncate(fd, size)
+    os.close(fd)
+    test.addCleanup(os.unlink, disk)
+    return disk
+
+
+class DeviceCounters(unittest.TestCase):
+    """query-blockstats (QEMU's BlockStats), x-query-virtio-stats (kvmini's) and HMP's
+    info blockstats / info virtio-stats, against the virtio-blk and virtio-rng guests,
+    which do a known set of requests and then hold (spin) so the counters can be read."""
+
+    def vm(self, guest, append, extra, wait_for):
+        vm = VM(guest, extra=["--append", append] + extra)
+        self.addCleanup(vm.close)
+        vm.wait_output(wait_for, timeout=60)
+        c = vm.client()
+        self.addCleanup(c.close)
+        return vm, c
+
+    # What BlockDeviceStats (qapi/block-core.json) requires.
+    BLOCK_FIELDS = {
+        "rd_bytes", "wr_bytes", "unmap_bytes", "rd_operations", "wr_operations",
+        "flush_operations", "unmap_operations", "rd_total_time_ns", "wr_total_time_ns",
+        "flush_total_time_ns", "unmap_total_time_ns", "wr_highest_offset", "rd_merged",
+        "wr_merged", "unmap_merged", "failed_rd_operations", "failed_wr_operations",
+        "failed_flush_operations", "failed_unmap_operations", "invalid_rd_operations",
+        "invalid_wr_operations", "invalid_flush_operations", "invalid_unmap_operations",
+        "account_invalid", "account_failed", "timed_stats"}
+
+    def test_blockstats_count_what_the_guest_did(self):
+        # blk=rw: one 4 KiB write at sector 8, a flush, one 4 KiB read, one read past
+        # the end (refused before any I/O: invalid), GET_ID.
+        disk = make_disk(self)
+        vm, c = self.vm("virtio-blk.elf", "blk=rw hold", ["--disk", disk + ",id=d0"],
+                        "virtio-blk: OK")
+        stats = c.ok("query-blockstats")
+        self.assertEqual(len(stats), 1, stats)
+        b = stats[0]
+        self.assertEqual(b["device"], "d0")
+        self.assertTrue(b["qdev"].endswith("/virtio-backend"), b)
+        st = b["stats"]
+        self.assertLessEqual(self.BLOCK_FIELDS, set(st), sorted(self.BLOCK_FIELDS - set(st)))
+        want = {"rd_bytes": 4096, "wr_bytes": 4096, "rd_operations": 1, "wr_operations": 1,
+                "flush_operations": 1, "unmap_operations": 0, "unmap_bytes": 0,
+                "failed_rd_operations": 0, "failed_wr_operations": 0,
+                "invalid_rd_operations": 1, "invalid_wr_operations": 0,
+                "wr_highest_offset": 8 * 512 + 4096}
+        self.assertEqual({k: st[k] for k in want}, want)
+        self.assertEqual(c.ok("query-blockstats", {"query-nodes": False}), stats)
+        hmp = c.ok("human-monitor-command", {"command-line": "info blockstats"})
+        self.assertTrue(hmp.startswith("d0: rd_bytes=4096 wr_bytes=4096 unmap_bytes=0 "
+                                       "rd_operations=1 wr_operations=1 flush_operations=1 "),
+                        hmp)
+        self.assertIn(" invalid_rd_operations=1 ", hmp)
+        self.assertIn(" wr_highest_offset=8192\n", hmp)
+        self.assertEqual(hmp.count("\n"), 1, hmp)
+
+    def test_read_only_write_and_discard_counted(self):
+        # blk=ro: the write is refused (invalid), the read works.
+        disk = make_disk(self)
+        vm, c = self.vm("virtio-blk.elf", "blk=ro hold",
+                        ["-drive", "file=%s,format=raw,if=none,id=ro0,readonly=on" % disk,
+                         "-device", "virtio-blk-pci,drive=ro0,id=vblk"], "virtio-blk: OK")
+        b = c.ok("query-blockstats")[0]
+        self.assertEqual((b["device"], b["qdev"]),
+                         ("ro0", "/machine/peripheral/vblk/virtio-backend"))
+        st = b["stats"]
+        self.assertEqual((st["invalid_wr_operations"], st["wr_operations"], st["wr_bytes"],
+                          st["rd_operations"], st["rd_bytes"]), (1, 0, 0, 1, 4096), st)
+        # blk=discard over MMIO: 1024 sectors unmapped.
+        disk2 = make_disk(self)
+        vm2, c2 = self.vm("virtio-blk.elf", "blk=discard hold",
+                          ["--disk", disk2, "--virtio-transport", "mmio"], "virtio-blk: OK")
+        st = c2.ok("query-blockstats")[0]["stats"]
+        self.assertEqual((st["unmap_operations"], st["unmap_bytes"]), (1, 1024 * 512), st)
+        v = c2.ok("x-query-virtio-stats")
+        self.assertEqual([(x["name"], x["transport"], x["address"]) for x in v],
+                         [("virtio-blk", "mmio", "0xfe000000")])
+        self.assertEqual((v[0]["stats"]["discards"], v[0]["stats"]["discard_bytes"]),
+                         (1, 1024 * 512))
+
+    def test_virtio_stats_for_rng_and_an_idle_disk(self):
+        # virtio-rng: two reads of 64 bytes, one request each. The disk is not used.
+        disk = make_disk(self)
+        vm, c = self.vm("virtio-rng.elf", "hold", ["--rng", "--disk", disk],
+                        "virtio-rng: OK")
+        v = c.ok("x-query-virtio-stats")
+        by_name = {x["name"]: x for x in v}
+        self.assertEqual(set(by_name), {"virtio-rng", "virtio-blk"}, v)
+        rng = by_name["virtio-rng"]
+        self.assertEqual(rng["transport"], "pci")
+        self.assertRegex(rng["address"], r"^00:0[0-9a-f]\.0$")
+        self.assertEqual(rng["stats"], {"requests": 2, "bytes": 128})
+        blk = by_name["virtio-blk"]["stats"]
+        self.assertEqual((blk["requests"], blk["errors"], blk["rd_bytes"]), (0, 0, 0), blk)
+        hmp = c.ok("human-monitor-command", {"command-line": "info virtio-stats"})
+        self.assertIn("virtio-rng pci %s: requests=2 bytes=128\n" % rng["address"], hmp)
+        self.assertEqual(c.ok("query-blockstats")[0]["stats"]["rd_operations"], 0)
+
+    def test_no_devices_empty_lists(self):
+        vm = VM("count.elf")
+        self.addCleanup(vm.close)
+        c = vm.client()
+        self.addCleanup(c.close)
+        self.assertEqual(c.ok("query-blockstats"), [])
+        self.assertEqual(c.ok("x-query-virtio-stats"), [])
+        self.assertEqual(error_class(c.cmd("query-blockstats", {"bogus": 1})), "GenericError")
 
 
 class Errors(QmpBase):

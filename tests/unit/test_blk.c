@@ -672,3 +672,73 @@ Test(disk, missing_file_and_directory_are_refused)
 	cr_assert_eq(disk_open(&d, &o, &e), -EINVAL);
 	cr_assert(strstr(e.msg, "not a regular file or a block device"), "%s", e.msg);
 }
+
+/* Each kind of request lands in its own counter: successes with their bytes, host I/O
+ * errors as failed, requests refused before any I/O as invalid (QEMU's accounting), an
+ * unknown type as unsupported; the QEMU view folds write-zeroes into writes. */
+Test(blk, counters_per_kind_ok_failed_invalid)
+{
+	struct fake *f = fake_new(false, false, false, 1, "ser");
+	uint64_t g = alloc_buf(f, 4096, 4096), id = alloc_buf(f, 20, 1);
+	cr_assert_eq(do_rw(f, 0, VIRTIO_BLK_T_OUT, 8, g, 4096, false), VIRTIO_BLK_S_OK);
+	cr_assert_eq(do_rw(f, 0, VIRTIO_BLK_T_OUT, 16, g, 1024, false), VIRTIO_BLK_S_OK);
+	cr_assert_eq(do_rw(f, 0, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false), VIRTIO_BLK_S_OK);
+	cr_assert_eq(do_rw(f, 0, VIRTIO_BLK_T_IN, 0, g, 2048, true), VIRTIO_BLK_S_OK);
+	cr_assert_eq(do_dz(f, VIRTIO_BLK_T_DISCARD, 256, 16, 0), VIRTIO_BLK_S_OK);
+	cr_assert_eq(do_dz(f, VIRTIO_BLK_T_WRITE_ZEROES, 512, 4, 0), VIRTIO_BLK_S_OK);
+	cr_assert_eq(do_rw(f, 0, VIRTIO_BLK_T_GET_ID, 0, id, 20, true), VIRTIO_BLK_S_OK);
+	/* Invalid: past the end (read and write), a discard past the end. */
+	cr_assert_eq(do_rw(f, 0, VIRTIO_BLK_T_IN, DISK_SIZE / 512, g, 512, true),
+		     VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(do_rw(f, 0, VIRTIO_BLK_T_OUT, DISK_SIZE / 512, g, 512, false),
+		     VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(do_dz(f, VIRTIO_BLK_T_DISCARD, DISK_SIZE / 512 - 4, 8, 0), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(do_rw(f, 0, 99, 0, g, 512, true), VIRTIO_BLK_S_UNSUPP);
+	/* Failed: the file shrinks under the device, the read of what is gone fails. */
+	cr_assert_eq(truncate(f->path, 4096), 0);
+	cr_assert_eq(do_rw(f, 0, VIRTIO_BLK_T_IN, 512, g, 4096, true), VIRTIO_BLK_S_IOERR);
+
+	struct blk_stats s;
+	blk_stats(f->d, &s);
+	cr_assert_eq(s.requests, 12);
+	cr_assert_eq(s.wr_ops, 2);
+	cr_assert_eq(s.bytes_written, 4096 + 1024);
+	cr_assert_eq(s.flush_ops, 1);
+	cr_assert_eq(s.rd_ops, 1);
+	cr_assert_eq(s.bytes_read, 2048);
+	cr_assert_eq(s.discard_ops, 1);
+	cr_assert_eq(s.discard_bytes, 16 * 512);
+	cr_assert_eq(s.write_zeroes_ops, 1);
+	cr_assert_eq(s.write_zeroes_bytes, 4 * 512);
+	cr_assert_eq(s.get_id_ops, 1);
+	cr_assert_eq(s.invalid_rd, 1);
+	cr_assert_eq(s.invalid_wr, 1);
+	cr_assert_eq(s.invalid_discard, 1);
+	cr_assert_eq(s.unsupported, 1);
+	cr_assert_eq(s.failed_rd, 1);
+	cr_assert_eq(s.failed_wr, 0);
+	cr_assert_eq(s.errors, 5);
+	cr_assert_eq(s.wr_highest_offset, 16 * 512 + 1024);
+
+	struct blk_acct a;
+	blk_acct_of(&s, &a);
+	cr_assert_eq(a.wr_operations, 3, "write-zeroes is a write in QEMU's accounting");
+	cr_assert_eq(a.wr_bytes, 4096 + 1024 + 4 * 512);
+	cr_assert_eq(a.unmap_operations, 1);
+	cr_assert_eq(a.unmap_bytes, 16 * 512);
+	cr_assert_eq(a.invalid_unmap_operations, 1);
+	cr_assert_eq(a.failed_rd_operations, 1);
+
+	/* The generic view the monitor prints has the same numbers. */
+	struct virtio_stat st[VIRTIO_STATS_MAX];
+	unsigned n = virtio_dev_stats(f->d, st, VIRTIO_STATS_MAX);
+	bool seen_errors = false;
+	for (unsigned i = 0; i < n; i++)
+		if (!strcmp(st[i].name, "errors")) {
+			cr_assert_eq(st[i].value, 5);
+			seen_errors = true;
+		}
+	cr_assert(seen_errors);
+	cr_assert_eq(virtio_dev_stats(f->d, st, 3), 3, "bounded by max");
+	fake_free(f);
+}

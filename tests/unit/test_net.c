@@ -255,6 +255,21 @@ Test(net, tx_frame_reaches_the_tap_with_its_header)
 	virtio_net_get_stats(dev, &st);
 	cr_assert_eq(st.tx_frames, 1);
 	cr_assert_eq(st.tx_bytes, sizeof(frame));
+	/* The monitor's view (x-query-virtio-stats) has the same counters by name. */
+	struct virtio_stat vs[VIRTIO_STATS_MAX];
+	unsigned n = virtio_dev_stats(dev, vs, VIRTIO_STATS_MAX);
+	uint64_t tx_frames = ~0ull, tx_bytes = ~0ull, rx_frames = ~0ull;
+	for (unsigned i = 0; i < n; i++) {
+		if (!strcmp(vs[i].name, "tx_frames"))
+			tx_frames = vs[i].value;
+		else if (!strcmp(vs[i].name, "tx_bytes"))
+			tx_bytes = vs[i].value;
+		else if (!strcmp(vs[i].name, "rx_frames"))
+			rx_frames = vs[i].value;
+	}
+	cr_assert_eq(tx_frames, 1);
+	cr_assert_eq(tx_bytes, sizeof(frame));
+	cr_assert_eq(rx_frames, 0);
 }
 
 Test(net, tx_batch_one_interrupt)

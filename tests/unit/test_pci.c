@@ -689,3 +689,112 @@ Test(pci, reset_joining_an_interrupting_worker_does_not_deadlock)
 	cr_assert_gt(atomic_load(&vp->vec[0].irq.raises), 0);
 	dev->ops = &pt_ops;
 }
+
+/* --- vectors=N ----------------------------------------------------------------------------- */
+
+#define DEVFN2 (2u << 3)
+
+/* A second function (slot 2) with vectors=n, in the list so the teardown frees it. */
+static struct virtio_pci *pt_second(unsigned n, struct virtio_dev **dout)
+{
+	struct virtio_dev *d = calloc(1, sizeof(*d));
+	cr_assert_eq(virtio_dev_init(d, &pt_ops, &fake, &mem, 2, 16, sizeof(fake.config)), 0);
+	cr_assert_eq(device_list_add(&list, &virtio_dev_device_ops, d, 1), 0);
+	struct virtio_pci_env env = {
+	    .host = &host, .router = &router, .vm_fd = -1, .vectors_given = true, .vectors = n};
+	struct virtio_pci *t;
+	struct errbuf e;
+	cr_assert_eq(virtio_pci_create(&env, d, &t, &e), 0, "%s", e.msg);
+	cr_assert_eq(device_list_add(&list, &virtio_pci_device_ops, t, 1), 0);
+	cr_assert_eq(t->fn.devfn, DEVFN2);
+	*dout = d;
+	return t;
+}
+
+static uint64_t bar2_read(struct virtio_pci *t, uint32_t off, unsigned len)
+{
+	uint8_t d[8] = {0};
+	virtio_pci_bar_io(t, off, d, len, false);
+	return pt_get(d, len);
+}
+
+static void bar2_write(struct virtio_pci *t, uint32_t off, uint64_t v, unsigned len)
+{
+	uint8_t d[8];
+	pt_put(d, v, len);
+	virtio_pci_bar_io(t, off, d, len, true);
+}
+
+/* The capability ids of devfn in list order. */
+static unsigned pt_cap_ids(unsigned devfn, uint8_t *ids, unsigned max)
+{
+	unsigned n = 0;
+	for (uint8_t at = (uint8_t)ecam_read(devfn, PCI_REG_CAP_PTR, 1); at && n < max;
+	     at = (uint8_t)ecam_read(devfn, at + 1u, 1))
+		ids[n++] = (uint8_t)ecam_read(devfn, at, 1);
+	return n;
+}
+
+Test(pci, vectors_0_has_no_msix_capability_and_uses_intx)
+{
+	struct virtio_dev *d;
+	struct virtio_pci *t = pt_second(0, &d);
+	uint8_t ids[16];
+	unsigned n = pt_cap_ids(DEVFN2, ids, 16);
+	cr_assert_eq(n, 5, "common, notify, ISR, device, access window");
+	for (unsigned i = 0; i < n; i++)
+		cr_assert_eq(ids[i], PCI_CAP_ID_VNDR, "capability %u is 0x%x", i, ids[i]);
+	cr_assert_eq(pt_cap_ids(DEVFN, ids, 16), 6, "the default function keeps MSI-X");
+	/* No vector can be chosen; the table reads 0 and ignores writes. */
+	bar2_write(t, COMMON(VIRTIO_PCI_COMMON_MSIX), 0, 2);
+	cr_assert_eq(bar2_read(t, COMMON(VIRTIO_PCI_COMMON_MSIX), 2), VIRTIO_MSI_NO_VECTOR);
+	bar2_write(t, COMMON(VIRTIO_PCI_COMMON_Q_MSIX), 0, 2);
+	cr_assert_eq(bar2_read(t, COMMON(VIRTIO_PCI_COMMON_Q_MSIX), 2), VIRTIO_MSI_NO_VECTOR);
+	bar2_write(t, VIRTIO_PCI_MSIX_TABLE, 0xfee00000, 4);
+	cr_assert_eq(bar2_read(t, VIRTIO_PCI_MSIX_TABLE, 4), 0);
+	/* Writes near config offset 0 (where a capability at 0 would have its control word)
+	 * do not turn MSI-X on. */
+	ecam_write(DEVFN2, 0, 0xffffffff, 4);
+	cr_assert_not(t->msix_enabled);
+	/* Interrupts go through the ISR and INTx. */
+	d->tops->notify_queue(d->transport, 0);
+	cr_assert(atomic_load(&t->intx.level), "the line is asserted");
+	cr_assert_eq(bar2_read(t, VIRTIO_PCI_ISR_OFFSET, 1), 0x1);
+	cr_assert_not(atomic_load(&t->intx.level));
+}
+
+Test(pci, vectors_n_sizes_the_table)
+{
+	struct virtio_dev *d;
+	struct virtio_pci *t = pt_second(5, &d);
+	uint8_t ids[16];
+	unsigned n = pt_cap_ids(DEVFN2, ids, 16);
+	cr_assert_eq(ids[n - 1], PCI_CAP_ID_MSIX);
+	cr_assert_eq(t->nvectors, 5);
+	/* Table size N - 1 in the message control word. */
+	uint8_t at = (uint8_t)ecam_read(DEVFN2, PCI_REG_CAP_PTR, 1);
+	while (ecam_read(DEVFN2, at, 1) != PCI_CAP_ID_MSIX)
+		at = (uint8_t)ecam_read(DEVFN2, at + 1u, 1);
+	cr_assert_eq(ecam_read(DEVFN2, at + 2u, 2) & 0x7ff, 4);
+	bar2_write(t, COMMON(VIRTIO_PCI_COMMON_Q_MSIX), 4, 2);
+	cr_assert_eq(bar2_read(t, COMMON(VIRTIO_PCI_COMMON_Q_MSIX), 2), 4, "the last vector");
+	bar2_write(t, COMMON(VIRTIO_PCI_COMMON_Q_MSIX), 5, 2);
+	cr_assert_eq(bar2_read(t, COMMON(VIRTIO_PCI_COMMON_Q_MSIX), 2), VIRTIO_MSI_NO_VECTOR);
+}
+
+Test(pci, vectors_past_the_table_refused)
+{
+	struct virtio_dev *d2 = calloc(1, sizeof(*d2));
+	cr_assert_eq(virtio_dev_init(d2, &pt_ops, &fake, &mem, 2, 16, sizeof(fake.config)), 0);
+	struct virtio_pci_env env = {.host = &host,
+				     .router = &router,
+				     .vm_fd = -1,
+				     .vectors_given = true,
+				     .vectors = VIRTIO_PCI_MAX_VECTORS + 1};
+	struct virtio_pci *t;
+	struct errbuf e = {{0}};
+	cr_assert_eq(virtio_pci_create(&env, d2, &t, &e), -EINVAL);
+	cr_assert(strstr(e.msg, "vectors=257, at most 256"), "%s", e.msg);
+	virtio_dev_destroy(d2);
+	free(d2);
+}

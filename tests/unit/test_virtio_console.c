@@ -193,6 +193,11 @@ Test(virtio_console, guest_output_reaches_the_backend)
 	cr_assert_str_eq(out, "hello from hvc0\n");
 	cr_assert_geq(queue_irqs[1], 1);
 	cr_assert_eq(con->tx_bytes, 16);
+	struct virtio_stat vs[VIRTIO_STATS_MAX];
+	cr_assert_eq(virtio_dev_stats(&con->dev, vs, VIRTIO_STATS_MAX), 2);
+	cr_assert_str_eq(vs[0].name, "tx_bytes");
+	cr_assert_eq(vs[0].value, 16);
+	cr_assert_str_eq(vs[1].name, "rx_bytes");
 }
 
 Test(virtio_console, input_waits_for_receive_buffers)

@@ -3,6 +3,8 @@
  * wrong state), InterruptStatus/InterruptACK and the level of the line, the config
  * space, reset, save/load. No /dev/kvm: the bus is called directly, the irq records. */
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
+#include <stdio.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -389,6 +391,84 @@ Test(virtio_mmio, config_space)
 	wr(VIRTIO_MMIO_CONFIG + 6, 0xffffffff);
 	cr_assert_eq(memcmp(fake.config + 4, "\x55\x66\x77\x88", 4), 0);
 	cr_assert_eq(rd(0xefc), 0);
+}
+
+/* virtio 1.2, 4.2.2.2: configuration fields are read at their width (8, 16, 32 bits; a
+ * 64-bit field as 64 or two 32-bit accesses), naturally aligned. Anything else is
+ * ignored: reads give 0 and writes change nothing. */
+Test(virtio_mmio, config_space_widths_and_alignment)
+{
+	memcpy(fake.config, "\x11\x22\x33\x44\x55\x66\x77\x88", 8);
+	uint8_t b[8];
+	/* What is allowed: 8 bytes at 0, 4 at 4, 2 at 6, 1 at 7. */
+	cr_assert(bus_dispatch(&bus, BASE + VIRTIO_MMIO_CONFIG, b, 8, false));
+	cr_assert_eq(memcmp(b, fake.config, 8), 0);
+	cr_assert_eq(rd(VIRTIO_MMIO_CONFIG + 4), 0x88776655);
+	cr_assert(bus_dispatch(&bus, BASE + VIRTIO_MMIO_CONFIG + 6, b, 2, false));
+	cr_assert_eq(b[0] | b[1] << 8, 0x8877);
+	cr_assert(bus_dispatch(&bus, BASE + VIRTIO_MMIO_CONFIG + 7, b, 1, false));
+	cr_assert_eq(b[0], 0x88);
+	cr_assert_eq(m.bad_accesses, 0);
+	/* Misaligned 2-, 4- and 8-byte reads, and a 3-byte one: all 0. */
+	const struct {
+		uint32_t off, len;
+	} bad[] = {{1, 2}, {2, 4}, {4, 8}, {0, 3}, {5, 2}};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(b, 0x55, sizeof(b));
+		cr_assert(bus_dispatch(&bus, BASE + VIRTIO_MMIO_CONFIG + bad[i].off, b, bad[i].len,
+				       false));
+		for (unsigned k = 0; k < bad[i].len; k++)
+			cr_assert_eq(b[k], 0, "%u-byte read at %u, byte %u", bad[i].len, bad[i].off,
+				     k);
+	}
+	cr_assert_eq(m.bad_accesses, 5);
+	/* The same as writes: dropped. */
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(b, 0xee, sizeof(b));
+		cr_assert(bus_dispatch(&bus, BASE + VIRTIO_MMIO_CONFIG + bad[i].off, b, bad[i].len,
+				       true));
+	}
+	cr_assert_eq(memcmp(fake.config, "\x11\x22\x33\x44\x55\x66\x77\x88", 8), 0,
+		     "no ignored write reached the device");
+	cr_assert_eq(m.bad_accesses, 10);
+	/* Aligned writes of each width do reach it. */
+	b[0] = 0xa1;
+	cr_assert(bus_dispatch(&bus, BASE + VIRTIO_MMIO_CONFIG + 1, b, 1, true));
+	b[0] = 0xb2, b[1] = 0xb3;
+	cr_assert(bus_dispatch(&bus, BASE + VIRTIO_MMIO_CONFIG + 2, b, 2, true));
+	memcpy(b, "\xc0\xc1\xc2\xc3\xc4\xc5\xc6\xc7", 8);
+	cr_assert(bus_dispatch(&bus, BASE + VIRTIO_MMIO_CONFIG, b, 8, true));
+	cr_assert_eq(memcmp(fake.config, "\xc0\xc1\xc2\xc3\xc4\xc5\xc6\xc7", 8), 0);
+	cr_assert_eq(m.bad_accesses, 10);
+}
+
+/* A guest that keeps making bad accesses gets one warning, not one per access. */
+static void setup_redirected(void)
+{
+	cr_redirect_stderr();
+	setup();
+}
+
+Test(virtio_mmio, ignored_accesses_are_logged_once, .init = setup_redirected)
+{
+	uint8_t b[8] = {0};
+	for (int i = 0; i < 50; i++) {
+		cr_assert(bus_dispatch(&bus, BASE + VIRTIO_MMIO_STATUS, b, 1, true));
+		cr_assert(bus_dispatch(&bus, BASE + VIRTIO_MMIO_CONFIG + 1, b, 4, false));
+		wr(VIRTIO_MMIO_MAGIC_VALUE, 1); /* read-only */
+	}
+	cr_assert_eq(m.bad_accesses, 150);
+	cr_assert_eq(rd(VIRTIO_MMIO_STATUS), 0, "the byte writes to Status were dropped");
+	fflush(stderr);
+	FILE *f = cr_get_redirected_stderr();
+	char text[4096];
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	text[n] = 0;
+	unsigned lines = 0;
+	for (const char *p = text; (p = strstr(p, "kvmini: ")); p++)
+		lines++;
+	cr_assert_eq(lines, 1, "one warning for 150 ignored accesses:\n%s", text);
+	cr_assert(strstr(text, "1-byte write at 0x70") && strstr(text, "32 bits wide"), "%s", text);
 }
 
 Test(virtio_mmio, reset_by_status_zero)

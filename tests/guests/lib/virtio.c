@@ -374,11 +374,50 @@ static int find_mmio(struct virtio_dev *d, uint32_t device_id, const char *where
 		    VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_BASE);
 }
 
+/* The windows the VMM announced the way Linux's virtio_mmio module reads them:
+ * `virtio_mmio.device=<size>@<addr>:<irq>` words. The first whose device is device_id is
+ * opened; 1 found, 0 none announced, -1 some announced but none is device_id. */
+static int find_announced_mmio(struct virtio_dev *d, uint32_t device_id, const char *cmdline)
+{
+	static const char key[] = "virtio_mmio.device=";
+	unsigned announced = 0;
+	for (const char *p = cmdline; (p = strstr(p, key)) != NULL; p += sizeof(key) - 1) {
+		if (p != cmdline && p[-1] != ' ')
+			continue;
+		const char *at = p + sizeof(key) - 1;
+		while (*at && *at != '@' && *at != ' ')
+			at++;
+		if (*at != '@')
+			continue;
+		const char *end;
+		uint64_t base = parse_u64(at + 1, &end, false);
+		if (end == at + 1 || *end != ':')
+			continue;
+		announced++;
+		if (virtio_mmio_open(d, base) == 0 && d->device_id == device_id)
+			return 1;
+	}
+	if (!announced)
+		return 0;
+	memset(d, 0, sizeof(*d));
+	fail(d, "none of the %u announced virtio-mmio devices is device %u", announced, device_id);
+	return -1;
+}
+
 int virtio_find(struct virtio_dev *d, uint32_t device_id, const char *cmdline)
 {
 	char v[40];
-	if (cmdline && cmdline_get(cmdline, "virtio", v, sizeof(v)) && !strncmp(v, "mmio", 4))
-		return find_mmio(d, device_id, v + 4);
+	if (cmdline && cmdline_get(cmdline, "virtio", v, sizeof(v))) {
+		if (!strncmp(v, "mmio", 4))
+			return find_mmio(d, device_id, v + 4);
+		if (strcmp(v, "pci"))
+			return fail(d, "virtio=%s: the transports are mmio[@ADDR] and pci", v);
+	} else if (cmdline) {
+		int r = find_announced_mmio(d, device_id, cmdline);
+		if (r > 0)
+			return 0;
+		/* A device of another type on MMIO: this one may still be on PCI. */
+	}
 
 	struct pci_func all[64];
 	unsigned n = pci_enumerate(all, 64);

@@ -211,8 +211,10 @@ int virtio_pci_open(struct virtio_dev *d, uint16_t bdf);
 int virtio_mmio_open(struct virtio_dev *d, uint64_t base);
 /* Finds the first device of type device_id. The command line chooses the transport:
  * `virtio=mmio@ADDR` opens that MMIO address, `virtio=mmio` scans the 32 slots at
- * VIRTIO_MMIO_BASE, anything else (or no cmdline) searches PCI bus 0 for vendor 0x1af4,
- * device 0x1040 + device_id (also transitional 0x1000-0x103f with that subsystem id). */
+ * VIRTIO_MMIO_BASE, `virtio=pci` searches only PCI; without `virtio=`, the windows the VMM
+ * announced as `virtio_mmio.device=4K@0xADDR:GSI` (what Linux reads) are tried first, then
+ * PCI bus 0 for vendor 0x1af4, device 0x1040 + device_id (also transitional 0x1000-0x103f
+ * with that subsystem id). */
 int virtio_find(struct virtio_dev *d, uint32_t device_id, const char *cmdline);
 
 /* Reset: writes status 0 and waits (bounded) until the device reads back 0. */
