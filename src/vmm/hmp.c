@@ -366,31 +366,30 @@ out:
 }
 
 struct hmp_cmd {
-	const char *name, *alias, *help;
+	const char *name, *alias, *args, *help;
 	void (*fn)(const struct hmp_env *env, const char *arg, struct hmp_out *o);
 };
 
 static const struct hmp_cmd hmp_cmds[] = {
-    {"cont", "c", "resume the VM", hmp_cont},
-    {"delvm", NULL, "TAG -- delete the named snapshot TAG", hmp_delvm},
-    {"help", "?", "list these commands", hmp_help},
-    {"info", NULL, "status|cpus|kvm|registers|snapshots -- show the VM's state", hmp_info},
-    {"loadvm", NULL, "TAG -- restore the VM to the named snapshot TAG", hmp_loadvm},
-    {"quit", "q", "quit kvmini", hmp_quit},
-    {"savevm", NULL, "[TAG] -- save the VM as the named snapshot TAG (replacing one)", hmp_savevm},
-    {"stop", NULL, "pause the VM", hmp_stop},
-    {"system_powerdown", NULL, "press the ACPI power button", hmp_powerdown},
-    {"system_reset", NULL, "reset the VM", hmp_reset},
+    {"cont", "c", NULL, "resume the VM", hmp_cont},
+    {"delvm", NULL, "TAG", "delete the named snapshot TAG", hmp_delvm},
+    {"help", "?", NULL, "list these commands", hmp_help},
+    {"info", NULL, "status|cpus|kvm|registers|snapshots", "show the VM's state", hmp_info},
+    {"loadvm", NULL, "TAG", "restore the VM to the named snapshot TAG", hmp_loadvm},
+    {"quit", "q", NULL, "quit kvmini", hmp_quit},
+    {"savevm", NULL, "[TAG]", "save the VM as the named snapshot TAG (replacing one)", hmp_savevm},
+    {"stop", NULL, NULL, "pause the VM", hmp_stop},
+    {"system_powerdown", NULL, NULL, "press the ACPI power button", hmp_powerdown},
+    {"system_reset", NULL, NULL, "reset the VM", hmp_reset},
 };
 
 static void hmp_help(const struct hmp_env *env, const char *arg, struct hmp_out *o)
 {
 	for (size_t i = 0; i < sizeof(hmp_cmds) / sizeof(hmp_cmds[0]); i++) {
 		const struct hmp_cmd *c = &hmp_cmds[i];
-		if (c->alias)
-			out_printf(o, "%s|%s -- %s\n", c->name, c->alias, c->help);
-		else
-			out_printf(o, "%s -- %s\n", c->name, c->help);
+		out_printf(o, "%s%s%s%s%s -- %s\n", c->name, c->alias ? "|" : "",
+			   c->alias ? c->alias : "", c->args ? " " : "", c->args ? c->args : "",
+			   c->help);
 	}
 }
 
