@@ -860,6 +860,17 @@ class NamedSnapshots(unittest.TestCase):
         self.assertEqual(c.ok("query-status")["status"], "running")
         n = self.vm_ticks_after_loadvm(vm)
         self.assertLessEqual(n, 4, "the guest counts again from the saved point")
+        # Its RAM is now mapped from early.kvmini: saving over that file and deleting it
+        # while mapped both work (the mapping keeps the old file), and loadvm again too.
+        vm.wait_output("count: tick %d\n" % (n + 2))
+        self.assertEqual(hmp("savevm early"), "")
+        self.assertEqual(hmp("savevm later"), "")
+        self.assertEqual(hmp("delvm early"), "")
+        vm.wait_output("count: tick %d\n" % (n + 4))
+        self.assertEqual(hmp("loadvm later"), "")
+        m = self.vm_ticks_after_loadvm(vm)
+        self.assertLessEqual(m, n + 3, "back to the second save")
+        self.assertGreaterEqual(m, n + 2, "back to the second save")
 
     def vm_ticks_after_loadvm(self, vm):
         mark = len(vm.output())
