@@ -872,6 +872,33 @@ class NamedSnapshots(unittest.TestCase):
         self.assertLessEqual(m, n + 3, "back to the second save")
         self.assertGreaterEqual(m, n + 2, "back to the second save")
 
+    def test_loadvm_with_virtio_blk_reads_in_flight_finishes_every_read(self):
+        # The device has up to 32 reads in flight at savevm and at loadvm: the reset stops
+        # its worker after them, the load restarts it at the saved queue positions.
+        d = tempfile.mkdtemp(prefix="kvmini-blk-")
+        disk = os.path.join(d, "disk.img")
+        with open(disk, "wb") as f:
+            f.truncate(64 << 20)
+
+        def clean():
+            for f in os.listdir(d):
+                os.unlink(os.path.join(d, f))
+            os.rmdir(d)
+        self.addCleanup(clean)
+        vm, c, hmp = self.vm("virtio-blk.elf", extra=[
+            "--disk", disk + ",ro", "--mem", "64M", "--append", "blk=bench n=300000 qd=32"])
+        vm.wait_output("virtio-blk: pci ")
+        time.sleep(0.2)
+        self.assertEqual(hmp("savevm blk"), "")  # in the first directory: the disk's
+        self.assertTrue(os.path.exists(os.path.join(os.path.dirname(disk), "blk.kvmini")))
+        time.sleep(0.3)
+        self.assertNotIn("bench qd", vm.output(), "the bench ended before loadvm")
+        self.assertEqual(hmp("loadvm blk"), "")
+        self.assertEqual(vm.proc.wait(60), 0, vm.output())
+        vm.reader.join(5)
+        self.assertIn("virtio-blk: bench qd 32: 300000 reads", vm.output())
+        self.assertIn("virtio-blk: OK", vm.output())
+
     def vm_ticks_after_loadvm(self, vm):
         mark = len(vm.output())
         deadline = time.time() + TIMEOUT
