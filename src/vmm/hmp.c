@@ -294,6 +294,26 @@ static void hmp_delvm(const struct hmp_env *env, const char *arg, struct hmp_out
 			   strerror(errno));
 }
 
+/* migrate_incoming file:PATH (QEMU's HMP spelling of migrate-incoming), for a VM started
+ * with -incoming defer and only a stdio monitor. */
+static void hmp_migrate_incoming(const struct hmp_env *env, const char *arg, struct hmp_out *o)
+{
+	const struct vm_control_ops *ops = ops_of(env);
+	if (strncmp(arg, "file:", 5) || !arg[5]) {
+		out_printf(o, "Error: migrate_incoming needs file:PATH (a snapshot file)\n");
+		return;
+	}
+	if (!ops || !ops->incoming || !ops->status ||
+	    ops->status(env->control->opaque) != VM_STATUS_INMIGRATE) {
+		out_printf(o, "Error: migrate_incoming is only allowed with -incoming defer, "
+			      "before the migration has arrived\n");
+		return;
+	}
+	struct errbuf e = {{0}};
+	if (ops->incoming(env->control->opaque, arg + 5, &e) < 0)
+		out_printf(o, "Error: %s\n", e.msg);
+}
+
 /* QEMU's table (ID, TAG, VM SIZE, DATE, VM CLOCK, ICOUNT), one row per snapshot in the
  * directory, oldest first; the ID is the row's number. A file that is not a usable
  * snapshot is named after the table with the reason. */
@@ -376,6 +396,8 @@ static const struct hmp_cmd hmp_cmds[] = {
     {"help", "?", NULL, "list these commands", hmp_help},
     {"info", NULL, "status|cpus|kvm|registers|snapshots", "show the VM's state", hmp_info},
     {"loadvm", NULL, "TAG", "restore the VM to the named snapshot TAG", hmp_loadvm},
+    {"migrate_incoming", NULL, "file:PATH",
+     "load the snapshot PATH into a VM started with -incoming defer", hmp_migrate_incoming},
     {"quit", "q", NULL, "quit kvmini", hmp_quit},
     {"savevm", NULL, "[TAG]", "save the VM as the named snapshot TAG (replacing one)", hmp_savevm},
     {"stop", NULL, NULL, "pause the VM", hmp_stop},

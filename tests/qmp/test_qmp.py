@@ -1110,6 +1110,21 @@ class IncomingDefer(unittest.TestCase):
         self.assertEqual(c.ok("query-status")["status"], "running")
         vm.wait_output("count: tick")
 
+    def test_hmp_migrate_incoming(self):
+        path, saved = self.snapshot()
+        vm = VM("count.elf", ["-incoming", "defer"])
+        self.addCleanup(vm.close)
+        c = vm.client()
+        self.addCleanup(c.close)
+        hmp = lambda line: c.ok("human-monitor-command", {"command-line": line})
+        self.assertIn("needs file:PATH", hmp("migrate_incoming tcp:0:4444"))
+        self.assertIn("cannot open snapshot", hmp("migrate_incoming file:/nonexistent"))
+        self.assertEqual(c.ok("query-status")["status"], "inmigrate")
+        self.assertEqual(hmp("migrate_incoming file:" + path), "")
+        self.assertEqual(c.ok("query-status")["status"], "running")
+        vm.wait_output("count: tick")
+        self.assertIn("only allowed with -incoming defer", hmp("migrate_incoming file:" + path))
+
     def test_defer_and_restore_together_are_refused(self):
         r = subprocess.run([KVMINI, "run", "-incoming", "defer", "--restore", "/tmp/x"],
                            capture_output=True, text=True, timeout=TIMEOUT)
