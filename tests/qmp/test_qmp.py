@@ -781,9 +781,10 @@ def checksum_reference():
 
 
 def full_steps(text):
-    """(step, value) of every whole 'checksum: step' line in text, in order."""
+    """(step, value) of every whole 'checksum: step' line in text (ended by a newline: the
+    text may stop in the middle of one), in order."""
     out = []
-    for line in text.split("\n"):
+    for line in text.split("\n")[:-1]:
         m = STEP_RE.match(line.strip("\r"))
         if m:
             out.append((int(m.group(1)), m.group(2)))
