@@ -15,7 +15,7 @@ QMP_FUZZ_BUILD ?= build-fuzz
 QMP_FUZZ_CFLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
 		   -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined \
 		   -fno-sanitize-recover=all -fno-omit-frame-pointer
-QMP_FUZZ_SRCS := fuzz/fuzz_qmp.c src/vmm/qmp.c src/vmm/hmp.c src/core/power.c src/config_keyed.c \
+QMP_FUZZ_SRCS := fuzz/fuzz_qmp.c src/vmm/qmp.c src/vmm/hmp.c src/vmm/snapdir.c src/core/power.c src/config_keyed.c \
 		 src/core/loop.c src/util/err.c src/util/log.c
 
 .PHONY: fuzz-qmp fuzz-qmp-run

@@ -56,6 +56,7 @@ enum opt_id {
 	OPT_START_PAUSED,
 	OPT_RESTORE,
 	OPT_INCOMING,
+	OPT_SNAPSHOT_DIR,
 	OPT_QMP,
 	OPT_VIRTIO_TRANSPORT,
 	OPT_VERSION,
@@ -116,6 +117,7 @@ static const struct opt_def opt_table[] = {
     {"S", OPT_START_PAUSED, false},
     {"restore", OPT_RESTORE, true},
     {"incoming", OPT_INCOMING, true},
+    {"snapshot-dir", OPT_SNAPSHOT_DIR, true},
     {"qmp", OPT_QMP, true},
     {"virtio-transport", OPT_VIRTIO_TRANSPORT, true},
     {"version", OPT_VERSION, false},
@@ -1117,15 +1119,33 @@ static int apply_opt(struct vm_config *cfg, enum opt_id id, const struct opt_use
 		cfg->start_paused = true;
 		return 0;
 	case OPT_RESTORE:
+		if (!u->val[0])
+			return CFG_ERR(e, "--restore needs a snapshot file");
+		if (cfg->restore_path || cfg->incoming_defer)
+			return CFG_ERR(e, "--restore/-incoming given twice");
 		cfg->restore_path = u->val;
 		return 0;
 	case OPT_INCOMING:
-		/* QEMU 8.2's file: URI; the others (tcp:, exec:, defer) are not here yet. */
+		/* QEMU 8.2's file: URI, and defer (migrate-incoming names the file later); the
+		 * others (tcp:, exec:) are live migration, not here yet. */
+		if (cfg->restore_path || cfg->incoming_defer)
+			return CFG_ERR(e, "--restore/-incoming given twice");
+		if (!strcmp(u->val, "defer")) {
+			cfg->incoming_defer = true;
+			return 0;
+		}
 		if (strncmp(u->val, "file:", 5) || !u->val[5])
-			return errf(e, -EINVAL,
-				    "-incoming %s: only file:PATH is supported (a snapshot file)",
-				    u->val);
+			return CFG_ERR(
+			    e,
+			    "-incoming %s: only file:PATH (a snapshot file) and defer are "
+			    "supported",
+			    u->val);
 		cfg->restore_path = u->val + 5;
+		return 0;
+	case OPT_SNAPSHOT_DIR:
+		if (!u->val[0])
+			return CFG_ERR(e, "--snapshot-dir needs a directory");
+		cfg->snapshot_dir = u->val;
 		return 0;
 	case OPT_VIRTIO_TRANSPORT:
 		if (!strcmp(u->val, "pci") || !strcmp(u->val, "mmio")) {
@@ -1666,6 +1686,12 @@ const char *config_usage(void)
 	       "                          taken with (memory, CPUs, serial ports): a difference\n"
 	       "                          is refused and named. Memory is mapped copy-on-write\n"
 	       "                          from the file, so many clones can share one snapshot\n"
+	       "  -incoming defer         wait, paused (status inmigrate), for QMP\n"
+	       "                          migrate-incoming {\"uri\": \"file:PATH\"}; the VM then\n"
+	       "                          runs from the snapshot (stays paused with -S)\n"
+	       "  --snapshot-dir DIR      where the monitor's savevm/loadvm/delvm keep named\n"
+	       "                          snapshots, DIR/TAG.kvmini (default: the directory of\n"
+	       "                          the first disk; without either, savevm says so)\n"
 	       "  -device vmgenid[,guid=auto|UUID]   the VM generation ID's GUID (default:\n"
 	       "                          random; each restore draws a new one)\n"
 	       "  -device isa-debug-exit[,iobase=PORT][,iosize=N]   move the debug-exit port: a\n"

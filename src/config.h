@@ -115,6 +115,11 @@ struct vm_config {
 	bool nodefaults;   /* -nodefaults: no serial port unless -serial/--console names one */
 	bool start_paused; /* -S: vCPUs wait for `cont` from the monitor */
 	const char *restore_path; /* --restore / -incoming file:PATH, NULL for a fresh boot */
+	/* -incoming defer: the VM waits, paused (status inmigrate), for QMP migrate-incoming. */
+	bool incoming_defer;
+	/* --snapshot-dir: where HMP savevm keeps named snapshots (NULL: the first disk's
+	 * directory, if there is a disk). */
+	const char *snapshot_dir;
 	/* The isa-debug-exit ports: kvmini's default is 0xf4..0xf7; -device isa-debug-exit moves
 	 * them (iobase=, default 0x501; iosize=, default 2, as QEMU). */
 	uint16_t debug_exit_port;

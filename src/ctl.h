@@ -7,4 +7,9 @@
 
 int ctl_main(int argc, char **argv);
 
+/* `kvmini snapshot SOCKET PATH`: connects, negotiates, runs migrate to file:PATH (PATH made
+ * absolute), waits for query-migrate to say completed and prints one line. 0 written, 1
+ * failed (one line on stderr), 2 usage error. */
+int snapshot_main(int argc, char **argv);
+
 #endif

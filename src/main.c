@@ -30,6 +30,8 @@ static const char main_usage[] =
     "  run [options]   boot a VM (the built-in demo guest when no --kernel is given)\n"
     "  info            show the host's KVM: API version, capabilities, kind of host\n"
     "  ctl SOCKET [COMMAND [JSON]]  send QMP commands to a running VM (--qmp)\n"
+    "  snapshot SOCKET PATH  write a snapshot of the VM at SOCKET (--qmp) to PATH; restore\n"
+    "                  it with `kvmini run --restore PATH`\n"
     "  help            this text; `kvmini run --help` lists the VM options\n"
     "  version         print the version\n"
     "\n"
@@ -136,6 +138,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 2, argv + 2, &start);
 	if (strcmp(cmd, "ctl") == 0)
 		return ctl_main(argc - 2, argv + 2);
+	if (strcmp(cmd, "snapshot") == 0)
+		return snapshot_main(argc - 2, argv + 2);
 	if (strcmp(cmd, "info") == 0) {
 		if (argc > 2) {
 			log_error("'kvmini info' takes no arguments (got '%s')", argv[2]);

@@ -37,6 +37,7 @@ enum vm_run_status {
 	VM_STATUS_PAUSED,    /* stop / -S: every vCPU parked */
 	VM_STATUS_SHUTDOWN,  /* stopping: the VM is on its way out */
 	VM_STATUS_PRELAUNCH, /* -S: paused before the first instruction, until the first cont */
+	VM_STATUS_INMIGRATE, /* -incoming defer: paused until migrate-incoming restores it */
 };
 
 struct vm_control_ops {
@@ -61,14 +62,28 @@ struct vm_control_ops {
 	 * fills up to max entries and returns how many there are. Counters are atomics the
 	 * device threads update; nothing is stopped to read them. NULL: none to report. */
 	unsigned (*device_stats)(void *opaque, struct vm_device_stats *out, unsigned max);
+	/* HMP loadvm: replaces the VM's state with the snapshot's, in the process; a running
+	 * VM runs on from the snapshot, a paused one stays paused. A file that fails its
+	 * checks changes nothing. 0 or -errno with e filled. */
+	int (*snapshot_load)(void *opaque, const char *path, struct errbuf *e);
+	/* migrate-incoming to file:PATH, only while the status is inmigrate (-incoming
+	 * defer): loads the snapshot, then the VM runs unless -S (or a stop since) asked
+	 * otherwise. -EBUSY when not waiting for one. */
+	int (*incoming)(void *opaque, const char *path, struct errbuf *e);
+	/* info snapshots: checks the file as a restore would (RAM aside) and gives the guest's
+	 * clock (kvmclock, ns) when it was taken. 0 or -errno with e filled. */
+	int (*snapshot_clock)(void *opaque, const char *path, uint64_t *clock_ns, struct errbuf *e);
 };
 
 struct vm_control {
 	const struct vm_control_ops *ops;
 	void *opaque;
+	/* Where HMP savevm/loadvm/delvm keep named snapshots (--snapshot-dir, or the first
+	 * disk's directory); NULL: none. */
+	const char *snapshot_dir;
 };
 
-const char *
-vm_run_status_name(enum vm_run_status s); /* "running", "paused", "shutdown", "prelaunch" */
+const char *vm_run_status_name(enum vm_run_status s); /* "running", "paused", "shutdown",
+							 "prelaunch", "inmigrate" */
 
 #endif

@@ -159,6 +159,13 @@ void device_list_resume(struct device_list *l)
 	resume_from(l->head);
 }
 
+void device_list_sync_irqs(struct device_list *l)
+{
+	for (struct device *d = l->head; d; d = d->next)
+		if (d->ops->sync_irq)
+			d->ops->sync_irq(d->dev);
+}
+
 /* Last registered first: a device may depend on one registered before it. */
 static void destroy_from(struct device *d)
 {

@@ -59,6 +59,12 @@ struct device_ops {
 	/* The VM runs again: serve what arrived while paused. Optional; harmless when the
 	 * device was not paused. */
 	void (*resume)(void *dev);
+	/* Drives every interrupt line the device asserts again, at the level its state says
+	 * (a line it does not assert is driven low). Called after the in-kernel irqchip's
+	 * state was replaced (a restore puts the snapshot's PIC/IOAPIC/LAPIC state after the
+	 * devices are loaded, which knows nothing of a level raised since). NULL: the device
+	 * has no level-triggered line. */
+	void (*sync_irq)(void *dev);
 	void (*destroy)(void *dev);
 };
 
@@ -82,6 +88,8 @@ void device_list_reset(struct device_list *l);
 /* Every device's pause (registration order) or resume (reverse order). */
 void device_list_pause(struct device_list *l);
 void device_list_resume(struct device_list *l);
+/* Every device's sync_irq, in list order. */
+void device_list_sync_irqs(struct device_list *l);
 /* Destroys every device, last registered first, and empties the list. */
 void device_list_destroy(struct device_list *l);
 

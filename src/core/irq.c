@@ -28,6 +28,14 @@ int irq_line_set(struct irq_line *line, bool level)
 	return 0;
 }
 
+int irq_line_resync(struct irq_line *line)
+{
+	if (line->vm_fd < 0)
+		return 0;
+	struct kvm_irq_level irq = {.irq = line->gsi, .level = line->level};
+	return ioctl(line->vm_fd, KVM_IRQ_LINE, &irq) < 0 ? -errno : 0;
+}
+
 /* --- the routing table ------------------------------------------------------------------ */
 
 static struct kvm_irq_routing_entry chip_route(unsigned gsi, unsigned chip, unsigned pin)
@@ -407,4 +415,20 @@ int irq_resample(struct irq *irq)
 	if (atomic_load(&irq->level))
 		return kick_eventfd(irq->fd);
 	return 0;
+}
+
+int irq_resync(struct irq *irq)
+{
+	switch (irq->kind) {
+	case IRQ_KIND_LINE:
+		return set_line(irq, atomic_load(&irq->level));
+	case IRQ_KIND_LINE_IRQFD:
+		if (irq->resample_fd >= 0 && atomic_load(&irq->level))
+			return kick_eventfd(irq->fd);
+		return 0;
+	case IRQ_KIND_MSI:
+	case IRQ_KIND_MSI_IRQFD:
+		return 0;
+	}
+	return -EINVAL;
 }

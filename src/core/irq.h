@@ -32,6 +32,8 @@ struct irq_line {
 void irq_line_init(struct irq_line *line, int vm_fd, unsigned gsi);
 /* Sets the line's level (KVM_IRQ_LINE). Returns 0 or -errno. */
 int irq_line_set(struct irq_line *line, bool level);
+/* Sets the line again to its last level (after the irqchip's state was replaced). */
+int irq_line_resync(struct irq_line *line);
 
 /* The GSIs KVM routes to the PIC and IOAPIC by default (0-15: PIC and IOAPIC pin, 16-23:
  * IOAPIC only); MSI routes are allocated above them. */
@@ -105,5 +107,9 @@ int irq_set_msi(struct irq *irq, uint64_t addr, uint32_t data);
 /* For the event loop, when resample_fd is readable: KVM lowered the line at the guest's
  * EOI; if the device still asserts it, raise it again. */
 int irq_resample(struct irq *irq);
+/* Drives a line again at the device's level (after the irqchip's state was replaced): a
+ * KVM_IRQ_LINE line is set to it, a resampled irqfd line is signalled again if asserted
+ * (KVM lowers it at EOI itself). Nothing for a message. Counts no new raise. */
+int irq_resync(struct irq *irq);
 
 #endif

@@ -226,6 +226,8 @@ const char *vm_run_status_name(enum vm_run_status s)
 		return "shutdown";
 	case VM_STATUS_PRELAUNCH:
 		return "prelaunch";
+	case VM_STATUS_INMIGRATE:
+		return "inmigrate";
 	}
 	return "unknown";
 }

@@ -192,12 +192,18 @@ static void pm_dev_destroy(void *dev)
 	free(dev);
 }
 
+static void pm_sync_sci_op(void *dev)
+{
+	pm_sync_sci(dev);
+}
+
 const struct device_ops pm_device_ops = {
     .name = "acpi-pm",
     .version = 2,
     .reset = pm_dev_reset,
     .save = pm_dev_save,
     .load = pm_dev_load,
+    .sync_irq = pm_sync_sci_op,
     .destroy = pm_dev_destroy,
 };
 

@@ -495,6 +495,20 @@ int serial_load(void *opaque, struct state_reader *r)
 	return 0;
 }
 
+/* The UART's line at the level its registers give (set by the last update). */
+static void serial_sync_irq(void *opaque)
+{
+	struct serial *s = opaque;
+	pthread_mutex_lock(&s->lock);
+	if (s->irq) {
+		int ret = irq_line_resync(s->irq);
+		if (ret < 0)
+			log_debug("serial: setting IRQ %u again failed: %s", s->irq->gsi,
+				  strerror(-ret));
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void serial_destroy_op(void *opaque)
 {
 	serial_destroy(opaque);
@@ -506,5 +520,6 @@ const struct device_ops serial_device_ops = {
     .reset = serial_reset,
     .save = serial_save,
     .load = serial_load,
+    .sync_irq = serial_sync_irq,
     .destroy = serial_destroy_op,
 };

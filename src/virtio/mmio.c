@@ -527,11 +527,21 @@ static void virtio_mmio_list_destroy(void *opaque)
 	free(opaque);
 }
 
+/* The line is up while InterruptStatus has a bit. */
+static void virtio_mmio_list_sync_irq(void *opaque)
+{
+	struct virtio_mmio *m = opaque;
+	pthread_mutex_lock(&m->irq_lock);
+	irq_resync(&m->irq);
+	pthread_mutex_unlock(&m->irq_lock);
+}
+
 const struct device_ops virtio_mmio_device_ops = {
     .name = "virtio-mmio",
     .version = 1,
     .reset = virtio_mmio_list_reset,
     .save = virtio_mmio_list_save,
     .load = virtio_mmio_list_load,
+    .sync_irq = virtio_mmio_list_sync_irq,
     .destroy = virtio_mmio_list_destroy,
 };

@@ -802,11 +802,29 @@ static void vp_list_destroy(void *dev)
 	vp_free(t);
 }
 
+/* INTx follows the ISR while MSI-X is off (a loaded ISR may hold bits no signal raised in
+ * this process): the line is set to that level and driven again. */
+static void vp_list_sync_irq(void *dev)
+{
+	struct virtio_pci *t = dev;
+	pthread_mutex_lock(&t->irq_lock);
+	bool assert = !t->msix_enabled && atomic_load(&t->isr) &&
+		      !(pci_cfg_get16(&t->fn, PCI_REG_COMMAND) & PCI_CMD_INTX_DISABLE);
+	if (assert && !atomic_load(&t->intx.level))
+		irq_raise(&t->intx);
+	else if (!assert && atomic_load(&t->intx.level))
+		irq_lower(&t->intx);
+	else
+		irq_resync(&t->intx);
+	pthread_mutex_unlock(&t->irq_lock);
+}
+
 const struct device_ops virtio_pci_device_ops = {
     .name = "virtio-pci",
     .version = 1,
     .reset = vp_list_reset,
     .save = vp_list_save,
     .load = vp_list_load,
+    .sync_irq = vp_list_sync_irq,
     .destroy = vp_list_destroy,
 };

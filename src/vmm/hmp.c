@@ -5,9 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <linux/kvm.h>
+
+#include "vmm/snapdir.h"
 
 static void out_printf(struct hmp_out *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -39,6 +45,7 @@ static enum vm_run_status env_status(const struct hmp_env *env)
 }
 
 static void hmp_help(const struct hmp_env *env, const char *arg, struct hmp_out *o);
+static void hmp_info_snapshots(const struct hmp_env *env, struct hmp_out *o);
 
 static void hmp_info_status(const struct hmp_env *env, struct hmp_out *o)
 {
@@ -46,6 +53,8 @@ static void hmp_info_status(const struct hmp_env *env, struct hmp_out *o)
 	/* QEMU's wording: a -S VM that never ran is "paused (prelaunch)". */
 	if (st == VM_STATUS_PRELAUNCH)
 		out_printf(o, "VM status: paused (prelaunch)\n");
+	else if (st == VM_STATUS_INMIGRATE)
+		out_printf(o, "VM status: paused (inmigrate)\n");
 	else
 		out_printf(o, "VM status: %s\n", vm_run_status_name(st));
 }
@@ -187,11 +196,14 @@ static void hmp_info(const struct hmp_env *env, const char *arg, struct hmp_out 
 		hmp_info_blockstats(env, o);
 	else if (!strcmp(arg, "virtio-stats"))
 		hmp_info_virtio_stats(env, o);
+	else if (!strcmp(arg, "snapshots"))
+		hmp_info_snapshots(env, o);
 	else {
 		out_printf(o, "info blockstats -- show each disk's I/O counters\n"
 			      "info cpus -- show the vCPUs and their host threads\n"
 			      "info kvm -- show KVM information\n"
 			      "info registers -- show every vCPU's registers\n"
+			      "info snapshots -- list the named snapshots (savevm)\n"
 			      "info status -- show the VM's run state\n"
 			      "info virtio-stats -- show every virtio device's counters\n");
 		if (arg[0])
@@ -247,39 +259,216 @@ static void hmp_cont(const struct hmp_env *env, const char *arg, struct hmp_out 
 	hmp_stop_cont(env, false, o);
 }
 
-static void hmp_no_snapshots(const struct hmp_env *env, const char *arg, struct hmp_out *o)
+/* ---- named snapshots: DIR/TAG.kvmini (vmm/snapdir.h) ---- */
+
+/* The path of tag's snapshot, or false with the reason printed. */
+static bool snapshot_path(const struct hmp_env *env, const char *cmd, const char *tag, char *buf,
+			  size_t len, struct hmp_out *o)
 {
-	out_printf(o, "named snapshots (savevm/loadvm/delvm) are not available yet: use QMP "
-		      "migrate to file:PATH, and kvmini run --restore PATH\n");
+	const char *dir = env->control ? env->control->snapshot_dir : NULL;
+	struct errbuf e = {{0}};
+	if (!dir) {
+		out_printf(o,
+			   "Error: %s needs a snapshot directory: start kvmini with "
+			   "--snapshot-dir DIR (or with a disk, whose directory is the "
+			   "default)\n",
+			   cmd);
+		return false;
+	}
+	if (snapdir_path(dir, tag, buf, len, &e) < 0) {
+		out_printf(o, "Error: %s\n", e.msg);
+		return false;
+	}
+	return true;
+}
+
+static bool snapshot_exists(const char *path, const char *tag, const struct hmp_env *env,
+			    struct hmp_out *o)
+{
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+		return true;
+	out_printf(o, "Error: snapshot '%s' does not exist in %s\n", tag,
+		   env->control->snapshot_dir);
+	return false;
+}
+
+/* savevm [TAG]: without a tag, one from the date, as QEMU names them (vm-YYYYMMDDHHMMSS).
+ * A snapshot of the same tag is replaced. The VM runs on after, as in QEMU. */
+static void hmp_savevm(const struct hmp_env *env, const char *arg, struct hmp_out *o)
+{
+	const struct vm_control_ops *ops = ops_of(env);
+	char tag[64], path[4096];
+	if (!arg[0]) {
+		time_t now = time(NULL);
+		struct tm tm;
+		localtime_r(&now, &tm);
+		strftime(tag, sizeof(tag), "vm-%Y%m%d%H%M%S", &tm);
+		arg = tag;
+	}
+	if (!snapshot_path(env, "savevm", arg, path, sizeof(path), o))
+		return;
+	struct errbuf e = {{0}};
+	int ret = ops && ops->snapshot_save ? ops->snapshot_save(env->control->opaque, path, &e)
+					    : errf(&e, -ENOTSUP, "snapshots are not available");
+	if (ret < 0)
+		out_printf(o, "Error: savevm %s: %s\n", arg, e.msg);
+}
+
+/* loadvm TAG: the VM goes back to the snapshot in this process (running on from there if
+ * it was running). A file that fails the checks changes nothing. */
+static void hmp_loadvm(const struct hmp_env *env, const char *arg, struct hmp_out *o)
+{
+	const struct vm_control_ops *ops = ops_of(env);
+	char path[4096];
+	if (!arg[0]) {
+		out_printf(o, "Error: loadvm needs a snapshot tag (see info snapshots)\n");
+		return;
+	}
+	if (!snapshot_path(env, "loadvm", arg, path, sizeof(path), o) ||
+	    !snapshot_exists(path, arg, env, o))
+		return;
+	struct errbuf e = {{0}};
+	int ret = ops && ops->snapshot_load ? ops->snapshot_load(env->control->opaque, path, &e)
+					    : errf(&e, -ENOTSUP, "snapshots are not available");
+	if (ret < 0)
+		out_printf(o, "Error: loadvm %s: %s\n", arg, e.msg);
+}
+
+static void hmp_delvm(const struct hmp_env *env, const char *arg, struct hmp_out *o)
+{
+	char path[4096];
+	if (!arg[0]) {
+		out_printf(o, "Error: delvm needs a snapshot tag (see info snapshots)\n");
+		return;
+	}
+	if (!snapshot_path(env, "delvm", arg, path, sizeof(path), o) ||
+	    !snapshot_exists(path, arg, env, o))
+		return;
+	if (unlink(path) < 0)
+		out_printf(o, "Error: delvm %s: cannot remove %s: %s\n", arg, path,
+			   strerror(errno));
+}
+
+/* migrate_incoming file:PATH (QEMU's HMP spelling of migrate-incoming), for a VM started
+ * with -incoming defer and only a stdio monitor. */
+static void hmp_migrate_incoming(const struct hmp_env *env, const char *arg, struct hmp_out *o)
+{
+	const struct vm_control_ops *ops = ops_of(env);
+	if (strncmp(arg, "file:", 5) || !arg[5]) {
+		out_printf(o, "Error: migrate_incoming needs file:PATH (a snapshot file)\n");
+		return;
+	}
+	if (!ops || !ops->incoming || !ops->status ||
+	    ops->status(env->control->opaque) != VM_STATUS_INMIGRATE) {
+		out_printf(o, "Error: migrate_incoming is only allowed with -incoming defer, "
+			      "before the migration has arrived\n");
+		return;
+	}
+	struct errbuf e = {{0}};
+	if (ops->incoming(env->control->opaque, arg + 5, &e) < 0)
+		out_printf(o, "Error: %s\n", e.msg);
+}
+
+/* QEMU's table (ID, TAG, VM SIZE, DATE, VM CLOCK, ICOUNT), one row per snapshot in the
+ * directory, oldest first; the ID is the row's number. A file that is not a usable
+ * snapshot is named after the table with the reason. */
+static void hmp_info_snapshots(const struct hmp_env *env, struct hmp_out *o)
+{
+	const struct vm_control_ops *ops = ops_of(env);
+	const char *dir = env->control ? env->control->snapshot_dir : NULL;
+	if (!dir) {
+		out_printf(o, "No snapshot directory: start kvmini with --snapshot-dir DIR (or "
+			      "with a disk, whose directory is the default)\n");
+		return;
+	}
+	struct snapdir_entry *v;
+	size_t n;
+	struct errbuf e = {{0}};
+	if (snapdir_list(dir, &v, &n, &e) < 0) {
+		out_printf(o, "Error: %s\n", e.msg);
+		return;
+	}
+	bool *bad = calloc(n ? n : 1, sizeof(*bad));
+	uint64_t *clock = calloc(n ? n : 1, sizeof(*clock));
+	struct errbuf *why = calloc(n ? n : 1, sizeof(*why));
+	size_t good = 0;
+	if (!bad || !clock || !why) {
+		out_printf(o, "Error: out of memory\n");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char path[4096];
+		if (snapdir_path(dir, v[i].tag, path, sizeof(path), &why[i]) < 0 || !ops ||
+		    !ops->snapshot_clock ||
+		    ops->snapshot_clock(env->control->opaque, path, &clock[i], &why[i]) < 0) {
+			bad[i] = true;
+			if (!why[i].msg[0])
+				errf(&why[i], -ENOTSUP, "cannot read it");
+		} else {
+			good++;
+		}
+	}
+	if (!good) {
+		out_printf(o, "There is no snapshot available.\n");
+	} else {
+		out_printf(o, "List of snapshots present in %s:\n", dir);
+		out_printf(o, "%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE",
+			   "VM CLOCK", "ICOUNT");
+		unsigned id = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (bad[i])
+				continue;
+			char size[16], clk[32], date[32], num[16];
+			struct tm tm;
+			snapdir_format_size(v[i].bytes, size);
+			snapdir_format_clock(clock[i], clk);
+			localtime_r(&v[i].mtime, &tm);
+			strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+			snprintf(num, sizeof(num), "%u", ++id);
+			out_printf(o, "%-9s %-16s %8s%20s%13s%11s\n", num, v[i].tag, size, date,
+				   clk, "");
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		if (bad[i])
+			out_printf(o, "%s%s is not a usable snapshot: %s\n", v[i].tag,
+				   SNAPDIR_SUFFIX, why[i].msg);
+out:
+	free(bad);
+	free(clock);
+	free(why);
+	free(v);
 }
 
 struct hmp_cmd {
-	const char *name, *alias, *help;
+	const char *name, *alias, *args, *help;
 	void (*fn)(const struct hmp_env *env, const char *arg, struct hmp_out *o);
 };
 
 static const struct hmp_cmd hmp_cmds[] = {
-    {"cont", "c", "resume the VM", hmp_cont},
-    {"delvm", NULL, "delete a named snapshot (not available yet)", hmp_no_snapshots},
-    {"help", "?", "list these commands", hmp_help},
-    {"info", NULL, "status|cpus|kvm|registers|blockstats|virtio-stats -- show the VM's state",
-     hmp_info},
-    {"loadvm", NULL, "restore a named snapshot (not available yet)", hmp_no_snapshots},
-    {"quit", "q", "quit kvmini", hmp_quit},
-    {"savevm", NULL, "save a named snapshot (not available yet)", hmp_no_snapshots},
-    {"stop", NULL, "pause the VM", hmp_stop},
-    {"system_powerdown", NULL, "press the ACPI power button", hmp_powerdown},
-    {"system_reset", NULL, "reset the VM", hmp_reset},
+    {"cont", "c", NULL, "resume the VM", hmp_cont},
+    {"delvm", NULL, "TAG", "delete the named snapshot TAG", hmp_delvm},
+    {"help", "?", NULL, "list these commands", hmp_help},
+    {"info", NULL, "status|cpus|kvm|registers|snapshots|blockstats|virtio-stats",
+     "show the VM's state", hmp_info},
+    {"loadvm", NULL, "TAG", "restore the VM to the named snapshot TAG", hmp_loadvm},
+    {"migrate_incoming", NULL, "file:PATH",
+     "load the snapshot PATH into a VM started with -incoming defer", hmp_migrate_incoming},
+    {"quit", "q", NULL, "quit kvmini", hmp_quit},
+    {"savevm", NULL, "[TAG]", "save the VM as the named snapshot TAG (replacing one)", hmp_savevm},
+    {"stop", NULL, NULL, "pause the VM", hmp_stop},
+    {"system_powerdown", NULL, NULL, "press the ACPI power button", hmp_powerdown},
+    {"system_reset", NULL, NULL, "reset the VM", hmp_reset},
 };
 
 static void hmp_help(const struct hmp_env *env, const char *arg, struct hmp_out *o)
 {
 	for (size_t i = 0; i < sizeof(hmp_cmds) / sizeof(hmp_cmds[0]); i++) {
 		const struct hmp_cmd *c = &hmp_cmds[i];
-		if (c->alias)
-			out_printf(o, "%s|%s -- %s\n", c->name, c->alias, c->help);
-		else
-			out_printf(o, "%s -- %s\n", c->name, c->help);
+		out_printf(o, "%s%s%s%s%s -- %s\n", c->name, c->alias ? "|" : "",
+			   c->alias ? c->alias : "", c->args ? " " : "", c->args ? c->args : "",
+			   c->help);
 	}
 }
 

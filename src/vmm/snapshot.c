@@ -327,54 +327,102 @@ static const struct snap_section *find_device(const struct snap_file *f, const s
 	return NULL;
 }
 
-int vm_snapshot_restore(struct vm *vm, const char *path, struct errbuf *e)
-{
+/* Everything a restore needs, decoded from a checked file before the VM is touched. */
+struct restore_plan {
 	int fd;
 	struct snap_file f;
-	int ret = open_checked(vm, path, &fd, &f, e);
+	struct x86_vcpu_state *vs;
+	struct x86_vcpu_extra *vx;
+	unsigned decoded;
+	struct vm_section vms;
+};
+
+static void restore_plan_free(struct restore_plan *p)
+{
+	for (unsigned i = 0; i < p->decoded; i++)
+		x86_vcpu_extra_free(&p->vx[i]);
+	free(p->vs);
+	free(p->vx);
+	snap_file_free(&p->f);
+	close(p->fd);
+}
+
+/* Checks and decodes the whole file; changes nothing. */
+static int restore_prepare(struct vm *vm, const char *path, struct restore_plan *p,
+			   struct errbuf *e)
+{
+	memset(p, 0, sizeof(*p));
+	int ret = open_checked(vm, path, &p->fd, &p->f, e);
 	if (ret < 0)
 		return ret;
-	struct x86_vcpu_state *vs = calloc(vm->nvcpus, sizeof(*vs));
-	struct x86_vcpu_extra *vx = calloc(vm->nvcpus, sizeof(*vx));
-	unsigned decoded = 0;
-	struct vm_section vms;
-	if (!vs || !vx) {
+	p->vs = calloc(vm->nvcpus, sizeof(*p->vs));
+	p->vx = calloc(vm->nvcpus, sizeof(*p->vx));
+	if (!p->vs || !p->vx) {
 		ret = errf(e, -ENOMEM, "out of memory");
-		goto out;
+		goto fail;
 	}
-	/* Decode everything before the VM is touched. */
-	const struct snap_section *s = snap_file_find(&f, SNAP_SEC_VM, 0);
-	if (s->len != sizeof(vms)) {
+	const struct snap_section *s = snap_file_find(&p->f, SNAP_SEC_VM, 0);
+	if (s->len != sizeof(p->vms)) {
 		ret = errf(e, -EINVAL, "snapshot %s: the vm section is malformed", path);
-		goto out;
+		goto fail;
 	}
-	memcpy(&vms, s->data, sizeof(vms));
+	memcpy(&p->vms, s->data, sizeof(p->vms));
 	uint32_t xsave_min = host_xsave_size(vm);
-	for (; decoded < vm->nvcpus; decoded++) {
-		s = snap_file_find(&f, SNAP_SEC_VCPU, decoded);
-		if ((ret = get_vcpu(s, xsave_min, &vs[decoded], &vx[decoded])) < 0) {
+	for (; p->decoded < vm->nvcpus; p->decoded++) {
+		s = snap_file_find(&p->f, SNAP_SEC_VCPU, p->decoded);
+		if ((ret = get_vcpu(s, xsave_min, &p->vs[p->decoded], &p->vx[p->decoded])) < 0) {
 			errf(e, ret, "snapshot %s: the state of vCPU %u is malformed", path,
-			     decoded);
-			goto out;
+			     p->decoded);
+			goto fail;
 		}
 	}
 	for (struct device *d = vm->devices.head; d; d = d->next) {
 		const uint8_t *blob;
 		size_t len;
-		if (!find_device(&f, d, &blob, &len)) {
+		if (!find_device(&p->f, d, &blob, &len)) {
 			ret = errf(e, -EINVAL, "snapshot %s: no state for device %s%u", path,
 				   d->ops->name, d->instance);
-			goto out;
+			goto fail;
+		}
+		/* The blob's version (its first u32) must be the device's: load would refuse
+		 * it, after the VM had changed. */
+		uint32_t ver = len >= 4 ? (uint32_t)blob[0] | (uint32_t)blob[1] << 8 |
+					      (uint32_t)blob[2] << 16 | (uint32_t)blob[3] << 24
+					: 0;
+		if (len < 4 || ver != d->ops->version) {
+			ret = errf(e, -EINVAL,
+				   "snapshot %s: device %s%u has state version %u, this kvmini "
+				   "reads version %u",
+				   path, d->ops->name, d->instance, ver, d->ops->version);
+			goto fail;
 		}
 	}
+	return 0;
+fail:
+	restore_plan_free(p);
+	return ret;
+}
 
-	/* Memory first: copy-on-write from the file, read only when the guest touches it. */
-	void *p = mmap(vm->ram, vm->ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
-		       (off_t)f.mem_offset);
-	if (p == MAP_FAILED) {
-		ret = errf(e, -errno, "cannot map the memory of snapshot %s: %s", path,
-			   strerror(errno));
-		goto out;
+/* Puts the plan into the VM, every vCPU parked (or not yet run). live: the VM has run in
+ * this process, so its devices go back to power-on state first, as a fresh VM's are
+ * (workers stopped, lines down). *changed tells whether the VM was touched. */
+static int restore_apply(struct vm *vm, const char *path, struct restore_plan *p, bool live,
+			 bool *changed, struct errbuf *e)
+{
+	int ret;
+	*changed = true;
+	if (live)
+		device_list_reset(&vm->devices);
+	/* Memory first: copy-on-write from the file, read only when the guest touches it. The
+	 * mapping replaces the RAM at its address, so the KVM slots and every pointer into RAM
+	 * stay valid (KVM drops its old translations through its MMU notifier). */
+	void *m = mmap(vm->ram, vm->ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+		       p->fd, (off_t)p->f.mem_offset);
+	if (m == MAP_FAILED) {
+		if (!live)
+			*changed = false;
+		return errf(e, -errno, "cannot map the memory of snapshot %s: %s", path,
+			    strerror(errno));
 	}
 	vm->ram_anonymous = false; /* untouched pages now read from the file */
 	madvise(vm->ram, vm->ram_size, MADV_DONTDUMP);
@@ -383,34 +431,98 @@ int vm_snapshot_restore(struct vm *vm, const char *path, struct errbuf *e)
 	for (struct device *d = vm->devices.head; d; d = d->next) {
 		const uint8_t *blob;
 		size_t len;
-		find_device(&f, d, &blob, &len);
-		if ((ret = device_load(d, blob, len)) < 0) {
-			errf(e, ret, "snapshot %s: the state of device %s%u is malformed", path,
-			     d->ops->name, d->instance);
-			goto out;
-		}
+		find_device(&p->f, d, &blob, &len);
+		if ((ret = device_load(d, blob, len)) < 0)
+			return errf(e, ret, "snapshot %s: the state of device %s%u is malformed",
+				    path, d->ops->name, d->instance);
 	}
-	if ((ret = x86_vm_put_state(vm->vm_fd, &vms.chips, e)) < 0 ||
-	    (ret = x86_vm_put_clock(vm->vm_fd, &vms.clock, e)) < 0)
-		goto out;
+	if ((ret = x86_vm_put_state(vm->vm_fd, &p->vms.chips, e)) < 0 ||
+	    (ret = x86_vm_put_clock(vm->vm_fd, &p->vms.clock, e)) < 0)
+		return ret;
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		int vfd = vm->vcpus[i].fd;
-		if ((ret = x86_vcpu_put_state(vfd, &vs[i], e)) < 0 ||
-		    (ret = x86_vcpu_put_extra(vfd, &vx[i], e)) < 0)
-			goto out;
+		if ((ret = x86_vcpu_put_state(vfd, &p->vs[i], e)) < 0 ||
+		    (ret = x86_vcpu_put_extra(vfd, &p->vx[i], e)) < 0)
+			return ret;
 	}
-	/* The IOAPIC and local APICs now hold the snapshot's state, which knows nothing of an
-	 * SCI raised since (vmgenid's new generation, at its load): drive the line again, now
-	 * that a delivery lands in the restored local APIC. */
-	if (vm->pm)
-		pm_sync_sci(vm->pm);
-	log_info("restored snapshot %s (written by kvmini %s)", path, f.version);
-out:
-	for (unsigned i = 0; i < decoded; i++)
-		x86_vcpu_extra_free(&vx[i]);
-	free(vs);
-	free(vx);
-	snap_file_free(&f);
-	close(fd);
+	/* The IOAPIC and local APICs now hold the snapshot's state, which knows nothing of a
+	 * level raised since (a UART's pending interrupt, a virtio ISR, vmgenid's new
+	 * generation on the SCI): every device drives its lines again, now that a delivery
+	 * lands in the restored local APIC. */
+	device_list_sync_irqs(&vm->devices);
+	/* A cont after a pause holds kvmclock at the value it had when paused: that is now
+	 * the snapshot's. */
+	vm->paused_clock = p->vms.clock;
+	vm->paused_clock_valid = true;
+	log_info("restored snapshot %s (written by kvmini %s)", path, p->f.version);
+	return 0;
+}
+
+int vm_snapshot_restore(struct vm *vm, const char *path, struct errbuf *e)
+{
+	struct restore_plan p;
+	bool changed;
+	int ret = restore_prepare(vm, path, &p, e);
+	if (ret < 0)
+		return ret;
+	ret = restore_apply(vm, path, &p, false, &changed, e);
+	restore_plan_free(&p);
 	return ret;
+}
+
+int vm_snapshot_load(struct vm *vm, const char *path, unsigned flags, struct errbuf *e)
+{
+	struct restore_plan p;
+	bool changed = false;
+	/* Read and checked while the VM runs on: a bad file costs it nothing. */
+	int ret = restore_prepare(vm, path, &p, e);
+	if (ret < 0)
+		return ret;
+	if (power_stop_requested(&vm->power)) {
+		restore_plan_free(&p);
+		return errf(e, -ESHUTDOWN, "the VM is shutting down");
+	}
+	bool was_paused = power_is_user_paused(&vm->power);
+	if (vm_pause(vm) < 0) {
+		restore_plan_free(&p);
+		return errf(e, -ESHUTDOWN, "the VM is shutting down");
+	}
+	ret = restore_apply(vm, path, &p, true, &changed, e);
+	restore_plan_free(&p);
+	if (ret < 0 && changed) {
+		/* Half loaded: running it would run garbage. It stays paused, as QEMU's does. */
+		size_t n = strlen(e->msg);
+		snprintf(e->msg + n, sizeof(e->msg) - n,
+			 "; the VM was partly loaded and stays paused");
+		return ret;
+	}
+	if (!was_paused && !(flags & SNAPSHOT_LEAVE_PAUSED))
+		vm_resume(vm);
+	return ret;
+}
+
+int vm_snapshot_info(const char *path, struct snapshot_info *info, struct errbuf *e)
+{
+	memset(info, 0, sizeof(*info));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errf(e, -errno, "cannot open snapshot %s: %s", path, strerror(errno));
+	struct snap_file f;
+	struct errbuf inner = {{0}};
+	int ret = snap_file_read(&f, fd, &inner);
+	close(fd);
+	if (ret < 0)
+		return errf(e, ret, "snapshot %s: %s", path, inner.msg);
+	const struct snap_section *s = snap_file_find(&f, SNAP_SEC_VM, 0);
+	if (!s || s->len != sizeof(struct vm_section)) {
+		snap_file_free(&f);
+		return errf(e, -EINVAL, "snapshot %s: no valid vm section", path);
+	}
+	struct vm_section vms;
+	memcpy(&vms, s->data, sizeof(vms));
+	info->vm_clock_ns = vms.clock.clock;
+	info->mem_size = f.mem_size;
+	snprintf(info->version, sizeof(info->version), "%s", f.version);
+	snap_file_free(&f);
+	return 0;
 }

@@ -10,6 +10,8 @@
 #ifndef KVMINI_VMM_SNAPSHOT_H
 #define KVMINI_VMM_SNAPSHOT_H
 
+#include <stdint.h>
+
 #include "util/err.h"
 
 struct vm;
@@ -31,5 +33,21 @@ int vm_snapshot_restore_check(struct vm *vm, const char *path, struct errbuf *e)
  * snapshot's. Checks everything first: on failure vm is as it was. `kvmini run --restore
  * PATH` and `-incoming file:PATH` call it between vm_create() and vm_run(). */
 int vm_snapshot_restore(struct vm *vm, const char *path, struct errbuf *e);
+
+/* Replaces the state of a VM that may have run (HMP loadvm, QMP migrate-incoming): reads
+ * and checks the whole file while the VM runs on, then pauses it, puts every device back
+ * to power-on state, loads the snapshot as vm_snapshot_restore does and resumes it unless
+ * it was paused or SNAPSHOT_LEAVE_PAUSED. Loop thread (or any but a vCPU's). A file that
+ * fails the checks leaves the VM as it was; a failure once loading began (an ioctl KVM
+ * refuses) leaves it paused, with the error saying so. */
+int vm_snapshot_load(struct vm *vm, const char *path, unsigned flags, struct errbuf *e);
+
+/* What `info snapshots` shows of a file (checked as a restore checks it, RAM aside). */
+struct snapshot_info {
+	uint64_t vm_clock_ns; /* kvmclock when it was taken: the guest's time since boot */
+	uint64_t mem_size;
+	char version[13]; /* the kvmini that wrote it */
+};
+int vm_snapshot_info(const char *path, struct snapshot_info *info, struct errbuf *e);
 
 #endif

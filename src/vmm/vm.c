@@ -14,6 +14,7 @@
 #include <linux/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "arch/x86/bzimage.h"
@@ -360,14 +361,26 @@ static void vm_handle_reset(struct vm *vm)
 	power_resume(&vm->power);
 }
 
+/* Waiting for an incoming migration, stop and cont only decide whether the VM will run
+ * once it has arrived (QEMU's autostart). */
 static int vm_ctl_pause(void *opaque)
 {
-	return vm_pause(opaque);
+	struct vm *vm = opaque;
+	if (vm->inmigrate) {
+		vm->autostart = false;
+		return 0;
+	}
+	return vm_pause(vm);
 }
 
 static int vm_ctl_resume(void *opaque)
 {
-	return vm_resume(opaque);
+	struct vm *vm = opaque;
+	if (vm->inmigrate) {
+		vm->autostart = true;
+		return 0;
+	}
+	return vm_resume(vm);
 }
 
 static void vm_ctl_reset(void *opaque)
@@ -413,6 +426,8 @@ static enum vm_run_status vm_ctl_status(void *opaque)
 	struct vm *vm = opaque;
 	if (power_stop_requested(&vm->power))
 		return VM_STATUS_SHUTDOWN;
+	if (vm->inmigrate)
+		return VM_STATUS_INMIGRATE;
 	if (!power_is_user_paused(&vm->power))
 		return VM_STATUS_RUNNING;
 	return vm->prelaunch ? VM_STATUS_PRELAUNCH : VM_STATUS_PAUSED;
@@ -420,7 +435,51 @@ static enum vm_run_status vm_ctl_status(void *opaque)
 
 static int vm_ctl_snapshot_save(void *opaque, const char *path, struct errbuf *e)
 {
-	return vm_snapshot_save(opaque, path, 0, e);
+	struct vm *vm = opaque;
+	if (vm->inmigrate)
+		return errf(e, -EBUSY,
+			    "the VM is waiting for an incoming migration: it has no "
+			    "state to save yet");
+	return vm_snapshot_save(vm, path, 0, e);
+}
+
+static int vm_ctl_snapshot_load(void *opaque, const char *path, struct errbuf *e)
+{
+	struct vm *vm = opaque;
+	if (vm->inmigrate)
+		return errf(e, -EBUSY,
+			    "the VM is waiting for an incoming migration: use QMP "
+			    "migrate-incoming");
+	int ret = vm_snapshot_load(vm, path, 0, e);
+	if (ret == 0)
+		vm->prelaunch = false; /* the guest has a past now */
+	return ret;
+}
+
+static int vm_ctl_incoming(void *opaque, const char *path, struct errbuf *e)
+{
+	struct vm *vm = opaque;
+	if (!vm->inmigrate)
+		return errf(e, -EBUSY,
+			    "no incoming migration is expected: start kvmini with "
+			    "-incoming defer");
+	int ret = vm_snapshot_load(vm, path, SNAPSHOT_LEAVE_PAUSED, e);
+	if (ret < 0)
+		return ret;
+	vm->inmigrate = false;
+	vm->prelaunch = false;
+	if (vm->autostart)
+		vm_resume(vm);
+	return 0;
+}
+
+static int vm_ctl_snapshot_clock(void *opaque, const char *path, uint64_t *clock_ns,
+				 struct errbuf *e)
+{
+	struct snapshot_info info;
+	int ret = vm_snapshot_info(path, &info, e);
+	*clock_ns = info.vm_clock_ns;
+	return ret;
 }
 
 static unsigned vm_ctl_device_stats(void *opaque, struct vm_device_stats *out, unsigned max)
@@ -439,7 +498,40 @@ static const struct vm_control_ops vm_control_ops = {
     .status = vm_ctl_status,
     .snapshot_save = vm_ctl_snapshot_save,
     .device_stats = vm_ctl_device_stats,
+    .snapshot_load = vm_ctl_snapshot_load,
+    .incoming = vm_ctl_incoming,
+    .snapshot_clock = vm_ctl_snapshot_clock,
 };
+
+/* --snapshot-dir, else the first disk's directory (QEMU keeps savevm's state in the
+ * first writable disk's image); NULL without either. */
+static int vm_find_snapshot_dir(struct vm *vm, struct errbuf *e)
+{
+	const struct vm_config *cfg = vm->cfg;
+	struct stat st;
+	if (cfg->snapshot_dir) {
+		if (stat(cfg->snapshot_dir, &st) < 0)
+			return errf(e, -errno, "--snapshot-dir %s: %s", cfg->snapshot_dir,
+				    strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			return errf(e, -ENOTDIR, "--snapshot-dir %s: not a directory",
+				    cfg->snapshot_dir);
+		vm->snapshot_dir = strdup(cfg->snapshot_dir);
+	} else {
+		const char *file = NULL;
+		for (unsigned i = 0; i < cfg->drives.n && !file; i++)
+			file = keyed_get((struct keyed_opts *)&cfg->drives.items[i], "file");
+		if (!file)
+			return 0;
+		const char *slash = strrchr(file, '/');
+		vm->snapshot_dir =
+		    slash ? strndup(file, slash == file ? 1 : (size_t)(slash - file)) : strdup(".");
+	}
+	if (!vm->snapshot_dir)
+		return errf(e, -ENOMEM, "out of memory");
+	vm->control.snapshot_dir = vm->snapshot_dir;
+	return 0;
+}
 
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec *start,
 	      const uint8_t *kernel, size_t kernel_size, const char *kernel_name, int initrd_fd,
@@ -452,13 +544,15 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	vm->start = *start;
 	vm->vm_fd = -1;
 	vm->signal_fd = -1;
-	vm->control = (struct vm_control){&vm_control_ops, vm};
+	vm->control = (struct vm_control){&vm_control_ops, vm, NULL};
 	device_list_init(&vm->devices);
 	vm->reset_vcpu_state = calloc(cfg->ncpus, sizeof(*vm->reset_vcpu_state));
 	vm->vcpus = calloc(cfg->ncpus, sizeof(*vm->vcpus));
 	if (!vm->reset_vcpu_state || !vm->vcpus)
 		return errf(e, -ENOMEM, "out of memory");
 
+	if ((ret = vm_find_snapshot_dir(vm, e)) < 0)
+		return ret;
 	if ((ret = kvm_host_open(&vm->kvm, e)) < 0)
 		return ret;
 	vm->init_done = INIT_KVM;
@@ -626,6 +720,12 @@ int vm_run(struct vm *vm, int *exit_status, struct errbuf *e)
 		vm->prelaunch = true;
 		power_user_pause(&vm->power);
 	}
+	/* -incoming defer: parked until migrate-incoming; with -S it stays paused after. */
+	if (vm->cfg->incoming_defer) {
+		vm->inmigrate = true;
+		vm->autostart = !vm->cfg->start_paused;
+		power_user_pause(&vm->power);
+	}
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		if ((ret = vcpu_start(&vm->vcpus[i], e)) < 0) {
 			power_request_stop(&vm->power, STOP_ERROR, 1);
@@ -692,6 +792,9 @@ void vm_destroy(struct vm *vm)
 	vm->vcpus = NULL;
 	free(vm->cmdline);
 	vm->cmdline = NULL;
+	free(vm->snapshot_dir);
+	vm->snapshot_dir = NULL;
+	vm->control.snapshot_dir = NULL;
 	if (vm->signal_fd >= 0)
 		close(vm->signal_fd);
 	vm->signal_fd = -1;

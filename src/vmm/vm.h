@@ -72,6 +72,12 @@ struct vm {
 	bool paused_clock_valid;
 	/* -S: no vCPU has run yet; query-status says "prelaunch" until the first cont. */
 	bool prelaunch;
+	/* -incoming defer: paused until migrate-incoming loads a snapshot; then the VM runs
+	 * if autostart (no -S, or a cont since; a stop clears it, as in QEMU). */
+	bool inmigrate, autostart;
+	/* Named snapshots' directory (vm_control.snapshot_dir): --snapshot-dir, or the first
+	 * disk's directory. */
+	char *snapshot_dir;
 	/* The virtio-mmio windows in use, and the kernel command line that announces them
 	 * (the user's with virtio_mmio.device= added). */
 	struct virtio_mmio_layout mmio_layout;

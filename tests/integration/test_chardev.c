@@ -138,6 +138,43 @@ Test(chardev, mon_stdio_switches_back_to_the_guest)
 	harness_result_free(&r);
 }
 
+/* The named snapshots through the stdio monitor: savevm, info snapshots, loadvm, delvm. */
+Test(chardev, mon_stdio_savevm_loadvm_delvm)
+{
+	char dir[] = "/tmp/kvmini-monsnap-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	char file[64];
+	snprintf(file, sizeof(file), "%s/t1.kvmini", dir);
+	const char *argv[] = {"kvmini",
+			      "run",
+			      "-serial",
+			      "mon:stdio",
+			      "--snapshot-dir",
+			      dir,
+			      "--kernel",
+			      harness_guest("serial-echo"),
+			      NULL};
+	struct harness_opts o = {
+	    .timeout_s = 30,
+	    .input = "\x01"
+		     "csavevm t1\ninfo snapshots\nloadvm t1\ninfo status\nloadvm ../t1\n"
+		     "delvm t1\ninfo snapshots\nquit\n",
+	    .input_after = "serial-echo: ready",
+	};
+	struct harness_result r;
+	cr_assert_eq(harness_run(argv, &o, &r), 0);
+	cr_assert(r.exited && r.exit_status == 0, "exit %d: %s", r.exit_status, r.err);
+	cr_assert(strstr(r.out, "List of snapshots present in "), "%s", r.out);
+	cr_assert(strstr(r.out, "\r\n1         t1 "), "the table has t1: %s", r.out);
+	cr_assert(strstr(r.out, "VM status: running"), "loadvm ran the VM on: %s", r.out);
+	cr_assert(strstr(r.out, "Error: invalid snapshot tag '../t1'"), "%s", r.out);
+	cr_assert(strstr(r.out, "There is no snapshot available."), "delvm: %s", r.out);
+	cr_assert_neq(access(file, F_OK), 0, "delvm left %s", file);
+	cr_assert_null(strstr(r.out, "echo: savevm"), "monitor input reached the guest");
+	harness_result_free(&r);
+	cr_assert_eq(rmdir(dir), 0, "%s is not empty", dir);
+}
+
 Test(chardev, nographic_has_the_monitor_too)
 {
 	const char *argv[] = {"kvmini", "-nographic", "-kernel", harness_guest("serial-echo"),

@@ -12,8 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/bus.h"
+#include "core/chardev.h"
+#include "core/device.h"
 #include "core/guest_mem.h"
 #include "core/irq.h"
+#include "devices/serial.h"
 
 #define KC_RAM_SIZE (64u << 10) /* 16 pages at guest-physical 0 */
 
@@ -191,6 +195,94 @@ Test(kvm_core, interrupts_reach_the_in_kernel_irqchip_through_routes_and_irqfds,
 	cr_assert_eq(irq_router_commit(&r, &e), 0, "%s", e.msg);
 	cr_assert_eq(r.commits, 2, "freeing the MSI route changed the table");
 	irq_router_destroy(&r);
+	kc_close(&v);
+}
+
+/* A device whose level lines are a KVM_IRQ_LINE irq and a resampled irqfd: its sync_irq
+ * drives both again, as every device with level lines does after a restore. */
+struct kc_levels {
+	struct irq line, irqfd;
+};
+
+static void kc_levels_sync(void *dev)
+{
+	struct kc_levels *l = dev;
+	irq_resync(&l->line);
+	irq_resync(&l->irqfd);
+}
+
+static const struct device_ops kc_levels_ops = {.name = "levels", .sync_irq = kc_levels_sync};
+
+/* A restore puts the snapshot's PIC/IOAPIC state after the devices are loaded: a level a
+ * device raised since (a UART's pending interrupt) is lost from IRR, and
+ * device_list_sync_irqs() drives it again. The IOAPIC's pins are masked (as after reset),
+ * so IRR keeps what the lines say. */
+Test(kvm_core, a_restored_irqchip_gets_every_asserted_level_line_again, .timeout = 60)
+{
+	struct kc_vm v;
+	struct errbuf e;
+	kc_open(&v);
+	cr_assert_eq(ioctl(v.vm_fd, KVM_CREATE_IRQCHIP, 0), 0, "KVM_CREATE_IRQCHIP: %s",
+		     strerror(errno));
+	struct kvm_irqchip saved;
+	kc_irqchip(&v, KVM_IRQCHIP_IOAPIC, &saved); /* "the snapshot's": nothing pending */
+
+	/* ttyS0 on GSI 4 with its transmitter-empty interrupt enabled: the line goes up. */
+	struct bus pio;
+	struct irq_line com1_irq;
+	struct serial com1;
+	struct chardev chr;
+	int pfd[2];
+	cr_assert_eq(bus_init(&pio, "pio"), 0);
+	cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
+	cr_assert_eq(chardev_open_fds(&chr, -1, pfd[1], "test", &e), 0, "%s", e.msg);
+	irq_line_init(&com1_irq, v.vm_fd, 4);
+	cr_assert_eq(serial_init(&com1, &com1_irq, &chr), 0);
+	cr_assert_eq(serial_attach(&com1, &pio, 0x3f8), 0);
+	struct device_list list;
+	device_list_init(&list);
+	cr_assert_eq(device_list_add(&list, &serial_device_ops, &com1, 0), 0);
+	uint8_t b = 0x08; /* MCR.OUT2: the UART's IRQ reaches its pin */
+	cr_assert(bus_dispatch(&pio, 0x3f8 + 4, &b, 1, true));
+	b = 0x02; /* IER.ETBEI */
+	cr_assert(bus_dispatch(&pio, 0x3f8 + 1, &b, 1, true));
+
+	/* GSI 6 by KVM_IRQ_LINE and GSI 5 by a resampled irqfd, both asserted. */
+	struct kc_levels lv;
+	cr_assert_eq(irq_init_line(&lv.line, v.vm_fd, 6), 0);
+	cr_assert_eq(irq_init_line_irqfd(&lv.irqfd, v.vm_fd, 5, true, &e), 0, "%s", e.msg);
+	cr_assert_eq(device_list_add(&list, &kc_levels_ops, &lv, 0), 0);
+	cr_assert_eq(irq_raise(&lv.line), 0);
+	cr_assert_eq(irq_raise(&lv.irqfd), 0);
+	for (unsigned pin = 4; pin <= 6; pin++)
+		cr_assert(kc_ioapic_irr_becomes(&v, pin, true), "IRR bit %u never set", pin);
+
+	/* The restore's KVM_SET_IRQCHIP: the levels are gone from IRR... */
+	cr_assert_eq(ioctl(v.vm_fd, KVM_SET_IRQCHIP, &saved), 0, "KVM_SET_IRQCHIP: %s",
+		     strerror(errno));
+	struct kvm_irqchip now;
+	kc_irqchip(&v, KVM_IRQCHIP_IOAPIC, &now);
+	cr_assert_eq(now.chip.ioapic.irr & 0x70, 0, "IRR after SET_IRQCHIP: 0x%x",
+		     now.chip.ioapic.irr);
+	/* ...and the devices drive them again. */
+	device_list_sync_irqs(&list);
+	for (unsigned pin = 4; pin <= 6; pin++)
+		cr_assert(kc_ioapic_irr_becomes(&v, pin, true), "IRR bit %u not driven again", pin);
+
+	/* A line the device has lowered is driven low. */
+	cr_assert_eq(irq_lower(&lv.line), 0);
+	cr_assert_eq(ioctl(v.vm_fd, KVM_SET_IRQCHIP, &saved), 0);
+	device_list_sync_irqs(&list);
+	cr_assert(kc_ioapic_irr_becomes(&v, 4, true));
+	cr_assert(kc_ioapic_irr_becomes(&v, 6, false), "a lowered line came back");
+
+	irq_destroy(&lv.irqfd);
+	irq_destroy(&lv.line);
+	serial_destroy(&com1);
+	chardev_close(&chr);
+	bus_destroy(&pio);
+	close(pfd[0]);
+	close(pfd[1]);
 	kc_close(&v);
 }
 

@@ -336,10 +336,11 @@ class Commands(QmpBase):
         first = int(text.split("count: tick ")[1].split()[0])
         self.assertGreaterEqual(first, 2, text)
         self.assertLessEqual(first, saved + 1, text)
-        r = c.cmd("migrate-incoming", {"uri": "file:/tmp/x"})
-        self.assertIn("not available", r["error"]["desc"])
-        out = c.ok("human-monitor-command", {"command-line": "savevm t1"})
-        self.assertIn("not available", out)
+        # Not started with -incoming defer: migrate-incoming is refused.
+        r = c.cmd("migrate-incoming", {"uri": "file:" + path})
+        self.assertEqual(error_class(r), "GenericError")
+        self.assertIn("-incoming defer", r["error"]["desc"])
+        self.assertEqual(c.ok("query-status")["status"], "running")
 
     def test_system_powerdown_ignored_by_a_guest_without_acpi_keeps_it_running(self):
         # count never enables PWRBTN_EN: the press is announced and nothing stops.
@@ -869,6 +870,448 @@ class Ctl(QmpBase):
         self.assertIn('"STOP"', r.stderr)
         r = self.ctl(self.vm.path, stdin="query-kvm\nbogus\n")
         self.assertEqual(r.returncode, 1)
+
+
+STEP_RE = re.compile(r"^checksum: step (\d+) (0x[0-9a-f]+)$")
+
+
+def checksum_reference():
+    """The checksum guest's lines from one uninterrupted run: {step: value}."""
+    if not hasattr(checksum_reference, "steps"):
+        r = subprocess.run([KVMINI, "run", "--kernel", os.path.join(GUESTS, "checksum.elf")],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        steps = {}
+        for line in r.stdout.splitlines():
+            m = STEP_RE.match(line)
+            if m:
+                steps[int(m.group(1))] = m.group(2)
+        assert sorted(steps) == list(range(1, 201)), r.stdout[-500:]
+        checksum_reference.steps = steps
+    return checksum_reference.steps
+
+
+def full_steps(text):
+    """(step, value) of every whole 'checksum: step' line in text (ended by a newline: the
+    text may stop in the middle of one), in order."""
+    out = []
+    for line in text.split("\n")[:-1]:
+        m = STEP_RE.match(line.strip("\r"))
+        if m:
+            out.append((int(m.group(1)), m.group(2)))
+    return out
+
+
+class NamedSnapshots(unittest.TestCase):
+    """HMP savevm/loadvm/delvm/info snapshots in --snapshot-dir."""
+
+    def vm(self, guest="checksum.elf", extra=None):
+        self.snapdir = tempfile.mkdtemp(prefix="kvmini-snapdir-")
+
+        def clean(d=self.snapdir):
+            for f in os.listdir(d):
+                os.unlink(os.path.join(d, f))
+            os.rmdir(d)
+        self.addCleanup(clean)
+        vm = VM(guest, ["--snapshot-dir", self.snapdir] if extra is None else extra)
+        self.addCleanup(vm.close)
+        c = vm.client()
+        self.addCleanup(c.close)
+        return vm, c, lambda line: c.ok("human-monitor-command", {"command-line": line})
+
+    def quiet_point(self, vm, c):
+        """Stops the VM and waits for its output to settle; returns the output's length."""
+        c.ok("stop")
+        last = None
+        while last != len(vm.output()):
+            last = len(vm.output())
+            time.sleep(0.3)
+        return last
+
+    def test_loadvm_goes_back_to_the_saved_point_and_the_checksum_continues(self):
+        ref = checksum_reference()
+        vm, c, hmp = self.vm()
+        vm.wait_output("checksum: step 20 ")
+        at_save = self.quiet_point(vm, c)
+        saved = full_steps(vm.output())[-1][0]
+        self.assertEqual(hmp("savevm mid"), "")
+        self.assertTrue(os.path.exists(os.path.join(self.snapdir, "mid.kvmini")))
+        c.ok("cont")
+        vm.wait_output("checksum: step %d " % (saved + 40))
+        self.assertEqual(c.ok("query-status")["status"], "running")
+        at_load = self.quiet_point(vm, c)
+        before = vm.output()[:at_load]
+        # Everything printed before loadvm is the uninterrupted run's.
+        for n, v in full_steps(before):
+            self.assertEqual(v, ref[n], "step %d before loadvm" % n)
+        self.assertEqual(hmp("loadvm mid"), "")
+        # loadvm on a paused VM leaves it paused (QEMU does too); cont runs it from there.
+        self.assertEqual(c.ok("query-status")["status"], "paused")
+        c.ok("cont")
+        self.assertEqual(vm.proc.wait(TIMEOUT), 0, "the guest powers off after step 200")
+        vm.reader.join(5)
+        after = vm.output()[at_load:]
+        # The first line after the junction is the rest of the line the guest was in when
+        # saved; from the next one on, the lines are the uninterrupted run's, from there.
+        steps = full_steps(after.split("\n", 1)[1])
+        self.assertIn(steps[0][0], (saved + 1, saved + 2), after[:300])
+        self.assertEqual([n for n, _ in steps], list(range(steps[0][0], 201)))
+        for n, v in steps:
+            self.assertEqual(v, ref[n], "step %d after loadvm" % n)
+        self.assertNotIn("checksum: start", after, "loadvm does not boot the guest again")
+        self.assertLess(at_save, at_load)
+
+    def test_loadvm_of_a_running_vm_runs_on(self):
+        vm, c, hmp = self.vm("count.elf")
+        vm.wait_output("count: tick 2\n")
+        self.quiet_point(vm, c)
+        saved = self.ticks_seen(vm)[-1]
+        self.assertEqual(hmp("savevm early"), "")
+        c.ok("cont")
+        self.wait_last_tick(vm, saved + 4)
+        c.events.clear()
+        self.assertEqual(hmp("loadvm early"), "")
+        c.event("STOP")
+        c.event("RESUME")
+        self.assertEqual(c.ok("query-status")["status"], "running")
+        # The ticks go back: the first after the drop is the snapshot's next one.
+        self.assertEqual(self.wait_drops(vm, 1), [saved + 1])
+        # Its RAM is now mapped from early.kvmini: saving over that file and deleting it
+        # while mapped both work (the mapping keeps the old file), and loadvm again too.
+        self.wait_last_tick(vm, saved + 3)
+        self.quiet_point(vm, c)
+        again = self.ticks_seen(vm)[-1]
+        self.assertEqual(hmp("savevm early"), "")
+        self.assertEqual(hmp("savevm later"), "")
+        self.assertEqual(hmp("delvm early"), "")
+        c.ok("cont")
+        self.wait_last_tick(vm, again + 3)
+        self.assertEqual(hmp("loadvm later"), "")
+        self.assertEqual(self.wait_drops(vm, 2), [saved + 1, again + 1])
+
+    def wait_last_tick(self, vm, n):
+        """Waits until the latest tick is at least n (earlier text may hold n already: the
+        ticks go back at each loadvm)."""
+        deadline = time.time() + TIMEOUT
+        while not self.ticks_seen(vm) or self.ticks_seen(vm)[-1] < n:
+            self.assertLess(time.time(), deadline, "no tick %d: %r" % (n, self.ticks_seen(vm)))
+            time.sleep(0.02)
+
+    def ticks_seen(self, vm):
+        return [int(n) for n in re.findall(r"count: tick (\d+)\n", vm.output())]
+
+    def wait_drops(self, vm, count):
+        """Waits until the tick numbers have gone down count times; returns the tick after
+        each drop."""
+        deadline = time.time() + TIMEOUT
+        while True:
+            t = self.ticks_seen(vm)
+            drops = [t[i + 1] for i in range(len(t) - 1) if t[i + 1] <= t[i]]
+            if len(drops) >= count:
+                return drops
+            self.assertLess(time.time(), deadline, "%d drops of %d in %r" %
+                            (len(drops), count, t))
+            time.sleep(0.02)
+
+    def test_loadvm_with_virtio_blk_reads_in_flight_finishes_every_read(self):
+        # The device has up to 32 reads in flight at savevm and at loadvm: the reset stops
+        # its worker after them, the load restarts it at the saved queue positions.
+        d = tempfile.mkdtemp(prefix="kvmini-blk-")
+        disk = os.path.join(d, "disk.img")
+        with open(disk, "wb") as f:
+            f.truncate(64 << 20)
+
+        def clean():
+            for f in os.listdir(d):
+                os.unlink(os.path.join(d, f))
+            os.rmdir(d)
+        self.addCleanup(clean)
+        vm, c, hmp = self.vm("virtio-blk.elf", extra=[
+            "--disk", disk + ",ro", "--mem", "64M", "--append", "blk=bench n=300000 qd=32"])
+        vm.wait_output("virtio-blk: pci ")
+        time.sleep(0.2)
+        self.assertEqual(hmp("savevm blk"), "")  # in the first directory: the disk's
+        self.assertTrue(os.path.exists(os.path.join(os.path.dirname(disk), "blk.kvmini")))
+        time.sleep(0.3)
+        self.assertNotIn("bench qd", vm.output(), "the bench ended before loadvm")
+        self.assertEqual(hmp("loadvm blk"), "")
+        self.assertEqual(vm.proc.wait(60), 0, vm.output())
+        vm.reader.join(5)
+        self.assertIn("virtio-blk: bench qd 32: 300000 reads", vm.output())
+        self.assertIn("virtio-blk: OK", vm.output())
+
+    def test_info_snapshots_savevm_replaces_and_delvm_removes(self):
+        vm, c, hmp = self.vm("count.elf")
+        self.assertEqual(hmp("info snapshots"), "There is no snapshot available.\n")
+        vm.wait_output("count: tick 1\n")
+        self.assertEqual(hmp("savevm one"), "")
+        vm.wait_output("count: tick 3\n")
+        self.assertEqual(hmp("savevm two"), "")
+        out = hmp("info snapshots")
+        lines = out.splitlines()
+        self.assertEqual(lines[0], "List of snapshots present in %s:" % self.snapdir)
+        self.assertEqual(lines[1].split(), ["ID", "TAG", "VM", "SIZE", "DATE", "VM", "CLOCK",
+                                            "ICOUNT"])
+        rows = [l.split() for l in lines[2:]]
+        self.assertEqual([r[1] for r in rows], ["one", "two"], out)
+        self.assertEqual([r[0] for r in rows], ["1", "2"], out)
+        for r in rows:
+            self.assertRegex(" ".join(r[2:4]), r"^[0-9.]+ (B|KiB|MiB|GiB)$", out)
+            self.assertRegex(r[4], r"^\d{4}-\d\d-\d\d$", out)
+            self.assertRegex(r[5], r"^\d\d:\d\d:\d\d$", out)
+            self.assertRegex(r[6], r"^\d\d:\d\d:\d\d\.\d{3}$", out)
+        clock = lambda r: sum(float(x) * m for x, m in zip(r[6].split(":"), (3600, 60, 1)))
+        self.assertGreater(clock(rows[1]), clock(rows[0]), "VM clock grows between saves")
+        # savevm of an existing tag replaces it (still two rows).
+        self.assertEqual(hmp("savevm one"), "")
+        rows = [l.split() for l in hmp("info snapshots").splitlines()[2:]]
+        self.assertEqual(sorted(r[1] for r in rows), ["one", "two"])
+        self.assertEqual(hmp("delvm one"), "")
+        self.assertFalse(os.path.exists(os.path.join(self.snapdir, "one.kvmini")))
+        self.assertTrue(os.path.exists(os.path.join(self.snapdir, "two.kvmini")))
+        rows = [l.split() for l in hmp("info snapshots").splitlines()[2:]]
+        self.assertEqual([r[1] for r in rows], ["two"])
+        self.assertIn("does not exist", hmp("delvm one"))
+        self.assertIn("does not exist", hmp("loadvm one"))
+        # savevm without a tag names it from the date, as QEMU does.
+        self.assertEqual(hmp("savevm"), "")
+        self.assertTrue(any(re.match(r"^vm-\d{14}\.kvmini$", f)
+                            for f in os.listdir(self.snapdir)), os.listdir(self.snapdir))
+        helptext = hmp("help")
+        self.assertIn("savevm [TAG] -- ", helptext)
+        self.assertIn("loadvm TAG -- ", helptext)
+        self.assertIn("delvm TAG -- ", helptext)
+        self.assertIn("info snapshots -- ", hmp("info"))
+        self.assertEqual(c.ok("query-status")["status"], "running")
+
+    def test_bad_tags_are_refused_and_nothing_is_written(self):
+        vm, c, hmp = self.vm("count.elf")
+        parent = os.path.dirname(self.snapdir)
+        before = set(os.listdir(parent))
+        for cmd in ("savevm", "loadvm", "delvm"):
+            for tag in ("../escape", "a/b", "..", ".hidden", "x" * 200):
+                out = hmp("%s %s" % (cmd, tag))
+                self.assertTrue(out.startswith("Error: "), (cmd, tag, out))
+                self.assertEqual(out.count("\n"), 1, out)
+        self.assertIn("needs a snapshot tag", hmp("loadvm"))
+        self.assertIn("needs a snapshot tag", hmp("delvm"))
+        self.assertEqual(os.listdir(self.snapdir), [])
+        self.assertEqual(set(os.listdir(parent)) - before, set())
+        self.assertEqual(c.ok("query-status")["status"], "running")
+
+    def test_loadvm_of_a_corrupt_or_truncated_file_leaves_the_vm_running_unchanged(self):
+        vm, c, hmp = self.vm("count.elf")
+        vm.wait_output("count: tick 1\n")
+        self.assertEqual(hmp("savevm good"), "")
+        good = open(os.path.join(self.snapdir, "good.kvmini"), "rb").read()
+        bad = bytearray(good)
+        bad[200] ^= 0xff  # inside the first sections: a CRC catches it
+        open(os.path.join(self.snapdir, "bad.kvmini"), "wb").write(bad)
+        open(os.path.join(self.snapdir, "short.kvmini"), "wb").write(good[:1000])
+        open(os.path.join(self.snapdir, "junk.kvmini"), "wb").write(b"not a snapshot" * 10)
+        vm.wait_output("count: tick 4\n")
+        c.event("RESUME")  # the savevm's pause
+        c.events.clear()
+        for tag in ("bad", "short", "junk"):
+            ticks = vm.ticks()
+            out = hmp("loadvm " + tag)
+            self.assertTrue(out.startswith("Error: loadvm %s: snapshot " % tag), out)
+            self.assertEqual(out.count("\n"), 1, out)
+            self.assertEqual(c.ok("query-status")["status"], "running")
+            # Unchanged: it counts on from where it was, not from the good snapshot's tick.
+            vm.wait_output("count: tick %d\n" % (ticks + 1))
+        self.assertFalse([e for e in c.events if e["event"] in ("STOP", "RESUME")],
+                         "a refused loadvm does not even pause the VM")
+        # info snapshots lists the good one and names the others.
+        out = hmp("info snapshots")
+        rows = [l.split() for l in out.splitlines()[2:] if not "usable" in l]
+        self.assertEqual([r[1] for r in rows], ["good"], out)
+        for tag in ("bad", "short", "junk"):
+            self.assertIn("%s.kvmini is not a usable snapshot: " % tag, out)
+
+    def test_savevm_without_a_directory_or_disk_says_so(self):
+        vm, c, hmp = self.vm("count.elf", extra=[])
+        out = hmp("savevm t1")
+        self.assertIn("--snapshot-dir", out)
+        self.assertTrue(out.startswith("Error: savevm needs a snapshot directory"), out)
+        self.assertIn("--snapshot-dir", hmp("info snapshots"))
+
+    def test_the_default_directory_is_the_first_disks(self):
+        d = tempfile.mkdtemp(prefix="kvmini-disk-")
+        disk = os.path.join(d, "disk.img")
+        with open(disk, "wb") as f:
+            f.truncate(1 << 20)
+
+        def clean():
+            for f in os.listdir(d):
+                os.unlink(os.path.join(d, f))
+            os.rmdir(d)
+        self.addCleanup(clean)
+        vm, c, hmp = self.vm("count.elf", extra=["--disk", disk])
+        vm.wait_output("count: tick 1\n")
+        self.assertEqual(hmp("savevm t1"), "")
+        self.assertTrue(os.path.exists(os.path.join(d, "t1.kvmini")), os.listdir(d))
+        self.assertIn(" t1 ", hmp("info snapshots"))
+
+    def test_a_snapshot_dir_that_is_not_a_directory_is_refused_at_start(self):
+        r = subprocess.run([KVMINI, "run", "--snapshot-dir", "/nonexistent/dir"],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--snapshot-dir /nonexistent/dir", r.stderr)
+        self.assertEqual(r.stderr.count("\n"), 1, r.stderr)
+
+
+class IncomingDefer(unittest.TestCase):
+    def snapshot(self):
+        """A snapshot of a count guest that has ticked at least twice: (path, ticks)."""
+        src = VM("count.elf")
+        self.addCleanup(src.close)
+        src.wait_output("count: tick 2\n")
+        c = src.client()
+        path = os.path.join(src.dir, "snap.kvmini")
+        self.addCleanup(lambda: os.path.exists(path) and os.unlink(path))
+        c.ok("stop")
+        self.assertEqual(c.ok("migrate", {"uri": "file:" + path}), {})
+        c.close()
+        return path, src.ticks()
+
+    def test_defer_waits_in_inmigrate_then_migrate_incoming_runs_the_snapshot(self):
+        path, saved = self.snapshot()
+        vm = VM("count.elf", ["-incoming", "defer"])
+        self.addCleanup(vm.close)
+        c = vm.client()
+        self.addCleanup(c.close)
+        self.assertEqual(c.ok("query-status"),
+                         {"running": False, "singlestep": False, "status": "inmigrate"})
+        self.assertEqual(c.ok("human-monitor-command", {"command-line": "info status"}),
+                         "VM status: paused (inmigrate)\n")
+        self.assertEqual(c.ok("query-migrate"), {})
+        time.sleep(0.5)
+        self.assertNotIn("count:", vm.output(), "the guest must not run before the migration")
+        # savevm / migrate have nothing to save yet.
+        r = c.cmd("migrate", {"uri": "file:" + path + ".x"})
+        self.assertIn("waiting for an incoming migration", r["error"]["desc"])
+        for uri in ("tcp:127.0.0.1:4444", "file:", "exec:cat"):
+            r = c.cmd("migrate-incoming", {"uri": uri})
+            self.assertEqual(error_class(r), "GenericError", uri)
+        self.assertEqual(error_class(c.cmd("migrate-incoming", {"uri": 5})), "GenericError")
+        self.assertEqual(error_class(c.cmd("migrate-incoming")), "GenericError")
+        r = c.cmd("migrate-incoming", {"uri": "file:/nonexistent/snap"})
+        self.assertIn("cannot open snapshot", r["error"]["desc"])
+        self.assertEqual(c.ok("query-migrate"), {"status": "failed"})
+        self.assertEqual(c.ok("query-status")["status"], "inmigrate", "a failure changes nothing")
+        self.assertEqual(c.ok("migrate-incoming", {"uri": "file:" + path}), {})
+        c.event("RESUME")
+        self.assertEqual(c.ok("query-status")["status"], "running")
+        self.assertEqual(c.ok("query-migrate"), {"status": "completed"})
+        m = re.search(r"count: tick (\d+)\n", (vm.wait_output("count: tick"), vm.output())[1])
+        vm.wait_output("count: tick %d\n" % (int(m.group(1)) + 1))
+        first = int(re.search(r"count: tick (\d+)", vm.output()).group(1))
+        self.assertIn(first, (saved, saved + 1), vm.output())
+        self.assertNotIn("counters at", vm.output(), "the snapshot runs, not a fresh boot")
+        r = c.cmd("migrate-incoming", {"uri": "file:" + path})
+        self.assertIn("-incoming defer", r["error"]["desc"])
+
+    def test_defer_with_minus_S_stays_paused_until_cont(self):
+        path, saved = self.snapshot()
+        vm = VM("count.elf", ["-incoming", "defer", "-S"])
+        self.addCleanup(vm.close)
+        c = vm.client()
+        self.addCleanup(c.close)
+        self.assertEqual(c.ok("query-status")["status"], "inmigrate")
+        self.assertEqual(c.ok("migrate-incoming", {"uri": "file:" + path}), {})
+        self.assertEqual(c.ok("query-status")["status"], "paused")
+        time.sleep(0.5)
+        self.assertNotIn("count: tick", vm.output())
+        c.ok("cont")
+        vm.wait_output("count: tick")
+        self.assertEqual(c.ok("query-status")["status"], "running")
+
+    def test_cont_before_the_migration_makes_a_minus_S_vm_start_after_it(self):
+        path, saved = self.snapshot()
+        vm = VM("count.elf", ["-incoming", "defer", "-S"])
+        self.addCleanup(vm.close)
+        c = vm.client()
+        self.addCleanup(c.close)
+        c.ok("cont")  # QEMU: sets autostart, the VM still waits
+        self.assertEqual(c.ok("query-status")["status"], "inmigrate")
+        time.sleep(0.3)
+        self.assertNotIn("count:", vm.output())
+        self.assertEqual(c.ok("migrate-incoming", {"uri": "file:" + path}), {})
+        self.assertEqual(c.ok("query-status")["status"], "running")
+        vm.wait_output("count: tick")
+
+    def test_hmp_migrate_incoming(self):
+        path, saved = self.snapshot()
+        vm = VM("count.elf", ["-incoming", "defer"])
+        self.addCleanup(vm.close)
+        c = vm.client()
+        self.addCleanup(c.close)
+        hmp = lambda line: c.ok("human-monitor-command", {"command-line": line})
+        self.assertIn("needs file:PATH", hmp("migrate_incoming tcp:0:4444"))
+        self.assertIn("cannot open snapshot", hmp("migrate_incoming file:/nonexistent"))
+        self.assertEqual(c.ok("query-status")["status"], "inmigrate")
+        self.assertEqual(hmp("migrate_incoming file:" + path), "")
+        self.assertEqual(c.ok("query-status")["status"], "running")
+        vm.wait_output("count: tick")
+        self.assertIn("only allowed with -incoming defer", hmp("migrate_incoming file:" + path))
+
+    def test_defer_and_restore_together_are_refused(self):
+        r = subprocess.run([KVMINI, "run", "-incoming", "defer", "--restore", "/tmp/x"],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("given twice", r.stderr)
+
+
+class SnapshotCommand(QmpBase):
+    def run_cmd(self, *args, cwd=None):
+        return subprocess.run([os.path.abspath(KVMINI), "snapshot"] + list(args),
+                              capture_output=True, text=True, timeout=TIMEOUT, cwd=cwd)
+
+    def test_snapshot_writes_a_file_that_restores(self):
+        self.vm.wait_output("count: tick 2\n")
+        path = os.path.join(self.vm.dir, "cli.kvmini")
+        self.addCleanup(lambda: os.path.exists(path) and os.unlink(path))
+        r = self.run_cmd(self.vm.path, path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.count("\n"), 1, r.stdout)
+        self.assertTrue(r.stdout.startswith("snapshot written to %s (" % path), r.stdout)
+        self.assertEqual(r.stderr, "")
+        c = self.client()
+        self.assertEqual(c.ok("query-status")["status"], "running", "it runs on after")
+        restored = VM("count.elf", ["--restore", path])
+        self.addCleanup(restored.close)
+        restored.wait_output("count: tick")
+        self.assertNotIn("counters at", restored.output())
+
+    def test_a_relative_path_is_the_callers(self):
+        r = self.run_cmd(self.vm.path, "rel.kvmini", cwd=self.vm.dir)
+        path = os.path.join(self.vm.dir, "rel.kvmini")
+        self.addCleanup(lambda: os.path.exists(path) and os.unlink(path))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.exists(path), r.stdout)
+        self.assertIn(path, r.stdout)
+
+    def test_errors_are_one_line(self):
+        r = self.run_cmd("/nonexistent/sock", "/tmp/x.kvmini")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot connect to /nonexistent/sock", r.stderr)
+        self.assertEqual(r.stderr.count("\n"), 1, r.stderr)
+        r = self.run_cmd(self.vm.path, "/nonexistent/dir/x.kvmini")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot create /nonexistent/dir/x.kvmini", r.stderr)
+        self.assertEqual(r.stderr.count("\n"), 1, r.stderr)
+        self.assertEqual(r.stdout, "")
+        self.assertEqual(self.run_cmd().returncode, 2)
+        self.assertEqual(self.run_cmd(self.vm.path).returncode, 2)
+        self.assertEqual(self.run_cmd("a", "b", "c").returncode, 2)
+        r = self.run_cmd("--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("usage: kvmini snapshot SOCKET PATH", r.stdout)
+        r = subprocess.run([KVMINI, "--help"], capture_output=True, text=True)
+        self.assertIn("snapshot SOCKET PATH", r.stdout)
+        self.assertEqual(self.client().ok("query-status")["status"], "running")
 
 
 if __name__ == "__main__":

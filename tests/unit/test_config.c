@@ -1090,6 +1090,24 @@ Test(config, restore_and_incoming)
 	cr_assert_str_eq(cfgt_cfg.restore_path, "/tmp/b.snap");
 	CFGT_ERR(CFGT_SAY("-incoming tcp:0:4444", "only file:PATH"), "-incoming", "tcp:0:4444");
 	CFGT_ERR(CFGT_SAY("-incoming file:", "only file:PATH"), "-incoming", "file:");
+	CFGT_OK("-incoming", "defer");
+	cr_assert(cfgt_cfg.incoming_defer);
+	cr_assert_null(cfgt_cfg.restore_path);
+	CFGT_OK("-incoming", "defer", "-S");
+	cr_assert(cfgt_cfg.incoming_defer && cfgt_cfg.start_paused);
+	CFGT_ERR(CFGT_SAY("given twice"), "-incoming", "defer", "--restore", "/tmp/a");
+	CFGT_ERR(CFGT_SAY("given twice"), "--restore", "/tmp/a", "-incoming", "file:/tmp/b");
+	CFGT_ERR(CFGT_SAY("--restore needs a snapshot file"), "--restore=");
+}
+
+Test(config, snapshot_dir)
+{
+	CFGT_OK(NULL);
+	cr_assert_null(cfgt_cfg.snapshot_dir);
+	CFGT_OK("--snapshot-dir", "/var/snaps");
+	cr_assert_str_eq(cfgt_cfg.snapshot_dir, "/var/snaps");
+	CFGT_ERR(CFGT_SAY("--snapshot-dir needs a directory"), "--snapshot-dir=");
+	CFGT_ERR(CFGT_SAY("needs a value"), "--snapshot-dir");
 }
 
 Test(config, version)
