@@ -40,6 +40,14 @@ int ioeventfd_init(struct ioeventfd *io, int vm_fd, struct event_loop *loop, ioe
 	return 0;
 }
 
+void ioeventfd_init_fd(struct ioeventfd *io, int vm_fd, int fd)
+{
+	memset(io, 0, sizeof(*io));
+	io->vm_fd = vm_fd;
+	io->fd = fd;
+	io->borrowed = true;
+}
+
 static int ioeventfd_ioctl(struct ioeventfd *io, uint64_t addr, uint32_t len, bool deassign)
 {
 	struct kvm_ioeventfd req = {
@@ -105,6 +113,7 @@ void ioeventfd_destroy(struct ioeventfd *io)
 	ioeventfd_deassign(io);
 	if (io->loop)
 		loop_del_fd(io->loop, io->fd);
-	close(io->fd);
+	if (!io->borrowed)
+		close(io->fd);
 	io->fd = -1;
 }

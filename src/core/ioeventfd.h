@@ -25,6 +25,7 @@ struct ioeventfd {
 	uint32_t len; /* 0: any access width (KVM_CAP_IOEVENTFD_ANY_LENGTH) */
 	bool assigned;
 	bool has_datamatch; /* bound with ioeventfd_assign_datamatch */
+	bool borrowed;	    /* fd belongs to whoever waits on it (ioeventfd_init_fd) */
 	uint64_t datamatch;
 };
 
@@ -32,6 +33,10 @@ struct ioeventfd {
  * writes). Nothing is assigned yet. 0 or -errno with e filled. */
 int ioeventfd_init(struct ioeventfd *io, int vm_fd, struct event_loop *loop, ioeventfd_fn fn,
 		   void *opaque, unsigned arg, struct errbuf *e);
+/* The same with an eventfd someone else owns and waits on (a device's queue worker): KVM
+ * signals that thread directly, nothing goes through the loop, and destroy leaves the fd
+ * open. */
+void ioeventfd_init_fd(struct ioeventfd *io, int vm_fd, int fd);
 /* Binds the eventfd to an MMIO write of any width at addr (else of len bytes), moving it if
  * it was bound elsewhere. 0, or -errno (then nothing is bound: handle the write by hand). */
 int ioeventfd_assign(struct ioeventfd *io, uint64_t addr, uint32_t len);

@@ -338,15 +338,21 @@ static int send_msi(struct irq *irq)
 int irq_raise(struct irq *irq)
 {
 	switch (irq->kind) {
+	/* A level line already up stays up: KVM delivers it again after each EOI while it is
+	 * (KVM_IRQ_LINE), or signals the resample fd and irq_resample raises it again, so a
+	 * second raise would be one more system call for nothing (a device that completes a
+	 * request at a time on INTx would make one per request). irq_resync re-drives it. */
 	case IRQ_KIND_LINE:
-		if (!atomic_exchange(&irq->level, true))
-			atomic_fetch_add(&irq->raises, 1);
+		if (atomic_exchange(&irq->level, true))
+			return 0;
+		atomic_fetch_add(&irq->raises, 1);
 		return set_line(irq, true);
 	case IRQ_KIND_LINE_IRQFD:
 		if (irq->resample_fd < 0)
 			return irq_trigger(irq);
-		if (!atomic_exchange(&irq->level, true))
-			atomic_fetch_add(&irq->raises, 1);
+		if (atomic_exchange(&irq->level, true))
+			return 0;
+		atomic_fetch_add(&irq->raises, 1);
 		return kick_eventfd(irq->fd);
 	case IRQ_KIND_MSI:
 		return send_msi(irq);

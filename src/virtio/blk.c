@@ -753,6 +753,14 @@ static void blk_destroy(struct virtio_dev *d)
 
 static unsigned blk_stats_op(struct virtio_dev *d, struct virtio_stat *out, unsigned max);
 
+/* The queue worker waits on its kick eventfd (with the io_uring completions): KVM signals
+ * it directly. */
+static int blk_kick_fd(struct virtio_dev *d, unsigned q)
+{
+	struct blk *b = to_blk(d);
+	return q < b->nqueues ? b->queues[q].kick_fd : -1;
+}
+
 static const struct virtio_dev_ops blk_ops = {
     .name = "virtio-blk",
     .device_id = VIRTIO_ID_BLOCK,
@@ -762,6 +770,7 @@ static const struct virtio_dev_ops blk_ops = {
     .config_write = blk_config_write,
     .start = blk_start,
     .queue_notify = blk_queue_notify,
+    .kick_fd = blk_kick_fd,
     .reset = blk_reset,
     .save = blk_save,
     .load = blk_load,

@@ -354,8 +354,8 @@ int virtio_mmio_init(struct virtio_mmio *m, struct virtio_dev *d, struct bus *bu
 	if (vm_fd >= 0 && loop) {
 		for (unsigned i = 0; i < d->nqueues; i++) {
 			struct errbuf ie = {{0}};
-			int r =
-			    ioeventfd_init(&m->kicks[i], vm_fd, loop, virtio_mmio_kick, m, i, &ie);
+			int r = virtio_dev_ioeventfd_init(d, i, &m->kicks[i], vm_fd, loop,
+							  virtio_mmio_kick, m, &ie);
 			if (r == 0 &&
 			    (r = ioeventfd_assign_datamatch(
 				 &m->kicks[i], base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, i)) < 0)

@@ -591,8 +591,8 @@ int virtio_pci_create(const struct virtio_pci_env *env, struct virtio_dev *d,
 		t->vec[v].have_irq = true;
 	}
 	for (unsigned q = 0; q < d->nqueues; q++)
-		if ((ret = ioeventfd_init(&t->notify[q], env->vm_fd, env->loop, vp_ioeventfd, t, q,
-					  e)) < 0) {
+		if ((ret = virtio_dev_ioeventfd_init(d, q, &t->notify[q], env->vm_fd, env->loop,
+						     vp_ioeventfd, t, e)) < 0) {
 			vp_free(t);
 			return ret;
 		}

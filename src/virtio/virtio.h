@@ -27,6 +27,7 @@
 #include "core/device.h"
 #include "core/guest_mem.h"
 #include "core/loop.h"
+#include "core/ioeventfd.h"
 #include "util/err.h"
 #include "virtio/virtqueue.h"
 
@@ -70,6 +71,11 @@ struct virtio_dev_ops {
 	 * ioeventfd, or on a vCPU thread for a notify register that has none: hand the work
 	 * to the queue's worker or do it now, but never block. */
 	void (*queue_notify)(struct virtio_dev *d, unsigned q);
+	/* An eventfd the device's own thread waits on for queue q's kicks, or -1: the transport
+	 * then has KVM signal it directly (KVM_IOEVENTFD), so a kick wakes that thread without
+	 * a hop through the loop; queue_notify still serves kicks KVM did not absorb. The fd
+	 * lives as long as the device. Optional. */
+	int (*kick_fd)(struct virtio_dev *d, unsigned q);
 	/* A device reset (the driver wrote status 0, or the VM reset): stop serving and drop
 	 * in-flight work before returning; the core resets the queues and the status after. */
 	void (*reset)(struct virtio_dev *d);
@@ -138,6 +144,11 @@ uint8_t virtio_dev_set_status(struct virtio_dev *d, uint8_t status);
 void virtio_dev_reset(struct virtio_dev *d);
 void virtio_dev_config_read(struct virtio_dev *d, uint32_t offset, void *data, uint32_t len);
 void virtio_dev_config_write(struct virtio_dev *d, uint32_t offset, const void *data, uint32_t len);
+/* Sets up io, queue q's notification eventfd: the device's own (ops->kick_fd) when it has
+ * one, else a new one on loop that calls fn(opaque, q). 0 or -errno with e filled. */
+int virtio_dev_ioeventfd_init(struct virtio_dev *d, unsigned q, struct ioeventfd *io, int vm_fd,
+			      struct event_loop *loop, ioeventfd_fn fn, void *opaque,
+			      struct errbuf *e);
 /* A kick for queue q: ignored unless DRIVER_OK is set and q is enabled. */
 void virtio_dev_queue_notify(struct virtio_dev *d, unsigned q);
 
