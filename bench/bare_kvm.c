@@ -206,9 +206,9 @@ static void enter_user64(int vcpu, uint8_t *ram, uint32_t entry)
 	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
 	sregs.tr = (struct kvm_segment){.selector = 0x30, .limit = 0x67, .type = 0xb, .present = 1};
 	sregs.cr3 = PT_ADDR;
-	sregs.cr4 = 0x20;	  /* PAE */
+	sregs.cr4 = 0x20;	/* PAE */
 	sregs.cr0 = 0x80010011; /* PG | WP | ET | PE */
-	sregs.efer = 0x500;	  /* LME | LMA */
+	sregs.efer = 0x500;	/* LME | LMA */
 	xioctl(vcpu, KVM_SET_SREGS, &sregs, "KVM_SET_SREGS");
 	struct kvm_regs regs = {.rflags = 0x2, .rip = entry, .rsp = 0x8000};
 	xioctl(vcpu, KVM_SET_REGS, &regs, "KVM_SET_REGS");

@@ -136,6 +136,9 @@ void pm_sync_sci(struct pm *pm)
 {
 	pthread_mutex_lock(&pm->lock);
 	pm_update_sci(pm);
+	/* After a restore the interrupt controllers' state was replaced: drive the line to its
+	 * level even if it was already up before (irq_raise would not raise it twice). */
+	irq_resync(&pm->sci);
 	pthread_mutex_unlock(&pm->lock);
 }
 

@@ -181,18 +181,6 @@ void virtio_dev_config_changed(struct virtio_dev *d)
 		d->tops->notify_config(d->transport);
 }
 
-int virtio_dev_ioeventfd_init(struct virtio_dev *d, unsigned q, struct ioeventfd *io, int vm_fd,
-			      struct event_loop *loop, ioeventfd_fn fn, void *opaque,
-			      struct errbuf *e)
-{
-	int fd = d->ops->kick_fd ? d->ops->kick_fd(d, q) : -1;
-	if (fd >= 0) {
-		ioeventfd_init_fd(io, vm_fd, fd);
-		return 0;
-	}
-	return ioeventfd_init(io, vm_fd, loop, fn, opaque, q, e);
-}
-
 /* The device list's view: the common state, every queue's position, then the device's. */
 static void virtio_list_reset(void *dev)
 {

@@ -146,9 +146,17 @@ void virtio_dev_config_read(struct virtio_dev *d, uint32_t offset, void *data, u
 void virtio_dev_config_write(struct virtio_dev *d, uint32_t offset, const void *data, uint32_t len);
 /* Sets up io, queue q's notification eventfd: the device's own (ops->kick_fd) when it has
  * one, else a new one on loop that calls fn(opaque, q). 0 or -errno with e filled. */
-int virtio_dev_ioeventfd_init(struct virtio_dev *d, unsigned q, struct ioeventfd *io, int vm_fd,
-			      struct event_loop *loop, ioeventfd_fn fn, void *opaque,
-			      struct errbuf *e);
+static inline int virtio_dev_ioeventfd_init(struct virtio_dev *d, unsigned q, struct ioeventfd *io,
+					    int vm_fd, struct event_loop *loop, ioeventfd_fn fn,
+					    void *opaque, struct errbuf *e)
+{
+	int fd = d->ops->kick_fd ? d->ops->kick_fd(d, q) : -1;
+	if (fd >= 0) {
+		ioeventfd_init_fd(io, vm_fd, fd);
+		return 0;
+	}
+	return ioeventfd_init(io, vm_fd, loop, fn, opaque, q, e);
+}
 /* A kick for queue q: ignored unless DRIVER_OK is set and q is enabled. */
 void virtio_dev_queue_notify(struct virtio_dev *d, unsigned q);
 

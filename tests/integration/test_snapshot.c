@@ -336,7 +336,7 @@ Test(snapshot, restored_checksum_sequence_equals_an_uninterrupted_run)
 	unlink(snap_path);
 }
 
-/* A virtio-blk guest in the middle of 100000 random reads at queue depth 32: restored,
+/* A virtio-blk guest in the middle of 1000000 random reads at queue depth 32: restored,
  * its device runs again (queues, worker, notifications) and every read completes. */
 Test(snapshot, restored_virtio_blk_guest_finishes_its_reads)
 {
@@ -347,10 +347,10 @@ Test(snapshot, restored_virtio_blk_guest_finishes_its_reads)
 	cr_assert_eq(ftruncate(fd, 64 << 20), 0);
 	close(fd);
 	snprintf(opt, sizeof(opt), "%s,ro", disk);
-	const char *append = "blk=bench n=100000 qd=32";
+	const char *append = "blk=bench n=1000000 qd=32";
 	make_snapshot_with("virtio-blk", 1, "virtio-blk: pci ",
 			   (const char *const[]){"--disk", opt, "--append", append, NULL});
-	cr_assert_null(strstr(snap_console, "bench qd"), "snapshot after the reads:\n%s",
+	cr_assert_null(strstr(snap_console, "reads of 4096 bytes"), "snapshot after the reads:\n%s",
 		       snap_console);
 	const char *argv[] = {
 	    "kvmini", "run", "--restore", snap_path, "--kernel", harness_guest("virtio-blk"),
@@ -358,8 +358,8 @@ Test(snapshot, restored_virtio_blk_guest_finishes_its_reads)
 	    NULL};
 	struct harness_result res;
 	cr_assert_eq(harness_run(argv, &(struct harness_opts){.timeout_s = 60}, &res), 0);
-	cr_assert(strstr(res.out, "bench qd 32: 100000 reads"), "stdout:\n%s\nstderr:\n%s", res.out,
-		  res.err);
+	cr_assert(strstr(res.out, "bench qd 32: 1000000 reads"), "stdout:\n%s\nstderr:\n%s",
+		  res.out, res.err);
 	cr_assert(strstr(res.out, "virtio-blk: OK"), "%s", res.out);
 	harness_result_free(&res);
 	unlink(snap_path);
