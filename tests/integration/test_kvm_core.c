@@ -276,6 +276,11 @@ Test(kvm_core, a_restored_irqchip_gets_every_asserted_level_line_again, .timeout
 	cr_assert(kc_ioapic_irr_becomes(&v, 4, true));
 	cr_assert(kc_ioapic_irr_becomes(&v, 6, false), "a lowered line came back");
 
+	/* The list's entries only: the devices are torn down one by one below. */
+	for (struct device *d = list.head, *next; d; d = next) {
+		next = d->next;
+		free(d);
+	}
 	irq_destroy(&lv.irqfd);
 	irq_destroy(&lv.line);
 	serial_destroy(&com1);
