@@ -480,11 +480,13 @@ static bool poll_avail(struct blk_queue *bq)
 	return virtqueue_set_notification(vq, true);
 }
 
-static void set_still(struct blk_queue *bq, bool still)
+/* Wakes whoever waits on the park condition (a parked worker, a pausing caller), after
+ * setting q's `still` when q is given. */
+static void park_wake(struct blk *b, struct blk_queue *q, bool still)
 {
-	struct blk *b = bq->blk;
 	pthread_mutex_lock(&b->park_lock);
-	bq->still = still;
+	if (q)
+		q->still = still;
 	pthread_cond_broadcast(&b->park_cond);
 	pthread_mutex_unlock(&b->park_lock);
 }
@@ -561,7 +563,7 @@ static void *queue_worker(void *arg)
 	while ((n = disk_queue_wait(&bq->dq, done, BLK_BATCH, false, NULL)) > 0)
 		for (int i = 0; i < n; i++)
 			io_done(bq, done[i], false);
-	set_still(bq, true); /* a pause need not wait for a worker that has ended */
+	park_wake(bq->blk, bq, true); /* a pause need not wait for a worker that has ended */
 	return NULL;
 }
 
@@ -569,9 +571,7 @@ static void queue_stop(struct blk_queue *bq)
 {
 	if (bq->running) {
 		atomic_store(&bq->stop, true);
-		pthread_mutex_lock(&bq->blk->park_lock); /* a parked worker waits on the cond */
-		pthread_cond_broadcast(&bq->blk->park_cond);
-		pthread_mutex_unlock(&bq->blk->park_lock);
+		park_wake(bq->blk, NULL, false); /* a parked worker waits on the cond */
 		eventfd_write(bq->kick_fd, 1);
 		pthread_join(bq->thread, NULL);
 		bq->running = false;
@@ -708,11 +708,9 @@ static void blk_pause(struct virtio_dev *d)
 static void blk_resume(struct virtio_dev *d)
 {
 	struct blk *b = to_blk(d);
-	pthread_mutex_lock(&b->park_lock);
 	for (unsigned i = 0; i < b->nqueues; i++)
 		atomic_store(&b->queues[i].pause_req, false);
-	pthread_cond_broadcast(&b->park_cond);
-	pthread_mutex_unlock(&b->park_lock);
+	park_wake(b, NULL, false);
 	/* Whatever the driver queued that the worker had not taken is taken now. */
 	for (unsigned i = 0; i < b->nqueues; i++)
 		if (b->queues[i].running)

@@ -544,6 +544,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	vm->start = *start;
 	vm->vm_fd = -1;
 	vm->signal_fd = -1;
+	vm->vcpu_env.profile_fd = -1;
 	vm->control = (struct vm_control){&vm_control_ops, vm, NULL};
 	device_list_init(&vm->devices);
 	vm->reset_vcpu_state = calloc(cfg->ncpus, sizeof(*vm->reset_vcpu_state));
@@ -781,7 +782,7 @@ void vm_destroy(struct vm *vm)
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	vm->nvcpus = 0;
-	if (vm->vcpu_env.pio && vm->vcpu_env.profile_fd >= 0) /* the env was set up */
+	if (vm->vcpu_env.profile_fd >= 0)
 		close(vm->vcpu_env.profile_fd);
 	vm->vcpu_env.profile_fd = -1;
 	free(vm->supported_cpuid);
