@@ -65,6 +65,18 @@ class VM:
                 raise AssertionError("no %r in the guest's output: %r" % (text, self.output()))
             time.sleep(0.02)
 
+    def wait_match(self, pattern, timeout=TIMEOUT):
+        """Waits until the output matches the regular expression; returns the match."""
+        deadline = time.time() + timeout
+        while True:
+            m = re.search(pattern, self.output())
+            if m:
+                return m
+            if time.time() > deadline:
+                raise AssertionError("no match for %r in the guest's output: %r"
+                                     % (pattern, self.output()))
+            time.sleep(0.02)
+
     def ticks(self):
         return self.output().count("count: tick")
 
@@ -1209,9 +1221,8 @@ class IncomingDefer(unittest.TestCase):
         c.event("RESUME")
         self.assertEqual(c.ok("query-status")["status"], "running")
         self.assertEqual(c.ok("query-migrate"), {"status": "completed"})
-        m = re.search(r"count: tick (\d+)\n", (vm.wait_output("count: tick"), vm.output())[1])
-        vm.wait_output("count: tick %d\n" % (int(m.group(1)) + 1))
-        first = int(re.search(r"count: tick (\d+)", vm.output()).group(1))
+        first = int(vm.wait_match(r"count: tick (\d+)\n").group(1))
+        vm.wait_output("count: tick %d\n" % (first + 1))
         self.assertIn(first, (saved, saved + 1), vm.output())
         self.assertNotIn("counters at", vm.output(), "the snapshot runs, not a fresh boot")
         r = c.cmd("migrate-incoming", {"uri": "file:" + path})
