@@ -75,13 +75,28 @@ struct vm_control_ops {
 	int (*snapshot_clock)(void *opaque, const char *path, uint64_t *clock_ns, struct errbuf *e);
 };
 
+/* query-migrate's view, shared by every monitor: the outcome of the last migrate or
+ * migrate-incoming (QMP or HMP). */
+struct vm_migration {
+	const char *status; /* NULL: none yet; "completed" or "failed" */
+};
+
 struct vm_control {
 	const struct vm_control_ops *ops;
 	void *opaque;
+	struct vm_migration *migration; /* NULL: not kept */
 	/* Where HMP savevm/loadvm/delvm keep named snapshots (--snapshot-dir, or the first
 	 * disk's directory); NULL: none. */
 	const char *snapshot_dir;
 };
+
+/* Records a migrate or migrate-incoming's outcome for query-migrate (ctl or its
+ * migration may be NULL). */
+static inline void vm_migration_done(const struct vm_control *ctl, bool ok)
+{
+	if (ctl && ctl->migration)
+		ctl->migration->status = ok ? "completed" : "failed";
+}
 
 const char *vm_run_status_name(enum vm_run_status s); /* "running", "paused", "shutdown",
 							 "prelaunch", "inmigrate" */

@@ -366,7 +366,9 @@ static void hmp_migrate_incoming(const struct hmp_env *env, const char *arg, str
 		return;
 	}
 	struct errbuf e = {{0}};
-	if (ops->incoming(env->control->opaque, arg + 5, &e) < 0)
+	int r = ops->incoming(env->control->opaque, arg + 5, &e);
+	vm_migration_done(env->control, r == 0);
+	if (r < 0)
 		out_printf(o, "Error: %s\n", e.msg);
 }
 

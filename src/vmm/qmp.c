@@ -731,8 +731,9 @@ static cJSON *cmd_query_migrate(struct qmp_server *s, struct qmp_client *c, cJSO
 				struct qmp_error *err)
 {
 	cJSON *r = ok();
-	if (s->migrate_status)
-		cJSON_AddStringToObject(r, "status", s->migrate_status);
+	const struct vm_control *ctl = s->vm.control;
+	if (ctl && ctl->migration && ctl->migration->status)
+		cJSON_AddStringToObject(r, "status", ctl->migration->status);
 	return r;
 }
 
@@ -755,11 +756,11 @@ static cJSON *cmd_migrate(struct qmp_server *s, struct qmp_client *c, cJSON *arg
 	}
 	struct errbuf e = {{0}};
 	if (ctl->ops->snapshot_save(ctl->opaque, uri + 5, &e) < 0) {
-		s->migrate_status = "failed";
+		vm_migration_done(ctl, false);
 		qmp_err(err, "GenericError", "%s", e.msg);
 		return NULL;
 	}
-	s->migrate_status = "completed";
+	vm_migration_done(ctl, true);
 	return ok();
 }
 
@@ -788,11 +789,11 @@ static cJSON *cmd_migrate_incoming(struct qmp_server *s, struct qmp_client *c, c
 	}
 	struct errbuf e = {{0}};
 	if (ctl->ops->incoming(ctl->opaque, uri + 5, &e) < 0) {
-		s->migrate_status = "failed";
+		vm_migration_done(ctl, false);
 		qmp_err(err, "GenericError", "%s", e.msg);
 		return NULL;
 	}
-	s->migrate_status = "completed";
+	vm_migration_done(ctl, true);
 	return ok();
 }
 

@@ -45,8 +45,6 @@ struct qmp_server {
 	int vm_stats_fd;
 	int vcpu_stats_fd[KVMINI_MAX_VCPUS];
 	int dispatching; /* inside a client's callback: dead clients are reaped after it */
-	const char *migrate_status; /* query-migrate: NULL, "completed" or "failed" (the last
-				     * migrate or migrate-incoming) */
 };
 
 /* Listens at cfg->path (an old socket file there is replaced). */

@@ -545,7 +545,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct timespec 
 	vm->vm_fd = -1;
 	vm->signal_fd = -1;
 	vm->vcpu_env.profile_fd = -1;
-	vm->control = (struct vm_control){&vm_control_ops, vm, NULL};
+	vm->control =
+	    (struct vm_control){.ops = &vm_control_ops, .opaque = vm, .migration = &vm->migration};
 	device_list_init(&vm->devices);
 	vm->reset_vcpu_state = calloc(cfg->ncpus, sizeof(*vm->reset_vcpu_state));
 	vm->vcpus = calloc(cfg->ncpus, sizeof(*vm->vcpus));

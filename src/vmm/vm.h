@@ -58,11 +58,12 @@ struct vm {
 	bool serial_present[KVMINI_MAX_SERIALS];
 	struct pci_host pci; /* bus 0: the host bridge and the virtio-pci functions */
 	bool pci_created;
-	struct device_list devices; /* every device: reset, save, destroy */
-	struct pm *pm;		    /* the ACPI PM registers (in devices): the power button */
-	struct vmgenid *vmgenid;    /* the VM generation ID (in devices) */
-	struct vm_control control;  /* what the monitor may ask of the VM */
-	struct qmp_server qmp;	    /* --qmp / -mon mode=control */
+	struct device_list devices;    /* every device: reset, save, destroy */
+	struct pm *pm;		       /* the ACPI PM registers (in devices): the power button */
+	struct vmgenid *vmgenid;       /* the VM generation ID (in devices) */
+	struct vm_control control;     /* what the monitor may ask of the VM */
+	struct vm_migration migration; /* control.migration points here */
+	struct qmp_server qmp;	       /* --qmp / -mon mode=control */
 	bool qmp_open;
 	bool reset_by_host;	 /* the pending reset came from the monitor (RESET's reason) */
 	bool reset_stop_by_host; /* -no-reboot stop caused by the monitor's system_reset */

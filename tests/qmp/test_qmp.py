@@ -1266,9 +1266,11 @@ class IncomingDefer(unittest.TestCase):
         hmp = lambda line: c.ok("human-monitor-command", {"command-line": line})
         self.assertIn("needs file:PATH", hmp("migrate_incoming tcp:0:4444"))
         self.assertIn("cannot open snapshot", hmp("migrate_incoming file:/nonexistent"))
+        self.assertEqual(c.ok("query-migrate"), {"status": "failed"}, "HMP and QMP agree")
         self.assertEqual(c.ok("query-status")["status"], "inmigrate")
         self.assertEqual(hmp("migrate_incoming file:" + path), "")
         self.assertEqual(c.ok("query-status")["status"], "running")
+        self.assertEqual(c.ok("query-migrate"), {"status": "completed"})
         vm.wait_output("count: tick")
         self.assertIn("only allowed with -incoming defer", hmp("migrate_incoming file:" + path))
 

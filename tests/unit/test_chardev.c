@@ -332,7 +332,7 @@ static void con_setup(bool mux)
 	irq_line_init(&cf.irq, -1, 4);
 	cr_assert_eq(serial_init(&cf.ser, &cf.irq, &cf.con.chr), 0);
 	cr_assert_eq(power_init(&cf.power), 0);
-	cf.ctl = (struct vm_control){&fake_ops, &cf.vm, NULL};
+	cf.ctl = (struct vm_control){.ops = &fake_ops, .opaque = &cf.vm};
 	cf.con.serial = &cf.ser;
 	cf.con.power = &cf.power;
 	cf.con.control = &cf.ctl;
