@@ -313,14 +313,16 @@ int vm_resume(struct vm *vm)
 {
 	if (power_stop_requested(&vm->power))
 		return -ESHUTDOWN;
-	if (vm->paused_clock_valid && power_is_user_paused(&vm->power)) {
+	/* Only the loop thread (this one) pauses or resumes: one look is enough. */
+	bool was_paused = power_is_user_paused(&vm->power);
+	if (vm->paused_clock_valid && was_paused) {
 		struct kvm_clock_data clock = {.clock = vm->paused_clock.clock};
 		if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
 			log_debug("KVM_SET_CLOCK: %s", strerror(errno));
 		vm->paused_clock_valid = false;
 	}
 	vm->prelaunch = false;
-	if (power_is_user_paused(&vm->power))
+	if (was_paused)
 		device_list_resume(&vm->devices);
 	if (power_user_resume(&vm->power) && vm->qmp_open)
 		qmp_server_event(&vm->qmp, "RESUME", NULL);
