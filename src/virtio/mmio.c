@@ -190,15 +190,12 @@ static void virtio_mmio_bad(struct virtio_mmio *m, const char *why, uint64_t off
 			    bool is_write)
 {
 	atomic_fetch_add(&m->bad_accesses, 1);
-	if (!atomic_exchange(&m->bad_logged, true))
-		log_warn("%s on virtio-mmio@0x%llx: %u-byte %s at 0x%llx ignored (%s); further "
-			 "ignored accesses are only counted",
-			 m->dev->ops->name, (unsigned long long)m->base, len,
-			 is_write ? "write" : "read", (unsigned long long)offset, why);
-	else
-		log_debug("%s on virtio-mmio@0x%llx: %u-byte %s at 0x%llx ignored (%s)",
-			  m->dev->ops->name, (unsigned long long)m->base, len,
-			  is_write ? "write" : "read", (unsigned long long)offset, why);
+	bool first = !atomic_exchange(&m->bad_logged, true);
+	log_msg(first ? LOG_WARN : LOG_DEBUG,
+		"%s on virtio-mmio@0x%llx: %u-byte %s at 0x%llx ignored (%s)%s", m->dev->ops->name,
+		(unsigned long long)m->base, len, is_write ? "write" : "read",
+		(unsigned long long)offset, why,
+		first ? "; further ignored accesses are only counted" : "");
 }
 
 static void virtio_mmio_write_reg(struct virtio_mmio *m, uint32_t off, uint32_t v)
