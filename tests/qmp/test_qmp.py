@@ -930,7 +930,9 @@ class NamedSnapshots(unittest.TestCase):
                 os.unlink(os.path.join(d, f))
             os.rmdir(d)
         self.addCleanup(clean)
-        vm = VM(guest, ["--snapshot-dir", self.snapdir] if extra is None else extra)
+        if extra is None:
+            extra = ["--snapshot-dir", "SNAPDIR"]
+        vm = VM(guest, [a.replace("SNAPDIR", self.snapdir) for a in extra])
         self.addCleanup(vm.close)
         c = vm.client()
         self.addCleanup(c.close)
@@ -1056,6 +1058,51 @@ class NamedSnapshots(unittest.TestCase):
         vm.reader.join(5)
         self.assertIn("virtio-blk: bench qd 32: 1500000 reads", vm.output())
         self.assertIn("virtio-blk: OK", vm.output())
+
+    def test_loadvm_with_virtio_console_keeps_the_posted_receive_buffer(self):
+        # The guest posts one receive buffer on hvc0 and waits for a line. savevm, then
+        # loadvm: the console's queues come back at their saved positions, so the line
+        # sent after loadvm lands in that buffer and the guest echoes it.
+        sockdir = tempfile.mkdtemp(prefix="kvmini-hvc0-")
+        port = os.path.join(sockdir, "hvc0.sock")
+        self.addCleanup(os.rmdir, sockdir)
+        self.addCleanup(lambda: os.path.exists(port) and os.unlink(port))
+        vm, c, hmp = self.vm("virtio-console.elf", extra=[
+            "--snapshot-dir", "SNAPDIR", "-serial", "stdio", "-chardev", "socket,id=c1,path=%s,server=on,wait=off" % port,
+            "-device", "virtio-serial-pci", "-device", "virtconsole,chardev=c1"])
+        con = socket.socket(socket.AF_UNIX)
+        self.addCleanup(con.close)
+        deadline = time.time() + TIMEOUT
+        while True:
+            try:
+                con.connect(port)
+                break
+            except OSError:
+                self.assertLess(time.time(), deadline, "no console socket: " + vm.output())
+                time.sleep(0.01)
+        con.settimeout(TIMEOUT)
+        got = b""
+        while b"virtio-console: ready\n" not in got:
+            b = con.recv(4096)
+            self.assertTrue(b, "the console closed: %r" % got)
+            got += b
+        self.assertIn(b"hvc0: hello from the guest", got)
+        self.assertEqual(hmp("savevm con"), "")
+        self.assertEqual(c.ok("query-status")["status"], "running")
+        self.assertEqual(hmp("loadvm con"), "")
+        self.assertEqual(c.ok("query-status")["status"], "running")
+        con.sendall(b"after loadvm\n")
+        got = b""
+        while b"hvc0 echo: after loadvm" not in got:
+            b = con.recv(4096)
+            self.assertTrue(b, "the console closed: %r / %s" % (got, vm.output()))
+            got += b
+        self.assertEqual(vm.proc.wait(TIMEOUT), 0, vm.output())
+        vm.reader.join(5)
+        self.assertIn("virtio-console: echoed 13 bytes", vm.output())
+        self.assertIn("virtio-console: OK", vm.output())
+        self.assertEqual(vm.output().count("virtio-console: pci "), 1,
+                         "loadvm does not boot the guest again")
 
     def test_info_snapshots_savevm_replaces_and_delvm_removes(self):
         vm, c, hmp = self.vm("count.elf")
