@@ -63,7 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0)
 		return 0;
 	struct fake_vm fvm = {VM_STATUS_RUNNING};
-	struct vm_control ctl = {&fake_ops, &fvm, NULL};
+	struct vm_migration mig = {0};
+	struct vm_control ctl = {.ops = &fake_ops, .opaque = &fvm, .migration = &mig};
 	struct vm_config cfg;
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.name = "fuzz";
