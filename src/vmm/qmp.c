@@ -755,12 +755,12 @@ static cJSON *cmd_migrate(struct qmp_server *s, struct qmp_client *c, cJSON *arg
 		return NULL;
 	}
 	struct errbuf e = {{0}};
-	if (ctl->ops->snapshot_save(ctl->opaque, uri + 5, &e) < 0) {
-		vm_migration_done(ctl, false);
+	int r = ctl->ops->snapshot_save(ctl->opaque, uri + 5, &e);
+	vm_migration_done(ctl, r == 0);
+	if (r < 0) {
 		qmp_err(err, "GenericError", "%s", e.msg);
 		return NULL;
 	}
-	vm_migration_done(ctl, true);
 	return ok();
 }
 
@@ -788,12 +788,12 @@ static cJSON *cmd_migrate_incoming(struct qmp_server *s, struct qmp_client *c, c
 		return NULL;
 	}
 	struct errbuf e = {{0}};
-	if (ctl->ops->incoming(ctl->opaque, uri + 5, &e) < 0) {
-		vm_migration_done(ctl, false);
+	int r = ctl->ops->incoming(ctl->opaque, uri + 5, &e);
+	vm_migration_done(ctl, r == 0);
+	if (r < 0) {
 		qmp_err(err, "GenericError", "%s", e.msg);
 		return NULL;
 	}
-	vm_migration_done(ctl, true);
 	return ok();
 }
 

@@ -59,11 +59,7 @@ class VM:
             return self.out.decode(errors="replace")
 
     def wait_output(self, text, timeout=TIMEOUT):
-        deadline = time.time() + timeout
-        while text not in self.output():
-            if time.time() > deadline:
-                raise AssertionError("no %r in the guest's output: %r" % (text, self.output()))
-            time.sleep(0.02)
+        self.wait_match(re.escape(text), timeout)
 
     def wait_match(self, pattern, timeout=TIMEOUT):
         """Waits until the output matches the regular expression; returns the match."""
@@ -1068,8 +1064,18 @@ class NamedSnapshots(unittest.TestCase):
         self.addCleanup(os.rmdir, sockdir)
         self.addCleanup(lambda: os.path.exists(port) and os.unlink(port))
         vm, c, hmp = self.vm("virtio-console.elf", extra=[
-            "--snapshot-dir", "SNAPDIR", "-serial", "stdio", "-chardev", "socket,id=c1,path=%s,server=on,wait=off" % port,
+            "--snapshot-dir", "SNAPDIR", "-serial", "stdio",
+            "-chardev", "socket,id=c1,path=%s,server=on,wait=off" % port,
             "-device", "virtio-serial-pci", "-device", "virtconsole,chardev=c1"])
+
+        def recv_until(marker):
+            got = b""
+            while marker not in got:
+                b = con.recv(4096)
+                self.assertTrue(b, "the console closed: %r / %s" % (got, vm.output()))
+                got += b
+            return got
+        # The console's socket listens once its device exists, after the QMP socket.
         con = socket.socket(socket.AF_UNIX)
         self.addCleanup(con.close)
         deadline = time.time() + TIMEOUT
@@ -1081,22 +1087,13 @@ class NamedSnapshots(unittest.TestCase):
                 self.assertLess(time.time(), deadline, "no console socket: " + vm.output())
                 time.sleep(0.01)
         con.settimeout(TIMEOUT)
-        got = b""
-        while b"virtio-console: ready\n" not in got:
-            b = con.recv(4096)
-            self.assertTrue(b, "the console closed: %r" % got)
-            got += b
-        self.assertIn(b"hvc0: hello from the guest", got)
+        self.assertIn(b"hvc0: hello from the guest", recv_until(b"virtio-console: ready\n"))
         self.assertEqual(hmp("savevm con"), "")
         self.assertEqual(c.ok("query-status")["status"], "running")
         self.assertEqual(hmp("loadvm con"), "")
         self.assertEqual(c.ok("query-status")["status"], "running")
         con.sendall(b"after loadvm\n")
-        got = b""
-        while b"hvc0 echo: after loadvm" not in got:
-            b = con.recv(4096)
-            self.assertTrue(b, "the console closed: %r / %s" % (got, vm.output()))
-            got += b
+        recv_until(b"hvc0 echo: after loadvm")
         self.assertEqual(vm.proc.wait(TIMEOUT), 0, vm.output())
         vm.reader.join(5)
         self.assertIn("virtio-console: echoed 13 bytes", vm.output())
